@@ -1,0 +1,1 @@
+"""The `skydive` command line: services (analyzer, agent, allinone) and the REST client."""
