@@ -1,0 +1,54 @@
+"""Storage: the Store interface, the embedded SQLite backend (default) and `memory`.
+
+    from skydive_runtime.storage import open_store
+    store = open_store({"driver": "sqlite", "path": "/var/lib/skydive/skydive.db", "retention": "7d"})
+    store.attach(graph)             # archive every revision of the live graph
+    store.graph_at(t_ms)            # HistoryProvider for G.At / G.Context
+"""
+
+from .base import (FlowStorageNotConfigured, HistoryNotSupported, Store, StoreError, FlowView,
+                   normalize_flow_filter, parse_retention)
+from .memory import MemoryStore
+from .sqlite import DEFAULT_PATH, SQLiteStore
+
+DRIVERS = ("sqlite", "memory")
+_SQLITE_SETTINGS = ("path", "retention", "prune_interval", "flush_interval", "batch_size", "synchronous",
+                    "heartbeat_interval")
+
+
+def open_store(settings=None, name=None):
+    """Open the backend described by a `storage.<name>` section.
+
+    `settings` is the section dict (`driver` defaults to sqlite; sqlite keys: path, retention,
+    prune_interval, flush_interval, batch_size, synchronous), a plain path string (an SQLite
+    file), or None (SQLite at the default path). `name` only improves error messages.
+    Raises StoreError with a message naming the setting on bad input.
+    """
+    where = "storage.%s" % name if name else "storage"
+    if settings is None:
+        settings = {}
+    if isinstance(settings, str):
+        settings = {"driver": "sqlite", "path": settings}
+    if not isinstance(settings, dict):
+        raise StoreError("%s: expected a map of settings or a path, got %r" % (where, settings))
+    driver = settings.get("driver") or (name if name in DRIVERS else "sqlite")
+    if driver == "memory":
+        return MemoryStore()
+    if driver != "sqlite":
+        raise StoreError("%s.driver: unsupported storage driver %r (supported: %s)"
+                         % (where, driver, ", ".join(DRIVERS)))
+    unknown = sorted(set(settings) - set(_SQLITE_SETTINGS) - {"driver"})
+    if unknown:
+        raise StoreError("%s: unknown setting(s) %s for driver sqlite (known: %s)"
+                         % (where, ", ".join(unknown), ", ".join(_SQLITE_SETTINGS)))
+    kw = {k: settings[k] for k in _SQLITE_SETTINGS if settings.get(k) is not None}
+    kw.setdefault("path", DEFAULT_PATH)
+    try:
+        return SQLiteStore(**kw)
+    except StoreError as exc:
+        raise StoreError("%s: %s" % (where, exc)) from None
+
+
+__all__ = ["Store", "StoreError", "HistoryNotSupported", "FlowStorageNotConfigured", "FlowView",
+           "MemoryStore", "SQLiteStore", "open_store", "normalize_flow_filter", "parse_retention",
+           "DEFAULT_PATH"]

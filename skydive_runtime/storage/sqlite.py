@@ -1,0 +1,950 @@
+"""The embedded store: one SQLite file (stdlib sqlite3, WAL) holding topology history, API
+resources and flows.
+
+Threads: every write is queued and applied by one writer thread, in batches (one transaction
+per batch, committed after `flush_interval` ms or `batch_size` rows, or at once when a reader
+waits). Reads use one connection per calling thread and first wait for the writes queued
+before them, so a read always sees every earlier write. The graph listener runs on the loop
+thread and only serialises the element and queues it.
+
+On-disk layout: see docs/storage.md.
+"""
+
+import fcntl
+import hashlib
+import itertools
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+import zlib
+
+from ..common.jsonutil import dumps
+from ..common.timeutil import now_ms as _now
+from ..graph.elements import Edge, Node
+from ..graph.graph import Graph
+from .base import (NEVER, Store, StoreError, flow_alive_between, flow_matches, flow_pushdown,
+                   normalize_flow_filter, parse_ms, parse_retention)
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x534B5944   # "SKYD"
+DEFAULT_PATH = "/var/lib/skydive/skydive.db"
+
+_SCHEMA = """
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE history(
+    id INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,            -- 0 node, 1 edge
+    eid TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    deleted_at INTEGER,               -- NULL unless this revision ended with a delete
+    archived_at INTEGER NOT NULL,     -- 2^63-1 while the revision is live
+    host TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    parent TEXT,
+    child TEXT,
+    metadata TEXT NOT NULL);
+CREATE INDEX history_archived ON history(archived_at);
+CREATE INDEX history_updated ON history(updated_at);
+CREATE TABLE resources(
+    kind TEXT NOT NULL, id TEXT NOT NULL, obj TEXT NOT NULL, expires_at INTEGER,
+    PRIMARY KEY(kind, id)) WITHOUT ROWID;
+CREATE TABLE strings(id INTEGER PRIMARY KEY, s TEXT NOT NULL UNIQUE);
+CREATE TABLE flows(
+    id INTEGER PRIMARY KEY,
+    uuid INTEGER NOT NULL,
+    tid INTEGER,
+    node INTEGER, capture INTEGER, app INTEGER,
+    net_a INTEGER, net_b INTEGER, link_a INTEGER, link_b INTEGER,
+    start INTEGER, last INTEGER,
+    data BLOB NOT NULL);
+CREATE UNIQUE INDEX flows_uuid ON flows(uuid);
+CREATE INDEX flows_net_a ON flows(net_a);
+CREATE INDEX flows_net_b ON flows(net_b);
+CREATE INDEX flows_node ON flows(node);
+CREATE INDEX flows_last ON flows(last);
+CREATE TABLE flow_metrics(
+    uuid INTEGER NOT NULL, start INTEGER NOT NULL, last INTEGER,
+    abp INTEGER, abb INTEGER, bap INTEGER, bab INTEGER, rtt INTEGER,
+    PRIMARY KEY(uuid, start)) WITHOUT ROWID;
+"""
+
+# ---- flow encoding ----------------------------------------------------------------------------
+# A flow row keeps the indexed fields as columns (strings through the `strings` dictionary,
+# hex ids as 64-bit integers) and the rest as raw deflate of its JSON, primed with a preset
+# dictionary of typical flows. Fields moved to columns stay in the JSON as null placeholders
+# so that the field order survives. Changing the dictionary changes the format: bump
+# FLOW_CODEC and keep the old dictionary for decoding.
+
+FLOW_CODEC = 1
+_ZDICT_V1 = (
+    '{"UUID":null,"LayersPath":"Ethernet/ARP","Application":null,"Link":{"Protocol":"ETHERNET",'
+    '"A":null,"B":null,"ID":0},"LastUpdateMetric":{"ABPackets":1,"ABBytes":42,"BAPackets":1,'
+    '"BABytes":42,"Start":1700000000000,"Last":1700000000000},"Metric":{"ABPackets":1,"ABBytes":42,'
+    '"BAPackets":1,"BABytes":42,"Start":1700000000000,"Last":1700000000000},"Start":null,"Last":null,'
+    '"TrackingID":null,"L3TrackingID":"","ParentUUID":"","NodeTID":null,"CaptureID":null,'
+    '"RawPacketsCaptured":0,"FinishType":"TIMEOUT"}'
+    '{"UUID":null,"LayersPath":"Ethernet/IPv6/ICMPv6/ICMPv6Echo","Application":null,'
+    '"Network":{"Protocol":"IPV6","A":null,"B":null,"ID":0},"ICMP":{"Type":"ECHO","Code":0,"ID":1},'
+    '"FinishType":"TCP_RST"}'
+    '{"UUID":null,"LayersPath":"Ethernet/IPv4/UDP/DNS","Application":null,"Link":{"Protocol":"ETHERNET",'
+    '"A":null,"B":null,"ID":0},"Network":{"Protocol":"IPV4","A":null,"B":null,"ID":0},'
+    '"Transport":{"Protocol":"UDP","A":53,"B":53,"ID":0},"LastUpdateMetric":{"ABPackets":1,"ABBytes":98,'
+    '"BAPackets":1,"BABytes":98,"Start":1700000000000,"Last":1700000000000,"RTT":100000},'
+    '"Metric":{"ABPackets":1,"ABBytes":98,"BAPackets":0,"BABytes":0,"Start":1700000000000,'
+    '"Last":1700000000000,"RTT":100000},"Start":null,"Last":null,"TrackingID":null,'
+    '"L3TrackingID":"","ParentUUID":"","NodeTID":null,"CaptureID":null,"RawPacketsCaptured":0}'
+    '{"UUID":null,"LayersPath":"Ethernet/IPv4/ICMPv4","Application":null,"Link":{"Protocol":"ETHERNET",'
+    '"A":null,"B":null,"ID":0},"Network":{"Protocol":"IPV4","A":null,"B":null,"ID":0},'
+    '"ICMP":{"Type":"ECHO","ID":1},"LastUpdateMetric":{"ABPackets":1,"ABBytes":98,"BAPackets":1,'
+    '"BABytes":98,"Start":1700000000000,"Last":1700000000000},"Metric":{"ABPackets":1,"ABBytes":98,'
+    '"BAPackets":1,"BABytes":98,"Start":1700000000000,"Last":1700000000000,"RTT":100000},'
+    '"Start":null,"Last":null,"TrackingID":null,"L3TrackingID":"","ParentUUID":"","NodeTID":null,'
+    '"CaptureID":null,"RawPacketsCaptured":0}'
+    '{"UUID":null,"LayersPath":"Ethernet/IPv4/TCP","Application":null,"Link":{"Protocol":"ETHERNET",'
+    '"A":null,"B":null,"ID":0},"Network":{"Protocol":"IPV4","A":null,"B":null,"ID":0},'
+    '"Transport":{"Protocol":"TCP","A":443,"B":80,"ID":0},"LastUpdateMetric":{"ABPackets":10,'
+    '"ABBytes":1000,"BAPackets":10,"BABytes":1000,"Start":1700000000000,"Last":1700000000000},'
+    '"Metric":{"ABPackets":10,"ABBytes":1000,"BAPackets":10,"BABytes":1000,"Start":1700000000000,'
+    '"Last":1700000000000,"RTT":100000},"Start":null,"Last":null,"TrackingID":null,"L3TrackingID":"",'
+    '"ParentUUID":"","NodeTID":null,"CaptureID":null,"RawPacketsCaptured":0}'
+).encode()
+_ZDICTS = {1: _ZDICT_V1}
+_WBITS = -12
+
+
+def _deflate(raw):
+    c = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 4, zlib.Z_DEFAULT_STRATEGY, _ZDICTS[FLOW_CODEC])
+    return bytes((FLOW_CODEC,)) + c.compress(raw) + c.flush()
+
+
+def _inflate(blob):
+    zd = _ZDICTS.get(blob[0])
+    if zd is None:
+        raise StoreError("flow record encoded with unknown codec %d" % blob[0])
+    d = zlib.decompressobj(_WBITS, zd)
+    return d.decompress(blob[1:]) + d.flush()
+
+
+_U64 = 1 << 64
+_I63 = 1 << 63
+
+
+def hex_key(s):
+    """(int64, canonical): a hex id string as a signed 64-bit integer; canonical means the
+    string is exactly format(v, 'x') and can be rebuilt from the integer. Other strings get
+    a 64-bit hash (equality still works: the same string gives the same key)."""
+    if 0 < len(s) <= 16:
+        try:
+            v = int(s, 16)
+        except ValueError:
+            v = None
+        if v is not None and format(v, "x") == s:
+            return (v - _U64 if v >= _I63 else v), True
+    v = int.from_bytes(hashlib.blake2b(s.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "big")
+    return (v - _U64 if v >= _I63 else v), False
+
+
+def hex_of_key(v):
+    return format(v + _U64 if v < 0 else v, "x")
+
+
+_STRING_FIELDS = ("NodeTID", "CaptureID", "Application")
+_SIDE_FIELDS = (("Network", "net"), ("Link", "link"))
+_METRIC_KEYS = ("ABPackets", "ABBytes", "BAPackets", "BABytes")
+_FLOW_COLUMNS = "id, uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, data"
+_PUSH_COLUMNS = {"UUID": "uuid", "TrackingID": "tid", "NodeTID": "node", "CaptureID": "capture",
+                 "Application": "app", "Network.A": "net_a", "Network.B": "net_b",
+                 "Link.A": "link_a", "Link.B": "link_b"}
+_HEX_FIELDS = ("UUID", "TrackingID")
+
+
+def _int_or_none(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
+class _Call:
+    """A function run by the writer thread inside its transaction."""
+
+    __slots__ = ("fn", "done", "result", "error")
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.done = threading.Event()
+        self.result = None
+        self.error = None
+
+
+_STOP = object()
+
+
+class _HistoryRecorder:
+    """The graph listener: serialises each event at once (elements are mutated in place)."""
+
+    def __init__(self, store):
+        self.store = store
+        self.live = ({}, {})   # per kind: element ID -> (rowid, UpdatedAt) of its live revision
+
+    def _row(self, kind, el, rowid, archived_at=NEVER, deleted_at=None):
+        return (rowid, kind, el.ID, el.Revision, el.CreatedAt, el.UpdatedAt, deleted_at, archived_at,
+                el.Host or "", el.Origin or "", getattr(el, "Parent", None), getattr(el, "Child", None),
+                dumps(el.Metadata))
+
+    def record(self, kind, el):
+        rowid = next(self.store._rowids)
+        self.live[kind][el.ID] = (rowid, el.UpdatedAt)
+        self.store._enqueue(("hi", self._row(kind, el, rowid)))
+
+    def supersede(self, kind, el, t, deleted):
+        prev = self.live[kind].pop(el.ID, None)
+        if prev is None:
+            if deleted:   # never seen alive (attached later): keep its last state anyway
+                t = max(t, el.UpdatedAt)
+                self.store._enqueue(("hi", self._row(kind, el, next(self.store._rowids), t, t)))
+            return
+        rowid, prev_updated = prev
+        t = max(t, prev_updated)
+        self.store._enqueue(("ha", (t, t if deleted else None, rowid)))
+
+    def on_node_added(self, node):
+        self.record(0, node)
+
+    def on_node_updated(self, node, ops):
+        self.supersede(0, node, node.UpdatedAt, False)
+        self.record(0, node)
+
+    def on_node_deleted(self, node):
+        self.supersede(0, node, node.DeletedAt or _now(), True)
+
+    def on_edge_added(self, edge):
+        self.record(1, edge)
+
+    def on_edge_updated(self, edge, ops):
+        self.supersede(1, edge, edge.UpdatedAt, False)
+        self.record(1, edge)
+
+    def on_edge_deleted(self, edge):
+        self.supersede(1, edge, edge.DeletedAt or _now(), True)
+
+
+class SQLiteStore(Store):
+    name = "sqlite"
+
+    def __init__(self, path=DEFAULT_PATH, retention=None, prune_interval=None, flush_interval=None,
+                 batch_size=None, synchronous="NORMAL", heartbeat_interval=None):
+        if not isinstance(path, str) or not path.strip():
+            raise StoreError("storage path: expected a file path, got %r" % (path,))
+        self.path = os.path.abspath(path)
+        self.retention_ms = parse_retention(retention)
+        self.prune_interval_ms = parse_ms(prune_interval, "prune_interval", 300_000)
+        self.flush_interval = parse_ms(flush_interval, "flush_interval", 100) / 1000.0
+        self.heartbeat_interval = parse_ms(heartbeat_interval, "heartbeat_interval", 5_000) / 1000.0
+        if batch_size is None:
+            batch_size = 20000
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+            raise StoreError("batch_size: expected a positive integer, got %r" % (batch_size,))
+        self.batch_size = batch_size
+        sync = str(synchronous).upper()
+        if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise StoreError("synchronous: expected OFF, NORMAL, FULL or EXTRA, got %r" % (synchronous,))
+
+        self._closed = False
+        self._lock_fd = None
+        self._wconn = None
+        self._queue = queue.SimpleQueue()
+        self._qlock = threading.Lock()
+        self._enqueued = 0
+        self._applied = 0
+        self._write_error = None
+        self._recorder = None
+        self._graph = None
+        self._readers = []
+        self._readers_lock = threading.Lock()
+        self._local = threading.local()
+        self._rstrings = {}           # reader side: string id -> string (immutable once written)
+        self._rstring_ids = {}        # reader side: string -> id
+        self.stats = {"batches": 0, "flows_rejected": 0}
+
+        self._acquire_lock()
+        try:
+            self._wconn = self._connect()
+            self._wconn.execute("PRAGMA synchronous=%s" % sync)
+            self._init_schema()
+            self._load_writer_state()
+        except BaseException:
+            self._release()
+            raise
+        self._writer = threading.Thread(target=self._run, name="sqlite-store-writer", daemon=True)
+        self._writer.start()
+
+    # ---- opening ---------------------------------------------------------------------------
+    def _acquire_lock(self):
+        parent = os.path.dirname(self.path)
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as exc:
+            raise StoreError("cannot create the directory of store %s: %s" % (self.path, exc.strerror or exc)) from None
+        if os.path.isdir(self.path):
+            raise StoreError("store path %s is a directory, expected a file" % self.path)
+        try:
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError("cannot open store %s: %s" % (self.path, exc.strerror or exc)) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError("store %s is already open (by this or another process)" % self.path) from None
+        self._lock_fd = fd
+
+    def _connect(self):
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        except sqlite3.Error as exc:
+            raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError("cannot open store %s: WAL journal mode refused (got %s)" % (self.path, mode))
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError("cannot open store %s: %s (the file is corrupt or not a skydive store)"
+                             % (self.path, exc)) from None
+        return conn
+
+    def _init_schema(self):
+        c = self._wconn
+        try:
+            app_id = c.execute("PRAGMA application_id").fetchone()[0]
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                c.execute("BEGIN IMMEDIATE")
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                c.execute("INSERT INTO meta VALUES ('created_at', ?)", (str(_now()),))
+                c.execute("PRAGMA application_id=%d" % APPLICATION_ID)
+                c.execute("COMMIT")
+                return
+            if app_id != APPLICATION_ID or "meta" not in tables:
+                raise StoreError("cannot open store %s: the file is an SQLite database but not a skydive store"
+                                 % self.path)
+            row = c.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreError("store %s has schema version %d, newer than this version supports (%d)"
+                                 % (self.path, version, SCHEMA_VERSION))
+            if version < SCHEMA_VERSION:
+                raise StoreError("store %s has schema version %d which cannot be upgraded to %d"
+                                 % (self.path, version, SCHEMA_VERSION))
+        except sqlite3.Error as exc:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
+
+    def _load_writer_state(self):
+        c = self._wconn
+        try:
+            top = c.execute("SELECT MAX(id) FROM history").fetchone()[0] or 0
+            self._sids = {s: i for i, s in c.execute("SELECT id, s FROM strings")}
+            self._next_sid = (c.execute("SELECT MAX(id) FROM strings").fetchone()[0] or 0) + 1
+        except sqlite3.Error as exc:
+            raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
+        self._rowids = itertools.count(top + 1)
+        self._last_prune = time.monotonic()
+
+    # ---- writer ------------------------------------------------------------------------------
+    def _check_open(self):
+        if self._closed:
+            raise StoreError("store %s is closed" % self.path)
+
+    def _enqueue(self, op):
+        with self._qlock:
+            self._enqueued += 1
+            self._queue.put(op)
+
+    def _run(self):
+        q = self._queue
+        stopping = False
+        while not stopping:
+            try:
+                op = q.get(timeout=self.heartbeat_interval)
+            except queue.Empty:
+                if self._recorder is not None or self.retention_ms:
+                    self._apply([])   # heartbeat and periodic retention while idle
+                continue
+            batch = [op]
+            rows = 1
+            deadline = time.monotonic() + self.flush_interval
+            urgent = op is _STOP or isinstance(op, _Call)
+            while not urgent and rows < self.batch_size:
+                remaining = deadline - time.monotonic()
+                try:
+                    op = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(op)
+                rows += len(op[1]) if op.__class__ is tuple and op[0] == "fl" else 1
+                urgent = op is _STOP or isinstance(op, _Call)
+            stopping = self._apply(batch)
+
+    def _apply(self, batch):
+        """Apply queued ops in one transaction. Returns True when _STOP was met."""
+        c = self._wconn
+        h_ins, h_arch, flows = [], [], []
+        calls = []
+        stop = False
+
+        def flush_lists():
+            if h_ins:
+                c.executemany("INSERT INTO history VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", h_ins)
+                h_ins.clear()
+            if h_arch:
+                c.executemany("UPDATE history SET archived_at=?, deleted_at=? WHERE id=?", h_arch)
+                h_arch.clear()
+            if flows:
+                self._write_flows(c, flows)
+                flows.clear()
+
+        try:
+            c.execute("BEGIN IMMEDIATE")
+            for op in batch:
+                if op is _STOP:
+                    stop = True
+                    continue
+                if isinstance(op, _Call):
+                    flush_lists()
+                    calls.append(op)
+                    if op.fn is not None:
+                        try:
+                            c.execute("SAVEPOINT call")
+                            op.result = op.fn(c)
+                            c.execute("RELEASE call")
+                        except Exception as exc:
+                            c.execute("ROLLBACK TO call")
+                            c.execute("RELEASE call")
+                            op.error = exc
+                    continue
+                tag = op[0]
+                if tag == "hi":
+                    h_ins.append(op[1])
+                elif tag == "ha":
+                    h_arch.append(op[1])
+                elif tag == "fl":
+                    flows.extend(op[1])
+                elif tag == "rp":
+                    c.execute("INSERT OR REPLACE INTO resources VALUES (?,?,?,?)", op[1])
+                elif tag == "rd":
+                    c.execute("DELETE FROM resources WHERE kind=? AND id=?", op[1])
+            flush_lists()
+            if self._recorder is not None:
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('heartbeat', ?)", (str(_now()),))
+            if self.retention_ms and (time.monotonic() - self._last_prune) * 1000 >= self.prune_interval_ms:
+                self._last_prune = time.monotonic()
+                self._prune(c, _now())
+            c.execute("COMMIT")
+            self.stats["batches"] += 1
+        except Exception as exc:
+            log.exception("storage: writing a batch of %d operations to %s failed", len(batch), self.path)
+            try:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._write_error = StoreError("writing to store %s failed: %s" % (self.path, exc))
+            for call in calls:
+                if call.error is None:
+                    call.error = self._write_error
+        finally:
+            self._applied += len(batch)
+            for call in calls:
+                call.done.set()
+        return stop
+
+    def _submit(self, fn=None, timeout=120):
+        """Run fn(conn) in the writer thread after everything queued before; return its result."""
+        self._check_open()
+        call = _Call(fn)
+        self._enqueue(call)
+        if not call.done.wait(timeout):
+            raise StoreError("store %s: the writer did not answer within %ds" % (self.path, timeout))
+        if call.error is not None:
+            err = call.error
+            if err is self._write_error:
+                self._write_error = None
+            if isinstance(err, StoreError):
+                raise err
+            raise StoreError("store %s: %s" % (self.path, err)) from err
+        return call.result
+
+    def flush(self):
+        self._check_open()
+        if not self._writer.is_alive():
+            raise StoreError("store %s: the writer thread has stopped" % self.path)
+        if self._enqueued != self._applied:
+            self._submit()
+        if self._write_error is not None:
+            err, self._write_error = self._write_error, None
+            raise err
+
+    # ---- readers -----------------------------------------------------------------------------
+    def _reader(self):
+        self._check_open()
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute("PRAGMA query_only=1")
+            except sqlite3.Error as exc:
+                raise StoreError("cannot read store %s: %s" % (self.path, exc)) from None
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def _read(self, sql, args=()):
+        self.flush()
+        try:
+            return self._reader().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError("reading store %s failed: %s" % (self.path, exc)) from None
+
+    # ---- topology history --------------------------------------------------------------------
+    def attach(self, graph):
+        self._check_open()
+        if self._graph is graph:
+            return
+        if self._graph is not None:
+            raise StoreError("store %s already archives another graph" % self.path)
+        heartbeat = [None]
+
+        def close_stale(c):
+            row = c.execute("SELECT value FROM meta WHERE key='heartbeat'").fetchone()
+            t = int(row[0]) if row else _now()
+            heartbeat[0] = t
+            return c.execute("UPDATE history SET archived_at=MAX(updated_at, ?), deleted_at=MAX(updated_at, ?) "
+                             "WHERE archived_at=?", (t, t, NEVER)).rowcount
+
+        closed = self._submit(close_stale)
+        if closed:
+            log.info("storage: %d revisions left live by the previous run closed at %d", closed, heartbeat[0])
+        rec = _HistoryRecorder(self)
+        self._recorder = rec
+        self._graph = graph
+        for n in list(graph.nodes.values()):
+            rec.on_node_added(n)
+        for e in list(graph.edges.values()):
+            rec.on_edge_added(e)
+        graph.add_listener(rec)
+
+    def detach(self):
+        if self._graph is None:
+            return
+        self._graph.remove_listener(self._recorder)
+        self._graph = None
+        self._recorder = None
+        t = _now()
+        self._submit(lambda c: c.execute(
+            "UPDATE history SET archived_at=MAX(updated_at, ?), deleted_at=MAX(updated_at, ?) WHERE archived_at=?",
+            (t, t, NEVER)).rowcount)
+
+    @staticmethod
+    def _element(row):
+        kind, eid, rev, created, updated, deleted, host, origin, parent, child, md = row[:11]
+        kw = dict(metadata=json.loads(md), host=host, origin=origin, created_at=created,
+                  updated_at=updated, deleted_at=deleted or 0, revision=rev)
+        if kind == 0:
+            return Node(eid, **kw)
+        return Edge(eid, parent, child, **kw)
+
+    _H_COLS = "kind, eid, revision, created_at, updated_at, deleted_at, host, origin, parent, child, metadata, id"
+
+    def _history_rows(self, start, end):
+        """Revisions alive at some instant of [start, end]."""
+        if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool) \
+                or isinstance(end, bool):
+            raise StoreError("history times must be integer milliseconds, got %r and %r" % (start, end))
+        # pick the selective index: early windows are served by updated_at, recent ones by archived_at
+        self.flush()
+        first = self._reader().execute("SELECT MIN(updated_at) FROM history").fetchone()[0]
+        if first is None:
+            return []
+        index = "history_updated" if (end - first) < (_now() - start) else "history_archived"
+        return self._read(
+            "SELECT %s FROM history INDEXED BY %s WHERE updated_at <= ?2 AND archived_at > ?1 "
+            "AND created_at <= ?2 AND (deleted_at IS NULL OR deleted_at > ?1)" % (self._H_COLS, index),
+            (start, end))
+
+    def graph_at(self, t_ms):
+        best = {}
+        for row in self._history_rows(t_ms, t_ms):
+            key = (row[0], row[1])
+            cur = best.get(key)
+            if cur is None or (row[2], row[4], row[11]) > (cur[2], cur[4], cur[11]):
+                best[key] = row
+        g = Graph()
+        nodes, edges = [], []
+        for row in best.values():
+            (nodes if row[0] == 0 else edges).append(self._element(row))
+        g.load(sorted(nodes, key=lambda n: n.CreatedAt), sorted(edges, key=lambda e: e.CreatedAt))
+        return g
+
+    def revisions_between(self, start_ms, end_ms):
+        if end_ms < start_ms:
+            start_ms, end_ms = end_ms, start_ms
+        rows = sorted(self._history_rows(start_ms, end_ms), key=lambda r: r[11])
+        nodes, edges = [], []
+        for row in rows:
+            (nodes if row[0] == 0 else edges).append(self._element(row))
+        return nodes, edges
+
+    # ---- resources ---------------------------------------------------------------------------
+    @staticmethod
+    def _check_kind_id(kind, id):
+        if not isinstance(kind, str) or not kind:
+            raise StoreError("resource kind must be a non-empty string, got %r" % (kind,))
+        if not isinstance(id, str) or not id:
+            raise StoreError("resource id must be a non-empty string, got %r" % (id,))
+
+    def put_resource(self, kind, id, obj, ttl_ms=None):
+        self._check_open()
+        self._check_kind_id(kind, id)
+        if not isinstance(obj, dict):
+            raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
+        expires = None
+        if ttl_ms is not None:
+            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or ttl_ms <= 0:
+                raise StoreError("resource TTL must be a positive number of ms, got %r" % (ttl_ms,))
+            expires = _now() + int(ttl_ms)
+        try:
+            text = dumps(obj)
+        except (TypeError, ValueError) as exc:
+            raise StoreError("resource %s/%s is not JSON serialisable: %s" % (kind, id, exc)) from None
+        self._enqueue(("rp", (kind, id, text, expires)))
+
+    def get_resource(self, kind, id):
+        self._check_kind_id(kind, id)
+        rows = self._read("SELECT obj FROM resources WHERE kind=? AND id=? AND (expires_at IS NULL OR expires_at > ?)",
+                          (kind, id, _now()))
+        return json.loads(rows[0][0]) if rows else None
+
+    def list_resources(self, kind):
+        rows = self._read("SELECT id, obj FROM resources WHERE kind=? AND (expires_at IS NULL OR expires_at > ?) "
+                          "ORDER BY id", (kind, _now()))
+        return {rid: json.loads(obj) for rid, obj in rows}
+
+    def delete_resource(self, kind, id):
+        self._check_kind_id(kind, id)
+        t = _now()
+        return self._submit(lambda c: c.execute(
+            "DELETE FROM resources WHERE kind=? AND id=? AND (expires_at IS NULL OR expires_at > ?)",
+            (kind, id, t)).rowcount > 0)
+
+    def expire_resources(self, now_ms=None):
+        t = _now() if now_ms is None else now_ms
+
+        def expire(c):
+            rows = c.execute("SELECT kind, id, obj FROM resources WHERE expires_at IS NOT NULL AND expires_at <= ? "
+                             "ORDER BY expires_at", (t,)).fetchall()
+            c.execute("DELETE FROM resources WHERE expires_at IS NOT NULL AND expires_at <= ?", (t,))
+            return [(k, i, json.loads(o)) for k, i, o in rows]
+        return self._submit(expire)
+
+    # ---- flows -------------------------------------------------------------------------------
+    def store_flows(self, flows):
+        self._check_open()
+        if isinstance(flows, dict):
+            flows = [flows]
+        batch = list(flows)
+        for f in batch:
+            if not isinstance(f, dict):
+                raise StoreError("a flow must be a dict, got %s" % type(f).__name__)
+            u = f.get("UUID")
+            if not isinstance(u, str) or not u:
+                raise StoreError("a flow needs a non-empty string UUID, got %r" % (u,))
+        if batch:
+            self._enqueue(("fl", batch))
+
+    def _sid(self, s, new):
+        i = self._sids.get(s)
+        if i is None:
+            i = self._next_sid
+            self._next_sid += 1
+            self._sids[s] = i
+            new.append((i, s))
+        return i
+
+    def _encode_flow(self, f, new_strings):
+        d = dict(f)
+        ukey, canonical = hex_key(d["UUID"])
+        if canonical:
+            d["UUID"] = None
+        tid = d.get("TrackingID")
+        tkey = None
+        if isinstance(tid, str) and tid:
+            tkey, canonical = hex_key(tid)
+            if canonical:
+                d["TrackingID"] = None
+        cols = [ukey, tkey]
+        for k in _STRING_FIELDS:
+            v = d.get(k)
+            if isinstance(v, str):
+                cols.append(self._sid(v, new_strings))
+                d[k] = None
+            else:
+                cols.append(None)
+        for field, _ in _SIDE_FIELDS:
+            layer = d.get(field)
+            a = b = None
+            if isinstance(layer, dict):
+                layer = dict(layer)
+                if isinstance(layer.get("A"), str):
+                    a = self._sid(layer["A"], new_strings)
+                    layer["A"] = None
+                if isinstance(layer.get("B"), str):
+                    b = self._sid(layer["B"], new_strings)
+                    layer["B"] = None
+                d[field] = layer
+            cols.extend((a, b))
+        for k in ("Start", "Last"):
+            v = _int_or_none(d.get(k))
+            if v is not None:
+                d[k] = None
+            cols.append(v)
+        cols.append(_deflate(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()))
+        metric = None
+        m = f.get("LastUpdateMetric")
+        if isinstance(m, dict):
+            ms = _int_or_none(m.get("Start"))
+            if ms is not None:
+                metric = (ukey, ms, _int_or_none(m.get("Last")), _int_or_none(m.get("ABPackets")),
+                          _int_or_none(m.get("ABBytes")), _int_or_none(m.get("BAPackets")),
+                          _int_or_none(m.get("BABytes")), _int_or_none(m.get("RTT")))
+        return cols, metric
+
+    def _write_flows(self, c, flows):
+        new_strings, rows, metrics = [], [], []
+        for f in flows:
+            try:
+                cols, metric = self._encode_flow(f, new_strings)
+            except Exception as exc:
+                self.stats["flows_rejected"] += 1
+                log.warning("storage: flow %r not stored: %s", f.get("UUID"), exc)
+                continue
+            rows.append(cols)
+            if metric is not None:
+                metrics.append(metric)
+        if new_strings:
+            try:
+                c.executemany("INSERT INTO strings VALUES (?,?)", new_strings)
+            except sqlite3.Error:
+                for i, s in new_strings:    # keep the writer map consistent with the failed batch
+                    self._sids.pop(s, None)
+                raise
+        c.executemany(
+            "INSERT INTO flows(uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, data) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(uuid) DO UPDATE SET tid=excluded.tid, "
+            "node=excluded.node, capture=excluded.capture, app=excluded.app, net_a=excluded.net_a, "
+            "net_b=excluded.net_b, link_a=excluded.link_a, link_b=excluded.link_b, start=excluded.start, "
+            "last=excluded.last, data=excluded.data "
+            "WHERE coalesce(excluded.last, 0) >= coalesce(flows.last, 0)", rows)
+        if metrics:
+            c.executemany("INSERT OR REPLACE INTO flow_metrics VALUES (?,?,?,?,?,?,?,?)", metrics)
+
+    def _string(self, conn, i):
+        if i is None:
+            return None
+        s = self._rstrings.get(i)
+        if s is None:
+            row = conn.execute("SELECT s FROM strings WHERE id=?", (i,)).fetchone()
+            if row is None:
+                raise StoreError("store %s: flow refers to unknown string %d (corrupt store)" % (self.path, i))
+            s = self._rstrings[i] = row[0]
+        return s
+
+    def _string_ids(self, conn, values):
+        out = []
+        for v in values:
+            i = self._rstring_ids.get(v)
+            if i is None:
+                row = conn.execute("SELECT id FROM strings WHERE s=?", (v,)).fetchone()
+                if row is None:
+                    continue
+                i = self._rstring_ids[v] = row[0]
+            out.append(i)
+        return out
+
+    def _decode_flow(self, conn, row):
+        _, ukey, tkey, node, capture, app, net_a, net_b, link_a, link_b, start, last, data = row
+        d = json.loads(_inflate(data))
+        if "UUID" in d and d["UUID"] is None:
+            d["UUID"] = hex_of_key(ukey)
+        if "TrackingID" in d and d["TrackingID"] is None and tkey is not None:
+            d["TrackingID"] = hex_of_key(tkey)
+        for k, v in (("NodeTID", node), ("CaptureID", capture), ("Application", app)):
+            if k in d and d[k] is None and v is not None:
+                d[k] = self._string(conn, v)
+        for field, a, b in (("Network", net_a, net_b), ("Link", link_a, link_b)):
+            layer = d.get(field)
+            if isinstance(layer, dict):
+                if a is not None and layer.get("A", 0) is None:
+                    layer["A"] = self._string(conn, a)
+                if b is not None and layer.get("B", 0) is None:
+                    layer["B"] = self._string(conn, b)
+        if "Start" in d and d["Start"] is None and start is not None:
+            d["Start"] = start
+        if "Last" in d and d["Last"] is None and last is not None:
+            d["Last"] = last
+        return d
+
+    def query_flows(self, filter=None, start_ms=None, end_ms=None, limit=None):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise StoreError("limit must be a non-negative integer, got %r" % (limit,))
+        flt = normalize_flow_filter(filter)
+        self.flush()
+        conn = self._reader()
+        where, args = [], []
+        for disjunction in flow_pushdown(flt):
+            alts = []
+            for field, values in disjunction:
+                col = _PUSH_COLUMNS[field]
+                if field in _HEX_FIELDS:
+                    keys = sorted({hex_key(v)[0] for v in values})
+                else:
+                    keys = self._string_ids(conn, sorted(values))
+                if keys:
+                    alts.append("%s IN (%s)" % (col, ",".join("?" * len(keys))))
+                    args.extend(keys)
+            if not alts:
+                return []    # no stored value can match this constraint
+            where.append("(" + " OR ".join(alts) + ")")
+        if start_ms is not None:
+            where.append("last >= ?")
+            args.append(start_ms)
+        if end_ms is not None:
+            where.append("start <= ?")
+            args.append(end_ms)
+        sql = "SELECT %s FROM flows" % _FLOW_COLUMNS
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        out = []
+        if limit == 0:
+            return out
+        try:
+            cur = conn.execute(sql, args)
+            for row in cur:
+                f = self._decode_flow(conn, row)
+                if flow_alive_between(f, start_ms, end_ms) and flow_matches(flt, f):
+                    out.append(f)
+                    if limit is not None and len(out) >= limit:
+                        break
+            cur.close()
+        except sqlite3.Error as exc:
+            raise StoreError("reading flows from store %s failed: %s" % (self.path, exc)) from None
+        return out
+
+    def flow_metrics(self, uuids, start_ms=None, end_ms=None):
+        if isinstance(uuids, str):
+            uuids = [uuids]
+        self.flush()
+        conn = self._reader()
+        lo = -NEVER if start_ms is None else start_ms
+        hi = NEVER if end_ms is None else end_ms
+        out = {}
+        try:
+            for u in dict.fromkeys(uuids):
+                if not isinstance(u, str) or not u:
+                    continue
+                rows = conn.execute(
+                    "SELECT start, last, abp, abb, bap, bab, rtt FROM flow_metrics "
+                    "WHERE uuid=? AND start <= ? AND coalesce(last, start) >= ? ORDER BY start",
+                    (hex_key(u)[0], hi, lo)).fetchall()
+                if rows:
+                    lst = []
+                    for start, last, abp, abb, bap, bab, rtt in rows:
+                        m = {"ABPackets": abp or 0, "ABBytes": abb or 0, "BAPackets": bap or 0,
+                             "BABytes": bab or 0, "Start": start, "Last": last if last is not None else start}
+                        if rtt:
+                            m["RTT"] = rtt
+                        lst.append(m)
+                    out[u] = lst
+        except sqlite3.Error as exc:
+            raise StoreError("reading flow metrics from store %s failed: %s" % (self.path, exc)) from None
+        return out
+
+    # ---- retention -------------------------------------------------------------------------------
+    def _prune(self, c, now):
+        if not self.retention_ms:
+            return {"revisions": 0, "flows": 0, "metrics": 0}
+        cutoff = now - self.retention_ms
+        revs = c.execute("DELETE FROM history WHERE archived_at < ?", (cutoff,)).rowcount
+        flows = c.execute("DELETE FROM flows WHERE last < ?", (cutoff,)).rowcount
+        metrics = c.execute("DELETE FROM flow_metrics WHERE coalesce(last, start) < ?", (cutoff,)).rowcount
+        if revs or flows or metrics:
+            log.info("storage: retention pruned %d revisions, %d flows, %d flow metrics", revs, flows, metrics)
+        return {"revisions": revs, "flows": flows, "metrics": metrics}
+
+    def prune(self, now_ms=None):
+        t = _now() if now_ms is None else now_ms
+        self._last_prune = time.monotonic()
+        return self._submit(lambda c: self._prune(c, t))
+
+    # ---- closing ---------------------------------------------------------------------------------
+    def close(self):
+        if self._closed:
+            return
+        try:
+            if self._graph is not None and self._writer.is_alive():
+                self.detach()
+        finally:
+            self._closed = True
+            if self._writer.is_alive():
+                self._enqueue(_STOP)
+                self._writer.join(60)
+            self._release()
+
+    def _release(self):
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+        if self._wconn is not None:
+            try:
+                self._wconn.execute("PRAGMA optimize")
+            except sqlite3.Error:
+                pass
+            self._wconn.close()
+            self._wconn = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def db_size(self):
+        """Bytes used on disk by the database file and its WAL."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return total
