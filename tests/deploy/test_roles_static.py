@@ -1,0 +1,103 @@
+"""Static and controller-only checks of the deployment roles and playbooks (no nodes)."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from tests.deploy import gen_role_specs
+from tests.deploy.simnodes import ANSIBLE_PLAYBOOK, REPO
+
+ROLES = os.path.join(REPO, "roles")
+PLAYBOOKS = os.path.join(REPO, "playbooks")
+
+
+def _load(path):
+    with open(path) as fh:
+        return yaml.safe_load(fh)
+
+
+def test_service_role_specs_are_copies_of_the_common_spec():
+    common = gen_role_specs.common_options()
+    for service in gen_role_specs.SUBSETS:
+        path = os.path.join(ROLES, "skydive_" + service, "meta", "argument_specs.yml")
+        with open(path) as fh:
+            assert fh.read() == gen_role_specs.render(service, common), \
+                "%s drifted: run tests/deploy/gen_role_specs.py" % path
+
+
+def test_every_default_is_documented_and_every_documented_variable_has_a_default_or_none():
+    defaults = _load(os.path.join(ROLES, "skydive_common", "defaults", "main.yml"))
+    spec = gen_role_specs.common_options()
+    assert set(defaults) - set(spec) == set(), "undocumented defaults"
+    # documented without a default: only the upstream "used but not defaulted" ones
+    assert set(spec) - set(defaults) == {"skydive_listen_ip", "skydive_nic"}
+    for name, opt in spec.items():
+        if name in defaults and "default" in opt and "{{" not in str(defaults[name]):
+            assert opt["default"] == defaults[name], name
+
+
+def test_every_skydive_variable_used_by_the_roles_is_documented():
+    spec = set(gen_role_specs.common_options())
+    used = set()
+    for dirpath, _dirs, files in os.walk(ROLES):
+        for f in files:
+            if f.endswith((".yml", ".j2")) and "meta" not in dirpath:
+                with open(os.path.join(dirpath, f)) as fh:
+                    used |= set(re.findall(r"\b(skydive_[a-z0-9_]+)\b", fh.read()))
+    internal = {"skydive_analyzer", "skydive_agent", "skydive_common", "skydive_runtime"}  # role and package names
+    assert used - spec - internal == set()
+
+
+def _validate(tmp_path, *extra):
+    inv = tmp_path / "inv.yml"
+    inv.write_text(yaml.safe_dump({"all": {"children": {
+        "analyzers": {"hosts": {"n1": None}}, "agents": {"hosts": {"n1": None, "n2": None}}},
+        "vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}}}))
+    return subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(inv), os.path.join(PLAYBOOKS, "validate.yml")] + list(extra),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+
+
+@pytest.mark.parametrize("var,value", [
+    ("skydive_analyzer_port", "eighty"),
+    ("skydive_auth_type", "ldap"),
+    ("skydive_service_manager", "upstart"),
+    ("skydive_deployment_test", "maybe"),
+    ("skydive_topology_probes", {"ovsdb": True}),
+    ("skydive_extra_config", ["analyzer.listen"]),
+    ("skydive_install_source", "ftp"),
+])
+def test_bad_value_fails_validation_naming_the_variable(tmp_path, var, value):
+    res = _validate(tmp_path, "-e", json.dumps({var: value}))
+    assert res.returncode != 0
+    assert "Validation of arguments failed" in res.stdout
+    assert var in res.stdout.split("Validation of arguments failed", 1)[1][:600]
+
+
+def test_good_values_pass_validation(tmp_path):
+    res = _validate(tmp_path, "-e", json.dumps({
+        "skydive_analyzer_port": "9082", "skydive_auth_type": "basic", "skydive_topology_probes": ["ovsdb"],
+        "skydive_extra_config": {"analyzer.flow.backend": "memory"}, "skydive_listen_ip": "0.0.0.0"}))
+    assert res.returncode == 0, res.stdout[-2000:]
+
+
+@pytest.mark.parametrize("playbook", ["deploy.yml", "uninstall.yml", "validate.yml"])
+def test_playbooks_pass_syntax_check(playbook):
+    for inv in ("allinone.yml", "multinode.yml"):
+        res = subprocess.run([ANSIBLE_PLAYBOOK, "--syntax-check", "-i", os.path.join(REPO, "inventories", inv),
+                              os.path.join(PLAYBOOKS, playbook)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+        assert res.returncode == 0, res.stdout
+
+
+def test_inventories_define_the_upstream_groups():
+    for inv in ("allinone.yml", "multinode.yml"):
+        out = subprocess.run([os.path.join(os.path.dirname(ANSIBLE_PLAYBOOK), "ansible-inventory"),
+                              "-i", os.path.join(REPO, "inventories", inv), "--list"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True).stdout
+        data = json.loads(out)
+        assert data["analyzers"]["hosts"] and data["agents"]["hosts"]
