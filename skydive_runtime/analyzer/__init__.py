@@ -1,0 +1,1 @@
+"""The analyzer: graph hub, history store, REST/WebSocket API, topology rules."""

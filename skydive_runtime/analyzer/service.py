@@ -1,0 +1,230 @@
+"""The analyzer service: live graph + store + REST/WebSocket API + topology rules.
+
+    analyzer = Analyzer(config)
+    await analyzer.start()          # listening on analyzer.listen (port 0: a free port)
+    analyzer.port / analyzer.url    # where it listens
+    ...
+    await analyzer.stop()
+    # or: await analyzer.run_forever()   (serves until cancelled / SIGTERM / SIGINT)
+
+Hook points for later layers: `analyzer.resources.watchers` (on_resource_created/deleted(kind,
+obj)), `analyzer.ws.server` (connection registry: `.connections(AGENT)`, `conn.request(...)`,
+`.namespace_handlers[ns]`, `.broadcast(...)`), `analyzer.engine` (Gremlin), `analyzer.graph`.
+"""
+
+import asyncio
+import logging
+import signal
+import ssl
+
+from aiohttp import web
+
+from ..api import graph_ws
+from ..api.auth import RBAC, Authenticator, make_backend
+from ..api.kinds import stored_kinds
+from ..api.query import QueryEngine
+from ..api.resources import (DuplicateError, EdgeBackend, EdgeKind, NodeBackend, NodeKind, ResourceError,
+                             ResourceHandler, ResourceStore, StoredBackend)
+from ..api.server import (make_app, make_guard, mount_config, mount_info, mount_login, mount_status,
+                          mount_topology)
+from ..api.ws import WSOptions
+from ..config import ConfigError
+from ..graph import Graph
+from .rules import TopologyRules
+
+log = logging.getLogger(__name__)
+
+STORED_KINDS = ("capture", "alert", "injectpacket", "noderule", "edgerule", "workflow")
+
+
+def _ssl_context(config):
+    cert = config.get_string("tls.server_cert")
+    key = config.get_string("tls.server_key")
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise ConfigError("tls.server_cert and tls.server_key must be set together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+        ca = config.get_string("tls.ca_cert")
+        if ca:
+            ctx.load_verify_locations(ca)
+            if config.get_bool("tls.require_client_cert", False):
+                ctx.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("tls: cannot load certificates: %s" % exc) from None
+    return ctx
+
+
+class Analyzer:
+    service_type = "analyzer"
+
+    def __init__(self, config):
+        self.config = config
+        self.host_id = config.host_id()
+        self.listen_host, self.listen_port = config.get_listen("analyzer.listen")
+        self.graph = None
+        self.store = None
+        self.engine = None
+        self.resources = None
+        self.ws = None
+        self.rules = None
+        self.app = None
+        self.port = None
+        self._runner = None
+        self._tasks = []
+        self._ssl = None
+
+    @property
+    def url(self):
+        return "%s://%s:%d" % ("https" if self._ssl else "http", self.listen_host, self.port)
+
+    # ---- construction -----------------------------------------------------------------------------
+    def _open_store(self):
+        from ..storage import MemoryStore, StoreError, open_store
+        name, section = self.config.storage_section("analyzer.topology.backend")
+        try:
+            store = open_store(section, name)
+        except StoreError as exc:
+            raise ConfigError("analyzer.topology.backend: %s" % exc) from None
+        history = None if isinstance(store, MemoryStore) else store
+        return store, history
+
+    def _authenticators(self):
+        rbac = RBAC(self.config.get_list("rbac.policy"))
+        api = Authenticator(make_backend(self.config, "analyzer.auth.api.backend"), rbac)
+        cluster_backend = make_backend(self.config, "analyzer.auth.cluster.backend")
+        cluster_backend.role = "admin"     # upstream: cluster users are always admin
+        return {"api": api, "cluster": Authenticator(cluster_backend, rbac)}
+
+    def build(self):
+        """Create the graph, store, engine and the aiohttp application (no socket yet)."""
+        self._ssl = _ssl_context(self.config)
+        self.graph = Graph(host_id=self.host_id, origin="analyzer.%s" % self.host_id)
+        self.store, history = self._open_store()
+        self.store.attach(self.graph)
+        self.engine = QueryEngine(self.graph, history=history)
+        self.resources = ResourceStore(self.store)
+        self.resources.load(STORED_KINDS)
+        authn = self._authenticators()
+        guard = make_guard(authn["api"])
+        app = make_app()
+        mount_info(app, self.host_id, self.service_type, guard)
+        mount_login(app, authn["api"])
+        mount_status(app, self.status, guard)
+        mount_config(app, self.config, guard)
+        mount_topology(app, self.graph, self.engine, guard)
+        origin = "api.%s" % self.host_id
+        node_kind, edge_kind = NodeKind(), EdgeKind()
+        ResourceHandler(node_kind, NodeBackend(node_kind, self.graph, origin), guard).register(app)
+        ResourceHandler(edge_kind, EdgeBackend(edge_kind, self.graph, origin), guard).register(app)
+        self.kinds = {}
+        for kind in stored_kinds(self.engine):
+            self.kinds[kind.name] = kind
+            ResourceHandler(kind, StoredBackend(kind, self.resources), guard).register(app)
+        self.ws = graph_ws.mount_graph_ws(
+            app, self.graph, WSOptions.from_config(self.config, self.service_type), self.engine,
+            authenticators=authn,
+            endpoints=(graph_ws.SUBSCRIBER, graph_ws.PUBLISHER, graph_ws.PUBSUB, graph_ws.AGENT))
+        self.rules = TopologyRules(self.graph, self.engine, self.resources)
+        self.app = app
+        return app
+
+    def status(self):
+        srv = self.ws.server
+        publishers = dict(srv.status(graph_ws.PUBLISHER))
+        publishers.update(srv.status(graph_ws.PUBSUB))
+        subscribers = dict(srv.status(graph_ws.SUBSCRIBER))
+        subscribers.update(srv.status(graph_ws.PUBSUB))
+        return {"Agents": srv.status(graph_ws.AGENT), "Peers": {"Incomers": {}, "Outgoers": {}},
+                "Publishers": publishers, "Subscribers": subscribers,
+                "Alerts": {"IsMaster": True}, "Captures": {"IsMaster": True}, "Probes": {}}
+
+    def create_resource(self, kind, data, ttl_ms=None):
+        """Create a stored resource as POST /api/<kind> would (used for startup captures)."""
+        k = self.kinds[kind]
+        obj = k.decode(data)
+        k.validate(obj)
+        return StoredBackend(k, self.resources).create(obj, ttl_ms)
+
+    def _startup_capture(self):
+        query = self.config.get_string("analyzer.startup.capture_gremlin")
+        if not query:
+            return
+        data = {"GremlinQuery": query, "BPFFilter": self.config.get_string("analyzer.startup.capture_bpf"),
+                "Type": self.config.get_string("analyzer.startup.capture_type"), "Name": "startup capture"}
+        try:
+            self.create_resource("capture", data)
+        except DuplicateError:
+            pass
+        except ResourceError as exc:
+            raise ConfigError("analyzer.startup.capture_gremlin: %s" % exc) from None
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+    async def start(self):
+        if self.app is None:
+            self.build()
+        self.rules.start()
+        self._startup_capture()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.listen_host, self.listen_port, ssl_context=self._ssl,
+                           reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ConfigError("analyzer.listen: cannot listen on %s:%d: %s"
+                              % (self.listen_host, self.listen_port, exc.strerror)) from None
+        sockets = site._server.sockets if site._server else ()
+        self.port = sockets[0].getsockname()[1] if sockets else self.listen_port
+        self._tasks.append(asyncio.ensure_future(self._expiry_loop()))
+        log.info("analyzer %s listening on %s", self.host_id, self.url)
+        return self
+
+    async def _expiry_loop(self):
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.resources.expire()
+            except Exception:
+                log.exception("resource expiry failed")
+
+    async def stop(self):
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+        if self.rules is not None:
+            self.rules.stop()
+        if self.ws is not None:
+            await self.ws.server.close_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.store is not None:
+            try:
+                self.store.close()
+            except Exception:
+                log.exception("closing the store failed")
+            self.store = None
+        self.app = None
+
+    async def run_forever(self):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()

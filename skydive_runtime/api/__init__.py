@@ -1,0 +1,1 @@
+"""The HTTP/WebSocket API shared by the analyzer and the agent (upstream graffiti/api, graffiti/endpoints)."""

@@ -1,0 +1,77 @@
+"""Response helpers giving upstream's exact status codes, content types and bodies."""
+
+import json
+
+import yaml
+from aiohttp import web
+
+JSON_TYPE = "application/json; charset=UTF-8"
+
+
+class HTTPError(Exception):
+    """Raised by handlers; becomes a Go `http.Error`-style text response."""
+
+    def __init__(self, status, text=""):
+        Exception.__init__(self, text)
+        self.status = status
+        self.text = text
+
+
+def text_error(status, text):
+    """Go http.Error: text/plain; charset=utf-8, body followed by a newline."""
+    return web.Response(status=status, body=(text + "\n").encode(),
+                        headers={"Content-Type": "text/plain; charset=utf-8",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
+def empty(status, content_type=None):
+    headers = {"Content-Type": content_type} if content_type else {}
+    return web.Response(status=status, body=b"", headers=headers)
+
+
+def dumps(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def json_response(obj, status=200):
+    return web.Response(status=status, body=dumps(obj).encode(), headers={"Content-Type": JSON_TYPE})
+
+
+def _reject_constant(name):
+    raise ValueError("invalid number %s" % name)
+
+
+def loads(raw):
+    """json.loads refusing NaN/Infinity (Go rejects them) with a ValueError."""
+    return json.loads(raw, parse_constant=_reject_constant)
+
+
+async def read_body(request, allow_yaml=True):
+    """Decode a JSON (or, with Content-Type application/yaml, YAML) request body."""
+    raw = await request.read()
+    ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if allow_yaml and ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
+        try:
+            data = yaml.safe_load(raw.decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise HTTPError(400, "failed to decode YAML body: %s" % str(exc).replace("\n", " ")) from None
+        return _yaml_to_json(data)
+    try:
+        return loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise HTTPError(400, "failed to decode JSON body: %s" % exc) from None
+
+
+def _yaml_to_json(v):
+    """YAML may yield dates, bytes or non-string keys: reduce to JSON types."""
+    if isinstance(v, dict):
+        return {str(k): _yaml_to_json(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_yaml_to_json(x) for x in v]
+    if v is None or isinstance(v, (str, bool, int)):
+        return v
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            raise HTTPError(400, "failed to decode YAML body: invalid number %r" % v)
+        return v
+    return str(v)

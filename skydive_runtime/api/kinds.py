@@ -1,0 +1,465 @@
+"""The API resources kept in the store: capture, alert, injectpacket, noderule, edgerule, workflow.
+
+Each kind decodes a request body into the canonical JSON upstream emits (field names, omitempty
+rules, server defaults), then validates it (spec §1.4 struct validators, §1.7, §5.6, §6, §7).
+"""
+
+import base64
+import binascii
+import ipaddress
+import re
+
+from ..common.timeutil import rfc3339_now
+from ..graph import Node, SchemaError
+from ..graph.schema import validate_node
+from .query import QueryError
+from .resources import ResourceError, ResourceKind
+
+MAX_RAW_PACKET_LIMIT = 10
+CAPTURE_TYPES = ("ovssflow", "pcapsocket", "ovsmirror", "dpdk", "afpacket", "pcap", "ebpf", "sflow", "ovsnetflow")
+# capture types and what they support (flow/probes/*: BPF, raw packets, extra TCP metric, several per node)
+CAPTURE_CAPS = {
+    "afpacket": (True, True, True, True), "pcap": (True, True, True, True),
+    "pcapsocket": (True, True, True, False), "sflow": (True, True, True, False),
+    "ovssflow": (True, True, True, False), "dpdk": (True, True, True, False),
+    "ovsmirror": (True, True, True, False), "ovsnetflow": (True, True, True, False),
+    "ebpf": (False, False, True, False),
+}
+EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
+INJECTION_TYPES = ("icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6")
+_ADDR_RE = re.compile(r"^([^\s:]*|\[[0-9a-fA-F:.]+\]):?(\d{1,5})$")
+_MAC_RE = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
+
+
+# ---- field helpers ----------------------------------------------------------------------------
+
+def _str(d, key, default=""):
+    v = d.get(key, default)
+    if v is None:
+        return default
+    if not isinstance(v, str):
+        raise ResourceError("%s: expected a string, got %s" % (key, _tname(v)))
+    return v
+
+
+def _tname(v):
+    return {dict: "an object", list: "an array", bool: "a boolean", int: "a number",
+            float: "a number", str: "a string"}.get(type(v), type(v).__name__)
+
+
+def _int(d, key, lo, hi, default=0):
+    v = d.get(key, default)
+    if v is None:
+        return default
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise ResourceError("%s: expected an integer, got %s" % (key, _tname(v)))
+    if not lo <= v <= hi:
+        raise ResourceError("%s: %d out of range [%d, %d]" % (key, v, lo, hi))
+    return v
+
+
+def _bool(d, key):
+    v = d.get(key, False)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise ResourceError("%s: expected a boolean, got %s" % (key, _tname(v)))
+    return v
+
+
+def _map(d, key):
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ResourceError("%s: expected an object, got %s" % (key, _tname(v)))
+    return v
+
+
+def _body(data, title):
+    if not isinstance(data, dict):
+        raise ResourceError("%s must be a JSON object" % title)
+    return data
+
+
+def _omit_empty(obj, keys):
+    for k in keys:
+        if k in obj and obj[k] in ("", 0, None):
+            del obj[k]
+    return obj
+
+
+U16, U32, U64, I64 = 2 ** 16 - 1, 2 ** 32 - 1, 2 ** 64 - 1, 2 ** 63 - 1
+
+
+class _GremlinKind(ResourceKind):
+    def __init__(self, engine):
+        self.engine = engine
+
+    def gremlin(self, key, value, allow_empty=False):
+        if value == "" and allow_empty:
+            return
+        if value == "":
+            raise ResourceError("%s: a Gremlin query is required" % key)
+        try:
+            self.engine.validate(value)
+        except QueryError as exc:
+            raise ResourceError("%s: invalid Gremlin expression: %s" % (key, exc)) from None
+
+
+# ---- capture -----------------------------------------------------------------------------------
+
+def bpf_compiler():
+    """skydive_runtime.flow.bpf (libpcap via ctypes) when available."""
+    try:
+        from ..flow import bpf
+    except ImportError:
+        return None
+    return bpf
+
+
+class CaptureKind(_GremlinKind):
+    name = "capture"
+    title = "Capture"
+
+    def decode(self, data):
+        d = _body(data, self.title)
+        extra = d.get("ExtraLayers", 0)
+        if isinstance(extra, list):
+            mask = 0
+            for name in extra:
+                if name not in EXTRA_LAYERS:
+                    raise ResourceError("ExtraLayers: unknown layer %r (VRRP, DNS, DHCPv4)" % (name,))
+                mask |= EXTRA_LAYERS[name]
+            extra = mask
+        else:
+            extra = _int(d, "ExtraLayers", 0, 7)
+        obj = {
+            "UUID": "", "GremlinQuery": _str(d, "GremlinQuery"), "BPFFilter": _str(d, "BPFFilter"),
+            "Name": _str(d, "Name"), "Description": _str(d, "Description"), "Type": _str(d, "Type"),
+            "Count": 0, "Port": _int(d, "Port", 0, 65535),
+            "SamplingRate": _int(d, "SamplingRate", 0, U32), "PollingInterval": _int(d, "PollingInterval", 0, U32),
+            "RawPacketLimit": _int(d, "RawPacketLimit", -(2 ** 31), I64),
+            "HeaderSize": _int(d, "HeaderSize", -(2 ** 31), I64),
+            "ExtraTCPMetric": _bool(d, "ExtraTCPMetric"), "IPDefrag": _bool(d, "IPDefrag"),
+            "ReassembleTCP": _bool(d, "ReassembleTCP"), "LayerKeyMode": _str(d, "LayerKeyMode"),
+            "ExtraLayers": extra, "Target": _str(d, "Target"), "TargetType": _str(d, "TargetType"),
+        }
+        if not obj["LayerKeyMode"]:
+            obj["LayerKeyMode"] = "L2"
+        return obj
+
+    def validate(self, c):
+        self.gremlin("GremlinQuery", c["GremlinQuery"])
+        if not (0 <= c["RawPacketLimit"] <= MAX_RAW_PACKET_LIMIT):
+            raise ResourceError("RawPacketLimit: must be between 0 and %d" % MAX_RAW_PACKET_LIMIT)
+        hs = c["HeaderSize"]
+        if hs != 0 and not 14 <= hs <= 4096:
+            raise ResourceError("HeaderSize: must be 0 or between 14 and 4096")
+        if c["LayerKeyMode"] not in ("L2", "L3"):
+            raise ResourceError("LayerKeyMode: must be L2 or L3")
+        t = c["Type"]
+        if t and t not in CAPTURE_TYPES:
+            raise ResourceError("Type: unknown capture type %r (%s)" % (t, ", ".join(CAPTURE_TYPES)))
+        if c["Target"] and not _ADDR_RE.match(c["Target"]):
+            raise ResourceError("Target: %r is not an address (addr:port)" % c["Target"])
+        if c["TargetType"] not in ("", "netflowv5", "erspanv1"):
+            raise ResourceError("TargetType: must be netflowv5 or erspanv1")
+        if t:
+            bpf_ok, raw_ok, tcp_ok, _ = CAPTURE_CAPS[t]
+            if c["BPFFilter"] and not bpf_ok:
+                raise ResourceError("%s capture doesn't support BPF filtering" % t)
+            if c["RawPacketLimit"] and not raw_ok:
+                raise ResourceError("%s capture doesn't support raw packet capture" % t)
+            if c["ExtraTCPMetric"] and not tcp_ok:
+                raise ResourceError("%s capture doesn't support extra TCP metrics" % t)
+        if c["BPFFilter"]:
+            self.check_bpf(c["BPFFilter"])
+
+    @staticmethod
+    def check_bpf(expr):
+        if "\x00" in expr:
+            raise ResourceError("BPFFilter: invalid BPF filter")
+        bpf = bpf_compiler()
+        if bpf is None:
+            return
+        try:
+            bpf.compile(expr)
+        except Exception as exc:  # the compiler's own error type
+            raise ResourceError("BPFFilter: invalid BPF filter %r: %s" % (expr, exc)) from None
+
+    def is_duplicate(self, c, existing):
+        multi = CAPTURE_CAPS.get(c["Type"] or "afpacket", (0, 0, 0, True))[3]
+        for o in existing:
+            if o.get("GremlinQuery") == c["GremlinQuery"] and (o.get("Type") or "") == c["Type"]:
+                if not multi or (o.get("BPFFilter") or "") == c["BPFFilter"]:
+                    return True
+        return False
+
+    def finalize(self, c):
+        return _omit_empty(c, ("BPFFilter", "Name", "Description", "Type", "Port", "RawPacketLimit",
+                               "HeaderSize", "ExtraLayers", "Target", "TargetType"))
+
+    def decorate(self, c):
+        out = dict(c)
+        out["Count"] = self.count(c)
+        return out
+
+    def count(self, c):
+        """Nodes of the capture's query whose Captures list holds it in state active."""
+        try:
+            nodes = self.engine.nodes(c["GremlinQuery"])
+        except QueryError:
+            return 0
+        n = 0
+        for node in nodes:
+            caps = node.Metadata.get("Captures")
+            if isinstance(caps, list):
+                for cap in caps:
+                    if isinstance(cap, dict) and cap.get("ID") == c["UUID"] and cap.get("State") == "active":
+                        n += 1
+        return n
+
+
+# ---- alert ---------------------------------------------------------------------------------------
+
+_TRIGGER_RE = re.compile(r"^(graph|duration:.+|)$")
+
+
+class AlertKind(ResourceKind):
+    name = "alert"
+    title = "Alert"
+
+    def decode(self, data):
+        d = _body(data, self.title)
+        obj = {"UUID": "", "Name": _str(d, "Name"), "Description": _str(d, "Description"),
+               "Expression": _str(d, "Expression"), "Action": _str(d, "Action"),
+               "Trigger": _str(d, "Trigger"), "CreateTime": rfc3339_now()}
+        return obj
+
+    def validate(self, a):
+        if not a["Expression"].strip():
+            raise ResourceError("Expression: non zero value required")
+        if not _TRIGGER_RE.match(a["Trigger"]):
+            raise ResourceError("Trigger: %r does not match ^(graph|duration:.+|)$" % a["Trigger"])
+        if a["Trigger"].startswith("duration:"):
+            from ..common.timeutil import parse_duration_ms
+            try:
+                if parse_duration_ms(a["Trigger"][9:]) <= 0:
+                    raise ValueError("must be positive")
+            except ValueError as exc:
+                raise ResourceError("Trigger: invalid duration: %s" % exc) from None
+
+    def finalize(self, a):
+        return _omit_empty(a, ("Name", "Description", "Action", "Trigger"))
+
+
+# ---- packet injection --------------------------------------------------------------------------------
+
+def _ip_or_cidr(v):
+    try:
+        if "/" in v:
+            ipaddress.ip_network(v, strict=False)
+        else:
+            ipaddress.ip_address(v)
+        return True
+    except ValueError:
+        return False
+
+
+def _addr_of(cidr):
+    return cidr.split("/", 1)[0]
+
+
+class InjectPacketKind(_GremlinKind):
+    name = "injectpacket"
+    title = "Injection"
+
+    def decode(self, data):
+        d = _body(data, self.title)
+        pcap = d.get("Pcap")
+        if pcap is not None:
+            if not isinstance(pcap, str):
+                raise ResourceError("Pcap: expected base64 text")
+            try:
+                base64.b64decode(pcap, validate=True)
+            except (binascii.Error, ValueError):
+                raise ResourceError("Pcap: invalid base64") from None
+            pcap = pcap or None
+        return {
+            "UUID": "", "Src": _str(d, "Src"), "Dst": _str(d, "Dst"), "SrcIP": _str(d, "SrcIP"),
+            "DstIP": _str(d, "DstIP"), "SrcMAC": _str(d, "SrcMAC"), "DstMAC": _str(d, "DstMAC"),
+            "SrcPort": _int(d, "SrcPort", 0, U16), "DstPort": _int(d, "DstPort", 0, U16),
+            "Type": _str(d, "Type", "icmp4") or "icmp4", "Payload": _str(d, "Payload"),
+            "ICMPID": _int(d, "ICMPID", 0, U16), "Count": _int(d, "Count", 0, U64),
+            "Interval": _int(d, "Interval", 0, U64), "Mode": _str(d, "Mode"),
+            "IncrementPayload": _int(d, "IncrementPayload", -I64 - 1, I64),
+            "StartTime": "0001-01-01T00:00:00Z", "Pcap": pcap, "TTL": _int(d, "TTL", 0, 255),
+        }
+
+    def validate(self, p):
+        if p["Type"] not in INJECTION_TYPES:
+            raise ResourceError("given type is not supported")
+        if p["Mode"] not in ("", "unique", "random"):
+            raise ResourceError("given mode is not supported")
+        for k in ("SrcIP", "DstIP"):
+            if p[k] and not _ip_or_cidr(p[k]):
+                raise ResourceError("%s: %r is not an IP address or CIDR" % (k, p[k]))
+        for k in ("SrcMAC", "DstMAC"):
+            if p[k] and not _MAC_RE.match(p[k]):
+                raise ResourceError("%s: %r is not a MAC address" % (k, p[k]))
+        self.gremlin("Src", p["Src"])
+        if p["Dst"]:
+            self.gremlin("Dst", p["Dst"])
+        try:
+            srcs = self.engine.nodes(p["Src"])
+        except QueryError as exc:
+            raise ResourceError("Src: %s" % exc) from None
+        if not srcs:
+            raise ResourceError("Not able to find a source node with the query %s" % p["Src"])
+        if p["Pcap"]:
+            return
+        v6 = p["Type"].endswith("6")
+        src = srcs[0]
+        if not p["SrcIP"] and not self._ips(src, v6):
+            raise ResourceError("No source IP in node and user input")
+        dst = None
+        if p["Dst"]:
+            try:
+                dsts = self.engine.nodes(p["Dst"])
+            except QueryError as exc:
+                raise ResourceError("Dst: %s" % exc) from None
+            dst = dsts[0] if dsts else None
+        if not p["DstIP"] and (dst is None or not self._ips(dst, v6)):
+            raise ResourceError("No destination IP in node and user input")
+        if not p["SrcMAC"] and not isinstance(src.Metadata.get("MAC"), str):
+            raise ResourceError("No source MAC in node and user input")
+        if not p["DstMAC"] and not self._dst_mac(src, dst):
+            raise ResourceError("Not able to find a destination MAC")
+
+    @staticmethod
+    def _ips(node, v6):
+        md = node.Metadata
+        ips = []
+        for key in (("Neutron.IPV6", "IPV6") if v6 else ("Neutron.IPV4", "IPV4")):
+            v = md.get(key) if "." not in key else (md.get("Neutron") or {}).get(key.split(".")[1]) \
+                if isinstance(md.get("Neutron"), dict) else None
+            if isinstance(v, str):
+                v = [v]
+            if isinstance(v, list):
+                ips.extend(_addr_of(x) for x in v if isinstance(x, str) and x)
+        return ips
+
+    @staticmethod
+    def _dst_mac(src, dst):
+        md = src.Metadata
+        neighbors = md.get("Neighbors")
+        if isinstance(neighbors, list) and any(isinstance(n, dict) and n.get("MAC") for n in neighbors):
+            return True
+        if dst is not None:
+            ext = dst.Metadata.get("ExtID")
+            if isinstance(ext, dict) and isinstance(ext.get("attached-mac"), str):
+                return True
+            if isinstance(dst.Metadata.get("MAC"), str):
+                return True
+        return False
+
+
+# ---- rules -------------------------------------------------------------------------------------------
+
+class NodeRuleKind(_GremlinKind):
+    name = "noderule"
+    title = "NodeRule"
+
+    def decode(self, data):
+        d = _body(data, self.title)
+        return {"UUID": "", "Name": _str(d, "Name"), "Description": _str(d, "Description"),
+                "Metadata": _map(d, "Metadata"), "Action": _str(d, "Action"), "Query": _str(d, "Query")}
+
+    def validate(self, r):
+        if r["Action"] not in ("create", "update"):
+            raise ResourceError("Action: %r does not match ^(create|update)$" % r["Action"])
+        self.gremlin("Query", r["Query"], allow_empty=True)
+        if r["Action"] == "create":
+            try:
+                validate_node(Node("rule", r["Metadata"]))
+            except SchemaError as exc:
+                raise ResourceError(str(exc)) from None
+        else:
+            if "Name" in r["Metadata"] or "Type" in r["Metadata"]:
+                raise ResourceError("Name and Type fields can not be changed")
+            if not r["Query"]:
+                raise ResourceError("Query: an update rule needs a Gremlin query")
+
+
+class EdgeRuleKind(_GremlinKind):
+    name = "edgerule"
+    title = "EdgeRule"
+
+    def decode(self, data):
+        d = _body(data, self.title)
+        return {"UUID": "", "Name": _str(d, "Name"), "Description": _str(d, "Description"),
+                "Src": _str(d, "Src"), "Dst": _str(d, "Dst"), "Metadata": _map(d, "Metadata")}
+
+    def validate(self, r):
+        self.gremlin("Src", r["Src"])
+        self.gremlin("Dst", r["Dst"])
+        rel = r["Metadata"].get("RelationType")
+        if not isinstance(rel, str) or not rel:
+            raise ResourceError("Metadata: RelationType is required (non-empty string)")
+
+
+# ---- workflow ----------------------------------------------------------------------------------------
+
+PARAM_TYPES = ("node", "boolean", "choice", "string", "integer")
+
+
+class WorkflowKind(ResourceKind):
+    name = "workflow"
+    title = "Workflow"
+
+    def decode(self, data):
+        d = _body(data, self.title)
+        params = d.get("Parameters")
+        if params is None:
+            params = []
+        if not isinstance(params, list):
+            raise ResourceError("Parameters: expected an array")
+        out_params = []
+        for i, p in enumerate(params):
+            if not isinstance(p, dict):
+                raise ResourceError("Parameters[%d]: expected an object" % i)
+            values = p.get("Values")
+            if values is not None and not isinstance(values, list):
+                raise ResourceError("Parameters[%d].Values: expected an array" % i)
+            q = {"Name": _str(p, "Name"), "Description": _str(p, "Description"), "Type": _str(p, "Type"),
+                 "Default": p.get("Default")}
+            if q["Type"] and q["Type"] not in PARAM_TYPES:
+                raise ResourceError("Parameters[%d].Type: must be one of %s" % (i, ", ".join(PARAM_TYPES)))
+            if values:
+                vs = []
+                for v in values:
+                    if not isinstance(v, dict):
+                        raise ResourceError("Parameters[%d].Values: expected objects" % i)
+                    vs.append({"Value": v.get("Value"), "Description": _str(v, "Description")})
+                q["Values"] = vs
+            out_params.append(q)
+        return {"UUID": "", "Name": _str(d, "Name"), "Title": _str(d, "Title"), "Abstract": _str(d, "Abstract"),
+                "Description": _str(d, "Description"), "Parameters": out_params, "Source": _str(d, "Source")}
+
+    def validate(self, w):
+        if not w["Name"]:
+            raise ResourceError("Name: non zero value required")
+
+    def is_duplicate(self, w, existing):
+        for o in existing:
+            if o.get("Name") == w["Name"]:
+                raise ResourceError("Duplicate workflow, name=%s" % w["Name"])
+        return False
+
+
+def stored_kinds(engine):
+    return [CaptureKind(engine), AlertKind(), InjectPacketKind(engine), NodeRuleKind(engine),
+            EdgeRuleKind(engine), WorkflowKind()]

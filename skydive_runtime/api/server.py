@@ -1,0 +1,173 @@
+"""REST routes shared by the analyzer and the agent: /api, /login, /api/status, /api/config,
+/api/topology; the error middleware; the auth guard.
+
+    app = make_app()                                  # error middleware installed
+    guard = make_guard(authenticator)                 # guard(request, object, action)
+    mount_info(app, host_id, "agent", guard)          # GET /api
+    mount_login(app, authenticator)                   # POST/GET /login
+    mount_status(app, status_fn, guard)               # GET /api/status -> status_fn()
+    mount_topology(app, graph, engine, guard)         # GET/POST /api/topology
+"""
+
+import json
+import logging
+
+from aiohttp import web
+
+from .. import __version__
+from .http import HTTPError, JSON_TYPE, dumps, empty, json_response, loads, text_error
+from .query import QueryError
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "0.28.0"
+
+
+@web.middleware
+async def error_middleware(request, handler):
+    try:
+        return await handler(request)
+    except HTTPError as exc:
+        return text_error(exc.status, exc.text)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return text_error(500, "internal server error")
+
+
+def make_app(**kw):
+    return web.Application(middlewares=[error_middleware], client_max_size=64 * 1024 * 1024, **kw)
+
+
+def make_guard(authenticator):
+    """guard(request, obj, action): 401 on bad credentials, 405 on RBAC denial."""
+    if authenticator is None:
+        return lambda request, obj, action: None
+
+    def guard(request, obj, action):
+        return authenticator.check(request, obj, action)
+    return guard
+
+
+def mount_info(app, host_id, service_type, guard):
+    async def info(request):
+        guard(request, "status", "read")
+        return json_response({"Host": host_id, "Version": API_VERSION, "Service": service_type})
+    app.router.add_get("/api", info)
+    app.router.add_get("/api/", info)
+
+
+def mount_login(app, authenticator):
+    async def login_get(request):
+        raise web.HTTPFound("/")
+
+    async def login(request):
+        try:
+            form = await request.post()
+        except Exception:   # unparsable form body
+            form = {}
+        username = form.get("username")
+        password = form.get("password")
+        backend = authenticator.backend
+        if backend.type == "noauth":
+            user = backend.login(username or "", password or "")
+        else:
+            if not isinstance(username, str) or not isinstance(password, str) or not username:
+                return text_error(401, "No credentials provided")
+            user = backend.login(username, password)
+            if user is None:
+                return text_error(401, "Wrong credentials")
+        body = {"Token": user.token, "Permissions": authenticator.rbac.permissions(user)}
+        resp = web.Response(status=200, body=dumps(body).encode(), headers={"Content-Type": JSON_TYPE})
+        origin = request.headers.get("Origin")
+        if origin:
+            resp.headers["Access-Control-Allow-Origin"] = origin
+            resp.headers["Access-Control-Allow-Credentials"] = "true"
+        if user.token:
+            resp.set_cookie("authtoken", user.token, path="/")
+            resp.set_cookie("permissions", authenticator.permissions_cookie(user), path="/")
+        return resp
+
+    app.router.add_post("/login", login)
+    app.router.add_get("/login", login_get)
+
+
+def mount_status(app, status_fn, guard):
+    async def status(request):
+        guard(request, "status", "read")
+        return json_response(status_fn())
+    app.router.add_get("/api/status", status)
+    app.router.add_get("/api/status/", status)
+
+
+def mount_config(app, config, guard):
+    async def get_config(request):
+        guard(request, "config", "read")
+        key = request.match_info["key"]
+        lowered = key.lower()
+        if lowered == "auth" or lowered.startswith("auth.") or "password" in lowered or lowered.startswith("tls"):
+            value = ""     # secrets are never served
+        else:
+            value = config.public_value(key)
+        return json_response(value)
+    app.router.add_get("/api/config/{key}", get_config)
+
+
+def _content_type(accept):
+    a = (accept or "").strip()
+    if not a or "*" in a or "," in a:
+        return JSON_TYPE
+    return a + "; charset=UTF-8"
+
+
+def mount_topology(app, graph, engine, guard):
+    async def get_topology(request):
+        guard(request, "topology", "read")
+        body = dumps(graph.to_dict()).encode()
+        # upstream writes the status before the header, so Go sniffs the type
+        return web.Response(status=200, body=body, headers={"Content-Type": "text/plain; charset=utf-8"})
+
+    async def post_topology(request):
+        guard(request, "topology", "read")
+        raw = await request.read()
+        if raw.strip():
+            try:
+                data = loads(raw.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+                raise HTTPError(400, "failed to decode JSON body: %s" % exc) from None
+        else:
+            data = {}
+        if not isinstance(data, dict):
+            raise HTTPError(400, "the body must be {\"GremlinQuery\": \"<query>\"}")
+        query = data.get("GremlinQuery")
+        if query is None or query == "":
+            return empty(204)
+        if not isinstance(query, str):
+            raise HTTPError(400, "GremlinQuery must be a string")
+        try:
+            result = engine.run(query)
+        except QueryError as exc:
+            raise HTTPError(400, str(exc)) from None
+        accept = request.headers.get("Accept", "")
+        if "vnd.graphviz" in accept and getattr(result, "is_graph", False):
+            return web.Response(status=200, body=result.to_dot().encode(),
+                                headers={"Content-Type": "text/vnd.graphviz; charset=UTF-8"})
+        if "vnd.tcpdump.pcap" in accept and getattr(result, "is_raw_packets", False):
+            return web.Response(status=200, body=result.to_pcap(),
+                                headers={"Content-Type": "application/vnd.tcpdump.pcap; charset=UTF-8"})
+        try:
+            body = json.dumps(result.to_json_value(), separators=(",", ":"), ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError) as exc:
+            raise HTTPError(400, "cannot serialise the result: %s" % exc) from None
+        ctype = JSON_TYPE if ("vnd.graphviz" in accept or "vnd.tcpdump" in accept) else _content_type(accept)
+        return web.Response(status=200, body=body.encode(), headers={"Content-Type": ctype})
+
+    app.router.add_get("/api/topology", get_topology)
+    app.router.add_get("/api/topology/", get_topology)
+    app.router.add_post("/api/topology", post_topology)
+    app.router.add_post("/api/topology/", post_topology)
+
+
+def service_version():
+    return __version__
