@@ -1,0 +1,468 @@
+"""The flow table: packets in, flow records and periodic updates out.
+
+A `FlowTable` is single-threaded: the capture thread (capture.py) feeds it
+with `process()` and calls `tick()` every update interval; nothing else may
+touch it meanwhile.  Results leave the table only as plain dicts (upstream
+Flow JSON), so the asyncio side never shares mutable state with the hot path.
+
+Hot path: established Ethernet/IPv4/TCP|UDP flows without IP options or
+fragments, TCP segments without SYN/FIN/RST, not VXLAN, are counted by
+`process()` from a handful of byte slices; everything else (first packet of a
+flow, VLAN, IPv6, ICMP, ARP, tunnels, TCP control segments, raw-packet capture,
+ExtraTCPMetric) is decoded by decode.decode() and goes through
+`process_decoded()`.
+"""
+
+import itertools
+from array import array
+
+from . import decode as _dec
+from .flow import (Flow, FlowExtra, packet_key, flow_to_dict, flow_ids, metric_dict, NFIELDS,
+                   F_ABP, F_ABB, F_BAP, F_BAB, F_START, F_LAST, F_ABP0, F_ABB0, F_BAP0, F_BAB0,
+                   F_RTT, F_RTT0, F_STATE, F_MARK, FINISH_TIMEOUT, FINISH_TCP_FIN, FINISH_TCP_RST,
+                   TCP_INDEX, TCP_FIELDS)
+from .xxhash import xxh64
+
+import struct as _struct
+
+_ETH_IP = b"\x08\x00"
+_VXLAN = b"\x12\xb5"
+_TAG_TCP_L2 = bytes((1 | (1 << 1) | (1 << 3),))
+_TAG_UDP_L2 = bytes((1 | (1 << 1) | (2 << 3),))
+_TAG_TCP_L3 = bytes(((1 << 1) | (1 << 3),))
+_TAG_UDP_L3 = bytes(((1 << 1) | (2 << 3),))
+
+DEFAULT_APP_TIMEOUTS_MS = {"ARP": 10000, "DNS": 10000}
+
+LAYER_KEY_MODES = ("L2", "L3")
+
+
+class FlowTableError(ValueError):
+    pass
+
+
+class FlowTable(object):
+    """Bounded flow table of one capture.
+
+    Parameters (all optional):
+      node_tid, capture_id   copied into every flow (NodeTID, CaptureID)
+      layer_key_mode         "L2" (default) or "L3"
+      expire_ms              idle time after which a flow is removed (flow.expire, 600 s)
+      hold_ms                time a FIN/RST flow is kept after its last packet (15 s)
+      app_timeouts_ms        {"ARP": 10000, "DNS": 10000}: idle timeout per Application
+      max_entries            table size; beyond, least recently used flows are evicted
+                             (counted in `flows_dropped` and sent once with FinishType TIMEOUT)
+      raw_packet_limit       0..10 raw packets kept per flow
+      header_size            bytes of each raw packet kept (0 = whole packet)
+      extra_tcp_metric       compute TCPMetric
+      application_ports      {"name": [ports]} or {port: "name"}: Application for TCP/UDP ports
+      linktype               default link type of `process()` input (1 = Ethernet)
+    """
+
+    def __init__(self, node_tid="", capture_id="", layer_key_mode="L2", expire_ms=600000,
+                 hold_ms=15000, app_timeouts_ms=None, max_entries=500000, raw_packet_limit=0,
+                 header_size=0, extra_tcp_metric=False, application_ports=None,
+                 linktype=_dec.LINKTYPE_ETHERNET):
+        if layer_key_mode not in LAYER_KEY_MODES:
+            raise FlowTableError("invalid layer key mode %r, expected L2 or L3" % (layer_key_mode,))
+        if not isinstance(max_entries, int) or max_entries < 1:
+            raise FlowTableError("max_entries must be a positive integer, got %r" % (max_entries,))
+        if not isinstance(raw_packet_limit, int) or not 0 <= raw_packet_limit <= 10:
+            raise FlowTableError("raw packet limit must be between 0 and 10, got %r" % (raw_packet_limit,))
+        if not isinstance(header_size, int) or header_size < 0:
+            raise FlowTableError("invalid header size %r" % (header_size,))
+        for name, v in (("expire_ms", expire_ms), ("hold_ms", hold_ms)):
+            if not isinstance(v, int) or v <= 0:
+                raise FlowTableError("%s must be > 0, got %r" % (name, v))
+        self.node_tid = node_tid or ""
+        self.capture_id = capture_id or ""
+        self.l3_mode = layer_key_mode == "L3"
+        self.expire_ms = expire_ms
+        self.hold_ms = hold_ms
+        self.app_timeouts = dict(DEFAULT_APP_TIMEOUTS_MS if app_timeouts_ms is None else
+                                 {str(k).upper(): int(v) for k, v in app_timeouts_ms.items()})
+        self.max_entries = max_entries
+        self.raw_packet_limit = raw_packet_limit
+        self.header_size = header_size
+        self.extra_tcp_metric = bool(extra_tcp_metric)
+        self.app_ports = _normalize_app_ports(application_ports)
+        self.linktype = linktype
+        self.flows = {}                 # key -> Flow (insertion order = LRU order)
+        self.c = array("q")             # counters, NFIELDS per flow
+        self._free = []
+        self._fast = raw_packet_limit == 0
+        self._tcp_fast = self._fast and not self.extra_tcp_metric
+        self._pending = []              # dicts of flows removed outside tick() (eviction)
+        self.flows_dropped = 0
+        self.packets = 0                # packets processed
+        self.undecodable = 0            # packets with no usable layer
+        self.last_tick_ms = 0
+        self._evict_batch = max(1, min(1024, max_entries // 100))
+
+    # ------------------------------------------------------------------ hot path
+    def process(self, data, ts_ns, wire_len=0, linktype=None):
+        """Account one captured frame (bytes) seen at `ts_ns` (ns since epoch).
+
+        `wire_len` is the original length on the wire when the capture was
+        truncated (0 = len(data)).
+        """
+        self.packets += 1
+        if linktype is None or linktype == 1:
+            if self._fast and data[12:14] == _ETH_IP and data[14] == 0x45 \
+                    and not (data[20] & 0x3F) and not data[21] and len(data) >= 38:
+                proto = data[23]
+                if proto == 6:
+                    if not self._tcp_fast or data[47] & 7 or len(data) < 54:
+                        return self._slow(data, ts_ns, wire_len, 1)
+                    tag = _TAG_TCP_L3 if self.l3_mode else _TAG_TCP_L2
+                elif proto == 17:
+                    if data[36:38] == _VXLAN or data[34:36] == _VXLAN:
+                        return self._slow(data, ts_ns, wire_len, 1)
+                    tag = _TAG_UDP_L3 if self.l3_mode else _TAG_UDP_L2
+                else:
+                    return self._slow(data, ts_ns, wire_len, 1)
+                if self.l3_mode:
+                    s = data[26:30]
+                    d = data[30:34]
+                    if s < d:
+                        k = tag + data[26:38]
+                        first = True
+                    elif d < s:
+                        k = tag + d + s + data[36:38] + data[34:36]
+                        first = False
+                    else:
+                        return self._slow(data, ts_ns, wire_len, 1)
+                else:
+                    s = data[6:12]
+                    d = data[0:6]
+                    if s < d:
+                        k = tag + s + d + data[26:38]
+                        first = True
+                    elif d < s:
+                        k = tag + d + s + data[30:34] + data[26:30] + data[36:38] + data[34:36]
+                        first = False
+                    else:
+                        return self._slow(data, ts_ns, wire_len, 1)
+                f = self.flows.get(k)
+                if f is not None:
+                    c = self.c
+                    b = f.b
+                    if first is f.a:
+                        c[b] += 1
+                        c[b + 1] += wire_len or len(data)
+                    else:
+                        c[b + 2] += 1
+                        c[b + 3] += wire_len or len(data)
+                    c[b + 5] = ts_ns // 1000000
+                    return
+            return self._slow(data, ts_ns, wire_len, 1)
+        return self._slow(data, ts_ns, wire_len, linktype)
+
+    def process_many(self, packets):
+        """Feed an iterable of (data, ts_ns, wire_len) tuples."""
+        proc = self.process
+        for data, ts, wl in packets:
+            proc(data, ts, wl)
+
+    # ------------------------------------------------------------------ slow path
+    def _slow(self, data, ts_ns, wire_len, linktype):
+        p = _dec.decode(data, linktype, wire_len or len(data))
+        if not p.layers:
+            self.undecodable += 1
+            return None
+        return self.process_decoded(p, data, ts_ns, linktype)
+
+    def process_decoded(self, p, data, ts_ns, linktype=1, parent=None, length=None):
+        """Account decoded packet `p` (and its tunnel payload, as a child flow)."""
+        ms = ts_ns // 1000000
+        if length is None:
+            length = p.wire_len if p.link_src is not None or linktype == _dec.LINKTYPE_LINUX_SLL \
+                else (p.ip_len or p.wire_len)
+        parent_hash = None
+        if parent is not None:
+            parent_hash = _struct.pack("!Q", xxh64(parent.key))
+        key, first = packet_key(p, self.l3_mode, parent_hash)
+        f = self.flows.get(key)
+        c = self.c
+        if f is None:
+            f = self._new_flow(key, first, p, ms, parent)
+            b = f.b
+        else:
+            b = f.b
+        ab = first is f.a
+        if ab:
+            c[b + F_ABP] += 1
+            c[b + F_ABB] += length
+        else:
+            c[b + F_BAP] += 1
+            c[b + F_BAB] += length
+        c[b + F_LAST] = ms
+        l4 = p.l4_proto
+        if l4 == 6:
+            self._tcp(f, b, p, ab, ts_ns, ms)
+        elif l4 == 1 or l4 == 58:
+            t = p.icmp_type
+            if t == 8 or t == 128:
+                if c[b + F_RTT0] == 0:
+                    c[b + F_RTT0] = ts_ns
+                    c[b + F_STATE] = (c[b + F_STATE] & ~4) | (0 if ab else 4)
+            elif (t == 0 or t == 129) and c[b + F_RTT0] > 0:
+                if bool(c[b + F_STATE] & 4) == ab:       # reply in the other direction
+                    c[b + F_RTT] = max(1, ts_ns - c[b + F_RTT0])
+                    c[b + F_RTT0] = -1
+        if self.raw_packet_limit:
+            x = f.x
+            if x is None:
+                x = f.x = FlowExtra()
+            if x.raw_count < self.raw_packet_limit:
+                if x.raw is None:
+                    x.raw = []
+                raw = bytes(data[:self.header_size]) if self.header_size else bytes(data)
+                x.raw.append((ms, raw, linktype))
+                x.raw_count += 1
+        if p.inner is not None:
+            inner_data = data[p.tunnel_end:p.tunnel_end + p.inner.cap_len] if isinstance(data, (bytes, bytearray)) else b""
+            self.process_decoded(p.inner, inner_data, ts_ns, 1 if p.inner.link_src is not None else 101,
+                                 parent=f, length=p.inner.wire_len)
+        return f
+
+    def _tcp(self, f, b, p, ab, ts_ns, ms):
+        c = self.c
+        flags = p.tcp_flags
+        if flags & _dec.TCP_SYN:
+            if not flags & _dec.TCP_ACK:
+                if c[b + F_RTT0] == 0:
+                    c[b + F_RTT0] = ts_ns
+                    c[b + F_STATE] = (c[b + F_STATE] & ~4) | (0 if ab else 4)
+            elif c[b + F_RTT0] > 0 and bool(c[b + F_STATE] & 4) == ab:
+                c[b + F_RTT] = max(1, ts_ns - c[b + F_RTT0])
+                c[b + F_RTT0] = -1
+        if flags & _dec.TCP_RST:
+            if c[b + F_RTT0] > 0 and bool(c[b + F_STATE] & 4) == ab:
+                c[b + F_RTT] = max(1, ts_ns - c[b + F_RTT0])
+                c[b + F_RTT0] = -1
+            c[b + F_STATE] = (c[b + F_STATE] & ~3) | FINISH_TCP_RST
+        elif flags & _dec.TCP_FIN and (c[b + F_STATE] & 3) != FINISH_TCP_RST:
+            c[b + F_STATE] = (c[b + F_STATE] & ~3) | FINISH_TCP_FIN
+        if self.extra_tcp_metric:
+            x = f.x
+            if x is None:
+                x = f.x = FlowExtra()
+            t = x.tcp
+            if t is None:
+                t = x.tcp = [0] * len(TCP_FIELDS) + [None, None]   # + next expected seq AB, BA
+            d = "AB" if ab else "BA"
+            nxt_i = len(TCP_FIELDS) + (0 if ab else 1)
+            if flags & _dec.TCP_SYN:
+                if not t[TCP_INDEX[d + "SynStart"]]:
+                    t[TCP_INDEX[d + "SynStart"]] = ms
+                    t[TCP_INDEX[d + "SynTTL"]] = p.ttl
+                t[TCP_INDEX[d + "SawStart"]] = 1
+                t[nxt_i] = (p.tcp_seq + 1) & 0xFFFFFFFF
+            if flags & _dec.TCP_FIN:
+                if not t[TCP_INDEX[d + "FinStart"]]:
+                    t[TCP_INDEX[d + "FinStart"]] = ms
+                t[TCP_INDEX[d + "SawEnd"]] = 1
+            if flags & _dec.TCP_RST and not t[TCP_INDEX[d + "RstStart"]]:
+                t[TCP_INDEX[d + "RstStart"]] = ms
+            plen = p.tcp_payload
+            if plen:
+                t[TCP_INDEX[d + "Packets"]] += 1
+                t[TCP_INDEX[d + "Bytes"]] += plen
+                nxt = t[nxt_i]
+                seq = p.tcp_seq
+                if nxt is not None and seq != nxt:
+                    delta = (seq - nxt) & 0xFFFFFFFF
+                    if delta < 0x80000000:
+                        t[TCP_INDEX[d + "SegmentSkipped"]] += 1
+                        t[TCP_INDEX[d + "SegmentSkippedBytes"]] += delta
+                    else:
+                        t[TCP_INDEX[d + "SegmentOutOfOrder"]] += 1
+                        return
+                t[nxt_i] = (seq + plen + (1 if flags & _dec.TCP_FIN else 0)) & 0xFFFFFFFF
+
+    def _new_flow(self, key, first, p, ms, parent):
+        flows = self.flows
+        if len(flows) >= self.max_entries:
+            self._evict()
+        if self._free:
+            b = self._free.pop()
+            c = self.c
+            for i in range(b, b + NFIELDS):
+                c[i] = 0
+        else:
+            b = len(self.c)
+            self.c.extend(_ZEROS)
+        c = self.c
+        c[b + F_START] = ms
+        c[b + F_LAST] = ms
+        c[b + F_MARK] = ms
+        lp = p.layers_path
+        app = p.application
+        if p.l4_proto in (6, 17, 132) and self.app_ports:
+            name = self.app_ports.get(p.dport) or self.app_ports.get(p.sport)
+            if name:
+                app = name
+        f = Flow(key, b, first, _intern(lp), _intern(app),
+                 flow_ids(parent, c, self.node_tid)[0] if parent is not None else None)
+        if self.l3_mode and p.link_src is not None and key[0] & 1 == 0:
+            x = f.x = FlowExtra()
+            x.link = (p.link_src, p.link_dst)
+        flows[key] = f
+        return f
+
+    def _evict(self):
+        """Second-chance LRU: walk the oldest entries; a flow touched since its last chance
+        moves to the end, the others are evicted (at least one flow is always evicted)."""
+        flows = self.flows
+        c = self.c
+        evicted = 0
+        while not evicted:
+            for k in list(itertools.islice(iter(flows), self._evict_batch)):
+                f = flows[k]
+                b = f.b
+                if c[b + F_LAST] > c[b + F_MARK]:
+                    c[b + F_MARK] = c[b + F_LAST]
+                    del flows[k]
+                    flows[k] = f
+                else:
+                    self._pending.append(self._dict(f, c, self.last_tick_ms or c[b + F_LAST], FINISH_TIMEOUT))
+                    self._remove(k, f)
+                    self.flows_dropped += 1
+                    evicted += 1
+                    if len(flows) < self.max_entries:
+                        break
+            if len(flows) < self.max_entries and evicted:
+                break
+
+    def _remove(self, key, f):
+        del self.flows[key]
+        self._free.append(f.b)
+        f.b = -1
+
+    # ------------------------------------------------------------------ output
+    def _dict(self, f, c, now_ms, finish=None):
+        b = f.b
+        prev = self.last_tick_ms
+        start = c[b + F_START]
+        lum = metric_dict(c[b + F_ABP] - c[b + F_ABP0], c[b + F_ABB] - c[b + F_ABB0],
+                          c[b + F_BAP] - c[b + F_BAP0], c[b + F_BAB] - c[b + F_BAB0],
+                          max(prev, start) if prev else start, max(now_ms, start), c[b + F_RTT])
+        return flow_to_dict(f, c, self.node_tid, self.capture_id, lum, finish, self.extra_tcp_metric,
+                            self.raw_packet_limit > 0)
+
+    def to_dict(self, f, now_ms=None):
+        """Flow JSON of a live flow; LastUpdateMetric covers [last tick, now]."""
+        if f.b < 0:
+            raise FlowTableError("flow is no longer in the table")
+        return self._dict(f, self.c, now_ms if now_ms is not None else self.c[f.b + F_LAST])
+
+    def get_flows(self, now_ms=None):
+        """Flow JSON of every live flow."""
+        return [self.to_dict(f, now_ms) for f in list(self.flows.values())]
+
+    def lookup(self, data, linktype=1):
+        """The Flow a frame belongs to (None if unknown); for tests and tools."""
+        p = _dec.decode(data, linktype)
+        key, _ = packet_key(p, self.l3_mode)
+        return self.flows.get(key)
+
+    def tick(self, now_ms):
+        """Run timers and collect updates.
+
+        Returns the list of flow dicts to send: flows updated since the previous
+        tick (LastUpdateMetric = their delta over [previous tick, now]) and
+        flows removed (expired, finished and held long enough, application
+        timeout, evicted) with their FinishType.
+        """
+        out = self._pending
+        self._pending = []
+        c = self.c
+        expire = self.expire_ms
+        hold = self.hold_ms
+        app_to = self.app_timeouts
+        removed = []
+        for k, f in list(self.flows.items()):
+            b = f.b
+            last = c[b + F_LAST]
+            idle = now_ms - last
+            fin = c[b + F_STATE] & 3
+            finish = None
+            if fin and idle >= hold:
+                finish = fin
+            elif idle >= expire:
+                finish = FINISH_TIMEOUT
+            else:
+                t = app_to.get(f.app.upper()) if app_to else None
+                if t is not None and idle >= t:
+                    finish = FINISH_TIMEOUT
+            updated = c[b + F_ABP] != c[b + F_ABP0] or c[b + F_BAP] != c[b + F_BAP0]
+            if finish is not None:
+                out.append(self._dict(f, c, now_ms, finish))
+                removed.append((k, f))
+            elif updated:
+                out.append(self._dict(f, c, now_ms))
+                c[b + F_ABP0] = c[b + F_ABP]
+                c[b + F_ABB0] = c[b + F_ABB]
+                c[b + F_BAP0] = c[b + F_BAP]
+                c[b + F_BAB0] = c[b + F_BAB]
+        for k, f in removed:
+            self._remove(k, f)
+        self.last_tick_ms = now_ms
+        return out
+
+    def flush(self, now_ms):
+        """Remove every flow, returning their final dicts (capture stop)."""
+        out = self._pending
+        self._pending = []
+        c = self.c
+        for k, f in list(self.flows.items()):
+            out.append(self._dict(f, c, now_ms))
+            self._remove(k, f)
+        self.last_tick_ms = now_ms
+        return out
+
+    def stats(self):
+        return {"FlowCount": len(self.flows), "FlowDropped": self.flows_dropped,
+                "Packets": self.packets, "Undecodable": self.undecodable}
+
+    def __len__(self):
+        return len(self.flows)
+
+
+_ZEROS = array("q", [0] * NFIELDS)
+_INTERNED = {}
+
+
+def _intern(s):
+    v = _INTERNED.get(s)
+    if v is None:
+        if len(_INTERNED) < 10000:
+            _INTERNED[s] = s
+        v = s
+    return v
+
+
+def _normalize_app_ports(ports):
+    out = {}
+    if not ports:
+        return out
+    if not isinstance(ports, dict):
+        raise FlowTableError("application_ports must be a mapping, got %s" % type(ports).__name__)
+    for k, v in ports.items():
+        if isinstance(k, int) or (isinstance(k, str) and k.isdigit()):
+            if not isinstance(v, str):
+                raise FlowTableError("application name for port %s must be a string" % k)
+            port, name = int(k), v
+            out[port] = name.upper()
+        else:
+            vals = v if isinstance(v, (list, tuple)) else [v]
+            for port in vals:
+                try:
+                    port = int(port)
+                except (TypeError, ValueError):
+                    raise FlowTableError("invalid port %r for application %r" % (port, k))
+                if not 0 < port < 65536:
+                    raise FlowTableError("invalid port %r for application %r" % (port, k))
+                out[port] = str(k).upper()
+    return out
