@@ -1,0 +1,387 @@
+"""ovsdb probe: the PyPI `ovs` IDL in its own thread, snapshots handed to the loop.
+
+Graph (spec §3.2): host -ownership-> ovsbridge -ownership+layer2-> ovsport -layer2-> interface.
+An interface netlink also sees (system ports by name in the host namespace, internal ports by
+name wherever they were moved) is the *same* node: OVS adds its layer (UUID, OfPort, ExtID,
+OVS Type, Driver openvswitch) to the netlink record. Interfaces only OVS knows (patch, vxlan,
+gre, geneve) are owned by their bridge. Patch peers are linked layer2 {Type: patch}.
+
+When ovsdb is unreachable the thread retries every second; the status says so meanwhile.
+"""
+
+import asyncio
+import logging
+import os
+import threading
+
+from ..common.ids import gen_id
+from .nlmonitor import ROOT
+from .topology import PRIO_OVS, PRIO_OVS_LOW, IfaceRecord, tid_of
+
+log = logging.getLogger(__name__)
+
+MERGEABLE = ("", "system", "internal", "tap", "dpdk")
+TUNNELS = ("vxlan", "gre", "geneve", "stt", "lisp", "erspan", "ip6erspan", "ip6gre", "gtpu", "bareudp", "srv6")
+
+
+def ovs_remote(addr):
+    """Config `ovs.ovsdb` (unix:///path, tcp://h:p, h:p, unix:/path, tcp:h:p) -> IDL remote."""
+    if addr.startswith("unix://"):
+        return "unix:" + addr[len("unix://"):]
+    if addr.startswith("tcp://"):
+        return "tcp:" + addr[len("tcp://"):]
+    if addr.startswith(("unix:", "tcp:", "ssl:")):
+        return addr
+    if addr.startswith("/"):
+        return "unix:" + addr
+    return "tcp:" + addr
+
+
+def _opt(v):
+    """IDL optional column ([] or [x]) -> x or None."""
+    if isinstance(v, list):
+        return v[0] if v else None
+    return v
+
+
+def _uuids(rows):
+    return [str(r.uuid) for r in (rows or [])]
+
+
+class OvsMonitor(threading.Thread):
+    def __init__(self, loop, remote, sink, on_state):
+        threading.Thread.__init__(self, name="ovsdb-monitor", daemon=True)
+        self.loop = loop
+        self.remote = remote
+        self.sink = sink
+        self.on_state = on_state
+        self.running = True
+        self.rpipe, self.wpipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.stop_event = threading.Event()
+
+    def stop(self):
+        self.running = False
+        self.stop_event.set()
+        try:
+            os.write(self.wpipe, b"x")
+        except OSError:
+            pass
+
+    def _post(self, fn, *args):
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:
+            self.running = False
+
+    def run(self):
+        import ovs.db.idl
+        import ovs.jsonrpc
+        import ovs.poller
+        import ovs.stream
+        while self.running:
+            try:
+                err, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(self.remote), 2000)
+                if err or stream is None:
+                    raise OSError(err, "cannot connect to %s: %s" % (self.remote, os.strerror(err) if err else "timeout"))
+                rpc = ovs.jsonrpc.Connection(stream)
+                err, resp = rpc.transact_block(ovs.jsonrpc.Message.create_request("get_schema", ["Open_vSwitch"]))
+                rpc.close()
+                if err or resp is None or resp.result is None:
+                    raise OSError(err or 0, "get_schema failed on %s" % self.remote)
+                helper = ovs.db.idl.SchemaHelper(schema_json=resp.result)
+                for table in ("Open_vSwitch", "Bridge", "Port", "Interface"):
+                    helper.register_table(table)
+                idl = ovs.db.idl.Idl(self.remote, helper)
+            except Exception as exc:
+                self._post(self.on_state, "waiting", str(exc))
+                self.stop_event.wait(1.0)
+                continue
+            try:
+                self._monitor(idl, ovs.poller)
+            except Exception as exc:
+                log.exception("ovsdb: monitor failed")
+                self._post(self.on_state, "error", str(exc))
+            finally:
+                idl.close()
+            if self.running:
+                self._post(self.sink, None)
+                self.stop_event.wait(1.0)
+
+    def _monitor(self, idl, poller_mod):
+        seqno = None
+        connected = False
+        down_since = None
+        while self.running:
+            idl.run()
+            is_conn = idl._session.is_connected()
+            if is_conn and not connected:
+                connected = True
+                down_since = None
+                self._post(self.on_state, "connected", "")
+            elif not is_conn and connected:
+                connected = False
+                down_since = self.loop.time()
+                self._post(self.on_state, "waiting", "connection to %s lost" % self.remote)
+            if not is_conn and down_since is not None and self.loop.time() - down_since > 3:
+                return   # drop the IDL: start over (schema and all)
+            if is_conn and idl.change_seqno != seqno and idl.has_ever_connected():
+                seqno = idl.change_seqno
+                self._post(self.sink, self._snapshot(idl))
+            p = poller_mod.Poller()
+            idl.wait(p)
+            p.fd_wait(self.rpipe, poller_mod.POLLIN)
+            p.timer_wait(1000)
+            p.block()
+            try:
+                while os.read(self.rpipe, 4096):
+                    pass
+            except OSError:
+                pass
+
+    @staticmethod
+    def _snapshot(idl):
+        t = idl.tables
+        bridges, ports, ifaces = {}, {}, {}
+        for r in t["Bridge"].rows.values():
+            bridges[str(r.uuid)] = {"name": r.name, "ports": _uuids(r.ports), "external_ids": dict(r.external_ids),
+                                    "other_config": dict(r.other_config), "protocols": list(r.protocols),
+                                    "datapath_type": r.datapath_type}
+        for r in t["Port"].rows.values():
+            ports[str(r.uuid)] = {"name": r.name, "interfaces": _uuids(r.interfaces),
+                                  "external_ids": dict(r.external_ids), "other_config": dict(r.other_config),
+                                  "tag": _opt(r.tag), "trunks": list(r.trunks), "bond_mode": _opt(r.bond_mode),
+                                  "lacp": _opt(r.lacp)}
+        for r in t["Interface"].rows.values():
+            ifaces[str(r.uuid)] = {"name": r.name, "type": r.type, "ofport": _opt(r.ofport),
+                                   "mac": _opt(r.mac_in_use) or _opt(r.mac) or "",
+                                   "external_ids": dict(r.external_ids), "options": dict(r.options),
+                                   "other_config": dict(r.other_config)}
+        return {"bridges": bridges, "ports": ports, "interfaces": ifaces}
+
+
+class OvsdbProbe:
+    def __init__(self, topology, netlink, address):
+        self.topo = topology
+        self.graph = topology.graph
+        self.netlink = netlink
+        self.address = address
+        self.remote = ovs_remote(address)
+        self.monitor = None
+        self.state = "starting"
+        self.error = ""
+        self.bridges = {}    # uuid -> node
+        self.ports = {}      # uuid -> node
+        self.ifaces = {}     # uuid -> IfaceRecord
+        self.iface_rows = {}  # uuid -> row dict
+        self.port_of = {}    # iface uuid -> port uuid
+        self.bridge_of = {}  # port uuid -> bridge uuid
+        self.snapshots = 0
+        self.synced = asyncio.Event()
+
+    def start(self):
+        self.monitor = OvsMonitor(asyncio.get_running_loop(), self.remote, self._on_snapshot, self._on_state)
+        self.monitor.start()
+
+    def stop(self):
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor.join(timeout=3)
+            self.monitor = None
+
+    def status(self):
+        st = {"State": self.state, "Address": self.address, "Bridges": len(self.bridges),
+              "Ports": len(self.ports), "Interfaces": len(self.ifaces)}
+        if self.error:
+            st["Error"] = self.error
+        return st
+
+    def _on_state(self, state, error):
+        if state != self.state or error != self.error:
+            log.info("ovsdb: %s %s", state, error)
+        self.state = state
+        self.error = error
+
+    # ---- merging with netlink -------------------------------------------------------------------
+    def claim(self, name, ns_key, driver):
+        """A netlink interface appears: the OVS record of the same interface, if any."""
+        for uuid, row in self.iface_rows.items():
+            if row["name"] != name:
+                continue
+            if (ns_key == ROOT and row["type"] in MERGEABLE) or \
+                    (row["type"] == "internal" and driver in ("tun", "openvswitch")):
+                return self.ifaces.get(uuid)
+        return None
+
+    def netlink_dropped(self, rec):
+        pass
+
+    def _find_netlink(self, row):
+        if row["type"] not in MERGEABLE:
+            return None
+        found = self.netlink.find_by_name(row["name"], keys=[ROOT])
+        if not found and row["type"] == "internal":
+            found = [f for f in self.netlink.find_by_name(row["name"])
+                     if f[2].layers[f[0].layer][1].get("Driver") in ("tun", "openvswitch")]
+        for _view, _index, rec in found:
+            if rec.ovs_uuid is None:
+                return rec
+        return None
+
+    # ---- snapshots ---------------------------------------------------------------------------------
+    def _on_snapshot(self, snap):
+        try:
+            self._apply(snap or {"bridges": {}, "ports": {}, "interfaces": {}})
+        except Exception:
+            log.exception("ovsdb: cannot apply a snapshot")
+        self.snapshots += 1
+        if snap is not None:
+            self.synced.set()
+
+    def _apply(self, snap):
+        g = self.graph
+        topo = self.topo
+        host_tid = tid_of(topo.host) or ""
+        bridges, ports, ifaces = snap["bridges"], snap["ports"], snap["interfaces"]
+        bridge_of = {p: b for b, row in bridges.items() for p in row["ports"]}
+        port_of = {i: p for p, row in ports.items() for i in row["interfaces"]}
+
+        # deletions first: interfaces, ports, bridges
+        for uuid in [u for u in self.ifaces if u not in ifaces or port_of.get(u) is None]:
+            self._drop_iface(uuid)
+        for uuid in [u for u in self.ports if u not in ports or u not in bridge_of]:
+            node = self.ports.pop(uuid)
+            if node.ID in g.nodes:
+                g.del_node(node)
+        for uuid in [u for u in self.bridges if u not in bridges]:
+            node = self.bridges.pop(uuid)
+            if node.ID in g.nodes:
+                g.del_node(node)
+
+        for uuid, row in bridges.items():
+            md = {"Name": row["name"], "UUID": uuid, "Type": "ovsbridge",
+                  "TID": gen_id(host_tid + uuid + "ovsbridge"),
+                  "Ovs": {"OtherConfig": row["other_config"], "Protocols": row["protocols"],
+                          "DatapathType": row["datapath_type"]}}
+            if row["external_ids"]:
+                md["ExtID"] = row["external_ids"]
+            node = self._upsert(self.bridges, uuid, md)
+            topo.own(topo.host, node)
+
+        for uuid, row in ports.items():
+            buuid = bridge_of.get(uuid)
+            if buuid is None:
+                continue
+            md = {"Name": row["name"], "UUID": uuid, "Type": "ovsport",
+                  "TID": gen_id(host_tid + uuid + "ovsport"),
+                  "Ovs": {"OtherConfig": row["other_config"]}}
+            if row["external_ids"]:
+                md["ExtID"] = row["external_ids"]
+            vlans = ([row["tag"]] if row["tag"] is not None else []) + list(row["trunks"])
+            if vlans:
+                md["Vlans"] = vlans
+            if row["bond_mode"]:
+                md["BondMode"] = row["bond_mode"]
+            if row["lacp"]:
+                md["LACP"] = row["lacp"]
+            node = self._upsert(self.ports, uuid, md)
+            bnode = self.bridges[buuid]
+            topo.own(bnode, node)
+            if g.find_link(bnode, node, "layer2") is None:
+                g.link(bnode, node, {"RelationType": "layer2"})
+            # a port moved to another bridge keeps no stale link
+            for e in g.in_edges(node):
+                if e.Parent != bnode.ID and e.Metadata.get("RelationType") in ("ownership", "layer2"):
+                    g.del_edge(e)
+
+        for uuid, row in ifaces.items():
+            puuid = port_of.get(uuid)
+            if puuid is None or puuid not in self.ports:
+                continue
+            self.iface_rows[uuid] = row
+            rec = self.ifaces.get(uuid)
+            if rec is None:
+                rec = self._find_netlink(row) or IfaceRecord()
+                rec.ovs_uuid = uuid
+                self.ifaces[uuid] = rec
+            bnode = self.bridges[bridge_of[puuid]]
+            otype = row["type"]
+            md = {"Name": row["name"], "UUID": uuid}
+            if otype not in ("", "system"):
+                md["Type"] = otype
+                md["Driver"] = "openvswitch"
+            if row["ofport"] is not None:
+                md["OfPort"] = row["ofport"]
+            if row["external_ids"]:
+                md["ExtID"] = row["external_ids"]
+            ovs_md = {}
+            if row["options"]:
+                ovs_md["Options"] = row["options"]
+            if row["other_config"]:
+                ovs_md["OtherConfig"] = row["other_config"]
+            if ovs_md:
+                md["Ovs"] = ovs_md
+            if otype in TUNNELS or "remote_ip" in row["options"]:
+                if row["options"].get("local_ip"):
+                    md["LocalIP"] = row["options"]["local_ip"]
+                if row["options"].get("remote_ip"):
+                    md["RemoteIP"] = row["options"]["remote_ip"]
+            low = {"Name": row["name"], "Type": otype or "system"}
+            if row["mac"]:
+                low["MAC"] = row["mac"]
+            rec.layers["ovs_low"] = (PRIO_OVS_LOW, low)
+            rec.owners.pop("ovs_low", None)
+            topo.set_layer(rec, "ovs", PRIO_OVS, md, owner=bnode)
+            pnode = self.ports[puuid]
+            if rec.node is not None:
+                for e in g.in_edges(rec.node):
+                    if e.Metadata.get("RelationType") == "layer2" and e.Parent != pnode.ID and \
+                            g.nodes.get(e.Parent) is not None and g.nodes[e.Parent].Metadata.get("Type") == "ovsport":
+                        g.del_edge(e)
+                if g.find_link(pnode, rec.node, "layer2") is None:
+                    g.link(pnode, rec.node, {"RelationType": "layer2"})
+
+        # patch peers
+        by_name = {row["name"]: u for u, row in self.iface_rows.items()}
+        for uuid, row in self.iface_rows.items():
+            if row["type"] != "patch":
+                continue
+            peer = by_name.get(row["options"].get("peer", ""))
+            rec, prec = self.ifaces.get(uuid), self.ifaces.get(peer) if peer else None
+            if rec is None or prec is None or rec.node is None or prec.node is None:
+                continue
+            if uuid < peer:
+                topo.layer2(rec.node, prec.node, {"Type": "patch"})
+        self.bridge_of, self.port_of = bridge_of, port_of
+
+    def _upsert(self, table, uuid, md):
+        g = self.graph
+        node = table.get(uuid)
+        if node is None or node.ID not in g.nodes:
+            node = g.new_node(metadata=md)
+            table[uuid] = node
+        else:
+            changes = {k: v for k, v in md.items() if node.Metadata.get(k) != v}
+            deletes = [k for k in ("ExtID", "Vlans", "BondMode", "LACP") if k in node.Metadata and k not in md]
+            if changes or deletes:
+                g.update_metadata(node, changes, deletes=deletes)
+        return node
+
+    def _drop_iface(self, uuid):
+        rec = self.ifaces.pop(uuid, None)
+        self.iface_rows.pop(uuid, None)
+        if rec is None:
+            return
+        rec.ovs_uuid = None
+        rec.layers.pop("ovs_low", None)
+        node = rec.node
+        if node is not None and node.ID in self.graph.nodes:
+            for e in self.graph.in_edges(node):
+                parent = self.graph.nodes.get(e.Parent)
+                if parent is not None and parent.Metadata.get("Type") == "ovsport":
+                    self.graph.del_edge(e)
+        # patch links go with the OVS layer
+        if node is not None and node.ID in self.graph.nodes:
+            for e in self.graph.out_edges(node) + self.graph.in_edges(node):
+                if e.Metadata.get("Type") == "patch":
+                    self.graph.del_edge(e)
+        self.topo.drop_layer(rec, "ovs")

@@ -1,0 +1,200 @@
+"""The agent service: topology probes on the local graph, the link to the analyzers, and its own
+HTTP/WebSocket API (`/api`, `/login`, `/api/status`, `/api/topology`, `/ws/subscriber`,
+`/ws/publisher`, served by the shared handlers of skydive_runtime.api).
+
+    agent = Agent(config)
+    await agent.start()      # probes started, first netlink dump applied, API listening
+    agent.graph / agent.port / agent.url / agent.status()
+    agent.forwarder.register_handler("OnDemandCapture", fn)   # requests from the analyzer
+    await agent.stop()
+    # or: await agent.run_forever()
+"""
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from ..config import ConfigError
+from ..graph import Graph
+from .forwarder import Forwarder
+from .netlink_probe import NetlinkProbe
+from .netns_probe import NetnsProbe
+from .nlmonitor import ROOT
+from .ovsdb_probe import OvsdbProbe
+from .topology import Topology
+
+log = logging.getLogger(__name__)
+
+ALWAYS_ON = ("netlink", "netns")
+SUPPORTED = ("netlink", "netns", "ovsdb")
+
+
+class Agent:
+    service_type = "agent"
+
+    def __init__(self, config):
+        self.config = config
+        self.host_id = config.host_id()
+        self.listen_host, self.listen_port = config.get_listen("agent.listen")
+        self.graph = Graph(host_id=self.host_id, origin="agent.%s" % self.host_id)
+        probes = list(ALWAYS_ON)
+        for p in config.get_list("agent.topology.probes"):
+            if p not in probes:
+                probes.append(p)
+        self.probe_names = probes
+        self.topology = None
+        self.netlink = None
+        self.netns = None
+        self.ovsdb = None
+        self.forwarder = None
+        self.engine = None
+        self.ws = None
+        self.app = None
+        self.port = None
+        self._runner = None
+        self.started = False
+
+    @property
+    def url(self):
+        return "http://%s:%d" % (self.listen_host, self.port)
+
+    # ---- construction ---------------------------------------------------------------------------
+    def _build_probes(self):
+        cfg = self.config
+        md = cfg.get_map("agent.metadata")
+        self.topology = Topology(self.graph, self.host_id, md)
+        self.netlink = NetlinkProbe(self.topology, cfg.get_float("agent.topology.netlink.metrics_update"))
+        self.netns = NetnsProbe(self.topology, self.netlink, cfg.get_string("agent.topology.netns.run_path")
+                                or "/var/run/netns")
+        if "ovsdb" in self.probe_names:
+            self.ovsdb = OvsdbProbe(self.topology, self.netlink, cfg.get_string("ovs.ovsdb"))
+            self.netlink.ovs = self.ovsdb
+        for p in self.probe_names:
+            if p not in SUPPORTED:
+                log.warning("agent: topology probe %r is not available, ignored", p)
+
+    def _build_app(self):
+        from ..api import graph_ws
+        from ..api.auth import RBAC, Authenticator, make_backend
+        from ..api.query import QueryEngine
+        from ..api.server import make_app, make_guard, mount_info, mount_login, mount_status, mount_topology
+        from ..api.ws import WSOptions
+        rbac = RBAC(self.config.get_list("rbac.policy"))
+        authn = Authenticator(make_backend(self.config, "agent.auth.api.backend"), rbac)
+        guard = make_guard(authn)
+        self.engine = QueryEngine(self.graph)
+        app = make_app()
+        mount_info(app, self.host_id, self.service_type, guard)
+        mount_login(app, authn)
+        mount_status(app, self.status, guard)
+        mount_topology(app, self.graph, self.engine, guard)
+        self.ws = graph_ws.mount_graph_ws(app, self.graph, WSOptions.from_config(self.config, self.service_type),
+                                          self.engine, authenticators={"api": authn, "cluster": authn},
+                                          endpoints=(graph_ws.SUBSCRIBER, graph_ws.PUBLISHER))
+        self.app = app
+        return app
+
+    def status(self):
+        probes = {}
+        if self.netlink is not None:
+            probes["netlink"] = self.netlink.status()
+        if self.netns is not None:
+            probes["netns"] = self.netns.status()
+        if self.ovsdb is not None:
+            probes["ovsdb"] = self.ovsdb.status()
+        clients = {}
+        if self.ws is not None:
+            from ..api import graph_ws
+            for path in (graph_ws.SUBSCRIBER, graph_ws.PUBLISHER):
+                try:
+                    clients.update(self.ws.server.status(path))
+                except Exception:
+                    pass
+        return {"Clients": clients, "Analyzers": self.forwarder.status() if self.forwarder else {},
+                "TopologyProbes": probes, "FlowProbes": []}
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    async def start(self, wait_initial=2.0):
+        if self.started:
+            return self
+        cfg = self.config
+        self._build_probes()
+        self.netlink.start()
+        self.netns.start()
+        if self.ovsdb is not None:
+            self.ovsdb.start()
+        # the host's interfaces and the namespaces present at start are in the graph before the
+        # first Sync goes out (bounded wait: a broken namespace must not block the agent)
+        try:
+            await asyncio.wait_for(self.netlink.views[ROOT].ready.wait(), wait_initial)
+            views = list(self.netlink.views.values())
+            await asyncio.wait_for(asyncio.gather(*(v.ready.wait() for v in views)), wait_initial)
+        except asyncio.TimeoutError:
+            log.warning("agent: initial netlink dump incomplete after %.1fs", wait_initial)
+        analyzers = cfg.get_list("analyzers")
+        scheme = "https" if cfg.get_string("tls.client_cert") or cfg.get_string("tls.ca_cert") else "http"
+        self.forwarder = Forwarder(self.graph, [str(a) for a in analyzers], self.host_id,
+                                   username=cfg.get_string("agent.auth.cluster.username"),
+                                   password=cfg.get_string("agent.auth.cluster.password"),
+                                   cookies=cfg.get_map("http.cookie"),
+                                   queue_size=cfg.get_int("http.ws.queue_size", 10000, minimum=1),
+                                   scheme=scheme)
+        await self.forwarder.start()
+        self._build_app()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.listen_host, self.listen_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise ConfigError("agent.listen: cannot listen on %s:%d: %s"
+                              % (self.listen_host, self.listen_port, exc.strerror)) from None
+        sockets = site._server.sockets if site._server else ()
+        self.port = sockets[0].getsockname()[1] if sockets else self.listen_port
+        self.started = True
+        log.info("agent %s listening on %s, %d nodes, analyzers %s", self.host_id, self.url,
+                 len(self.graph.nodes), analyzers)
+        return self
+
+    async def stop(self):
+        if self.forwarder is not None:
+            await self.forwarder.stop()
+            self.forwarder = None
+        if self.ws is not None:
+            try:
+                await self.ws.server.close_all()
+            except Exception:
+                log.exception("agent: closing websocket clients failed")
+            self.ws = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        loop = asyncio.get_running_loop()
+        for probe in (self.ovsdb, self.netns, self.netlink):
+            if probe is not None:
+                if hasattr(probe, "monitor"):
+                    await loop.run_in_executor(None, probe.stop)
+                else:
+                    probe.stop()
+        self.started = False
+
+    async def run_forever(self):
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+                installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            await self.stop()
