@@ -222,12 +222,19 @@ class GraphValue(TraversalValue):
         if hist is None:
             raise GremlinError("Backend does not support history")
         at, duration = step.resolve(state.ctx.now())
+        try:
+            if duration is None:
+                g = hist.graph_at(at)
+            else:
+                start = max(0, at - duration)
+                nodes, edges = hist.revisions_between(start, at)
+        except GremlinError:
+            raise
+        except Exception as exc:     # the store's own errors (HistoryNotSupported, I/O...)
+            raise GremlinError(str(exc) or type(exc).__name__) from None
         if duration is None:
-            g = hist.graph_at(at)
             from .view import as_view
             return GraphValue(as_view(g), root=True, time_slice=(at, at))
-        start = max(0, at - duration)
-        nodes, edges = hist.revisions_between(start, at)
         host = getattr(state.ctx.graph, "host_id", "")
         return GraphValue(RevisionsView(nodes, edges, host), root=True, time_slice=(start, at))
 
