@@ -7,6 +7,7 @@ rules, server defaults), then validates it (spec §1.4 struct validators, §1.7,
 import base64
 import binascii
 import ipaddress
+import logging
 import re
 
 from ..common.timeutil import rfc3339_now
@@ -14,6 +15,8 @@ from ..graph import Node, SchemaError
 from ..graph.schema import validate_node
 from .query import QueryError
 from .resources import ResourceError, ResourceKind
+
+log = logging.getLogger(__name__)
 
 MAX_RAW_PACKET_LIMIT = 10
 CAPTURE_TYPES = ("ovssflow", "pcapsocket", "ovsmirror", "dpdk", "afpacket", "pcap", "ebpf", "sflow", "ovsnetflow")
@@ -180,14 +183,20 @@ class CaptureKind(_GremlinKind):
 
     @staticmethod
     def check_bpf(expr):
+        """isBPFFilter: compiles with libpcap for Ethernet (skydive_runtime.flow.bpf)."""
         if "\x00" in expr:
-            raise ResourceError("BPFFilter: invalid BPF filter")
+            raise ResourceError("BPFFilter: invalid BPF filter: contains a NUL byte")
         bpf = bpf_compiler()
         if bpf is None:
             return
         try:
-            bpf.compile(expr)
-        except Exception as exc:  # the compiler's own error type
+            bpf.libpcap()
+        except bpf.BPFError as exc:     # no libpcap on this host: cannot judge the filter
+            log.warning("cannot validate BPF filter %r: %s", expr, exc)
+            return
+        try:
+            bpf.compile_filter(expr)
+        except bpf.BPFError as exc:
             raise ResourceError("BPFFilter: invalid BPF filter %r: %s" % (expr, exc)) from None
 
     def is_duplicate(self, c, existing):
