@@ -1,0 +1,210 @@
+"""CaptureRunner: one capture source + one flow table, off the asyncio loop.
+
+    runner = CaptureRunner(AFPacketSource("eth0", netns="ns1", bpf_filter="icmp"),
+                           FlowTable(node_tid=tid, capture_id=cid),
+                           on_flows=send_flows, on_stats=update_node, loop=asyncio_loop)
+    runner.start()          # opens the source in the capture thread; raises its error here
+    ...
+    runner.stop()           # joins the thread, emits the remaining flows once, closes the source
+
+The thread loops on `source.read_packets(table.process, poll_ms)`; every
+`update_ms` it calls `table.tick(now)` and hands the returned list of flow
+dicts (upstream Flow JSON, LastUpdateMetric over the tick) to `on_flows`,
+and every `stats_ms` a stats dict to `on_stats`:
+
+    {"PacketsReceived", "PacketsDropped", "PacketsIfDropped",     # the source's counters
+     "FlowCount", "FlowDropped", "CaptureID"}
+
+With `loop` set, callbacks are scheduled with loop.call_soon_threadsafe(...)
+so they run on the asyncio loop; without it they run in the capture thread.
+Offline sources (pcap files) run on packet time and the runner ends by
+itself at end of input (all flows emitted; `wait()` returns, `eof` is True).
+A failure inside the thread ends it; `error` holds the exception and
+`on_error(exc)` (if given) is called.
+"""
+
+import logging
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+class CaptureRunner(object):
+    def __init__(self, source, table, on_flows=None, on_stats=None, update_ms=1000, stats_ms=1000,
+                 poll_ms=100, loop=None, on_error=None, name=None):
+        if update_ms <= 0 or stats_ms <= 0 or poll_ms <= 0:
+            raise ValueError("update_ms, stats_ms and poll_ms must be > 0")
+        self.source = source
+        self.table = table
+        self.on_flows = on_flows
+        self.on_stats = on_stats
+        self.on_error = on_error
+        self.update_ms = update_ms
+        self.stats_ms = stats_ms
+        self.poll_ms = min(poll_ms, update_ms, stats_ms)
+        self.loop = loop
+        self.name = name or "capture-%s" % (table.capture_id or id(self))
+        self.offline = isinstance(source, _offline_types())
+        self.error = None
+        self.eof = False
+        self._stop = threading.Event()
+        self._opened = threading.Event()
+        self._thread = None
+        self._last_stats = {"PacketsReceived": 0, "PacketsDropped": 0, "PacketsIfDropped": 0,
+                            "FlowCount": 0, "FlowDropped": 0, "CaptureID": table.capture_id}
+        self._clock_ms = 0
+        self.cpu_seconds = 0.0
+
+    # ---------------------------------------------------------------- control
+    def start(self, timeout=10.0):
+        """Start the thread and wait until the source is open; re-raise its open error."""
+        if self._thread is not None:
+            raise RuntimeError("capture runner already started")
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        if not self._opened.wait(timeout):
+            self._stop.set()
+            raise TimeoutError("capture source did not open within %.1fs" % timeout)
+        if self.error is not None:
+            self._thread.join(timeout)
+            raise self.error
+        return self
+
+    def stop(self, timeout=10.0):
+        """Stop capturing, emit the remaining flows, close the source."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait(self, timeout=None):
+        """Wait for the thread to end (offline sources end at end of input)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    @property
+    def running(self):
+        return self._thread is not None and self._thread.is_alive()
+
+    def stats(self):
+        return dict(self._last_stats)
+
+    # ---------------------------------------------------------------- thread
+    def _emit(self, cb, arg):
+        if cb is None:
+            return
+        if self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(cb, arg)
+            except RuntimeError:        # loop closed
+                pass
+        else:
+            cb(arg)
+
+    def _now_ms(self):
+        if self.offline:
+            return self._clock_ms
+        return time.time_ns() // 1000000
+
+    def _collect_stats(self):
+        st = dict(self.source.stats())
+        ts = self.table.stats()
+        st["FlowCount"] = ts["FlowCount"]
+        st["FlowDropped"] = ts["FlowDropped"]
+        st["CaptureID"] = self.table.capture_id
+        self._last_stats = st
+        return st
+
+    def _run(self):
+        src = self.source
+        table = self.table
+        cpu0 = time.thread_time()
+        try:
+            src.open()
+        except BaseException as e:       # reported by start()
+            self.error = e
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            if self.offline:
+                process = self._offline_handler()
+            else:
+                process = table.process
+            read = src.read_packets
+            poll = self.poll_ms
+            now = self._now_ms()
+            next_tick = now + self.update_ms
+            next_stats = now + self.stats_ms
+            while not self._stop.is_set():
+                try:
+                    read(process, poll)
+                except EOFError:
+                    self.eof = True
+                    break
+                now = self._now_ms()
+                if now >= next_tick:
+                    flows = table.tick(now)
+                    if flows:
+                        self._emit(self.on_flows, flows)
+                    next_tick = now + self.update_ms if self.offline else \
+                        max(next_tick + self.update_ms, now)
+                if not self.offline and now >= next_stats:
+                    self._emit(self.on_stats, self._collect_stats())
+                    next_stats = max(next_stats + self.stats_ms, now)
+            now = self._now_ms()
+            flows = table.flush(now)
+            if flows:
+                self._emit(self.on_flows, flows)
+            self._emit(self.on_stats, self._collect_stats())
+        except BaseException as e:
+            log.exception("capture %s failed", self.name)
+            self.error = e
+            if self.on_error is not None:
+                self._emit(self.on_error, e)
+        finally:
+            self.cpu_seconds = time.thread_time() - cpu0
+            try:
+                src.close()
+            except Exception:
+                log.exception("closing capture source %s", self.name)
+
+    def _offline_handler(self):
+        process = self.table.process
+        runner = self
+
+        def handler(data, ts_ns, wire_len=0, linktype=None):
+            ms = ts_ns // 1000000
+            if ms > runner._clock_ms:
+                runner._clock_ms = ms
+            process(data, ts_ns, wire_len, linktype)
+        return handler
+
+
+def _offline_types():
+    from .pcapfile import PcapFileSource
+    return (PcapFileSource,)
+
+
+def ingest_pcap(src, table, on_flows=None):
+    """Read a whole pcap (path, bytes or file object) into `table` on packet time and
+    return every flow dict (the POST /api/pcap path).  Raises PcapError on bad input."""
+    from .pcapfile import PcapReader
+    reader = PcapReader(src)
+    lt = reader.linktype
+    clock = 0
+    out = []
+    try:
+        for data, ts, wl in reader:
+            table.process(data, ts, wl, lt)
+            if ts > clock:
+                clock = ts
+    finally:
+        reader.close()
+    now = clock // 1000000
+    out.extend(table.flush(now))
+    if on_flows is not None and out:
+        on_flows(out)
+    return out
