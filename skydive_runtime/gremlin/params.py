@@ -162,6 +162,8 @@ def build_predicate(name, args):
             if not isinstance(v, str):
                 raise GremlinError("Ipv4Range value has to be a string")
             return F.Ipv4Range(v)
+    except GremlinError:
+        raise
     except F.FilterError as exc:
         raise _pred_error(exc) from None
     except (ValueError, TypeError, OverflowError, RecursionError, MemoryError) as exc:

@@ -189,7 +189,8 @@ def test_edge_steps(g):
     assert ids(run(g, "G.E().Has('Mode')")) == ["e5"]
     assert sorted(ids(run(g, "G.E().HasNot('Direction')"))) == ["e3", "e4", "e5"]
     assert ids(run(g, "G.E().HasKey('Mode')")) == ["e5"]
-    assert ids(run(g, "G.E('e2').OutV().Values('Value')" if False else "G.E('e2').OutV()")) == ["n3"]
+    assert ids(run(g, "G.E('e2').OutV()")) == ["n3"]
+    assert run(g, "G.E('e2').InV().Values('Value')") == [2]
 
 
 def test_v_and_e_by_id(g):
