@@ -26,6 +26,7 @@ from ..common.jsonutil import dumps
 from ..common.timeutil import now_ms as _now
 from ..graph.elements import Edge, Node
 from ..graph.graph import Graph
+from . import flowcodec
 from .base import (NEVER, Store, StoreError, flow_alive_between, flow_matches, flow_pushdown,
                    normalize_flow_filter, parse_ms, parse_retention)
 
@@ -64,73 +65,60 @@ CREATE TABLE flows(
     node INTEGER, capture INTEGER, app INTEGER,
     net_a INTEGER, net_b INTEGER, link_a INTEGER, link_b INTEGER,
     start INTEGER, last INTEGER,
+    mdelta INTEGER,                   -- LastUpdateMetric.Start - start when it lives in flow_metrics
     data BLOB NOT NULL);
 CREATE UNIQUE INDEX flows_uuid ON flows(uuid);
 CREATE INDEX flows_net_a ON flows(net_a);
 CREATE INDEX flows_net_b ON flows(net_b);
-CREATE INDEX flows_node ON flows(node);
 CREATE INDEX flows_last ON flows(last);
 CREATE TABLE flow_metrics(
-    uuid INTEGER NOT NULL, start INTEGER NOT NULL, last INTEGER,
+    fid INTEGER NOT NULL,             -- flows.id
+    start INTEGER NOT NULL,
+    dlast INTEGER,                    -- Last - Start
     abp INTEGER, abb INTEGER, bap INTEGER, bab INTEGER, rtt INTEGER,
-    PRIMARY KEY(uuid, start)) WITHOUT ROWID;
+    PRIMARY KEY(fid, start)) WITHOUT ROWID;
 """
 
 # ---- flow encoding ----------------------------------------------------------------------------
 # A flow row keeps the indexed fields as columns (strings through the `strings` dictionary,
-# hex ids as 64-bit integers) and the rest as raw deflate of its JSON, primed with a preset
-# dictionary of typical flows. Fields moved to columns stay in the JSON as null placeholders
-# so that the field order survives. Changing the dictionary changes the format: bump
-# FLOW_CODEC and keep the old dictionary for decoding.
+# hex ids as 64-bit integers) and the rest as a record (`data`): codec 2 = varint skeleton id
+# (flowcodec: the flow's shape, kept once in `strings`) + the binary values; codec 1 (used
+# when a store has met too many distinct shapes) = raw deflate of the JSON, primed with a
+# preset dictionary. Fields held in columns are named markers in both.
 
-FLOW_CODEC = 1
-_ZDICT_V1 = (
-    '{"UUID":null,"LayersPath":"Ethernet/ARP","Application":null,"Link":{"Protocol":"ETHERNET",'
-    '"A":null,"B":null,"ID":0},"LastUpdateMetric":{"ABPackets":1,"ABBytes":42,"BAPackets":1,'
-    '"BABytes":42,"Start":1700000000000,"Last":1700000000000},"Metric":{"ABPackets":1,"ABBytes":42,'
-    '"BAPackets":1,"BABytes":42,"Start":1700000000000,"Last":1700000000000},"Start":null,"Last":null,'
-    '"TrackingID":null,"L3TrackingID":"","ParentUUID":"","NodeTID":null,"CaptureID":null,'
-    '"RawPacketsCaptured":0,"FinishType":"TIMEOUT"}'
-    '{"UUID":null,"LayersPath":"Ethernet/IPv6/ICMPv6/ICMPv6Echo","Application":null,'
-    '"Network":{"Protocol":"IPV6","A":null,"B":null,"ID":0},"ICMP":{"Type":"ECHO","Code":0,"ID":1},'
-    '"FinishType":"TCP_RST"}'
-    '{"UUID":null,"LayersPath":"Ethernet/IPv4/UDP/DNS","Application":null,"Link":{"Protocol":"ETHERNET",'
-    '"A":null,"B":null,"ID":0},"Network":{"Protocol":"IPV4","A":null,"B":null,"ID":0},'
-    '"Transport":{"Protocol":"UDP","A":53,"B":53,"ID":0},"LastUpdateMetric":{"ABPackets":1,"ABBytes":98,'
-    '"BAPackets":1,"BABytes":98,"Start":1700000000000,"Last":1700000000000,"RTT":100000},'
-    '"Metric":{"ABPackets":1,"ABBytes":98,"BAPackets":0,"BABytes":0,"Start":1700000000000,'
-    '"Last":1700000000000,"RTT":100000},"Start":null,"Last":null,"TrackingID":null,'
-    '"L3TrackingID":"","ParentUUID":"","NodeTID":null,"CaptureID":null,"RawPacketsCaptured":0}'
-    '{"UUID":null,"LayersPath":"Ethernet/IPv4/ICMPv4","Application":null,"Link":{"Protocol":"ETHERNET",'
-    '"A":null,"B":null,"ID":0},"Network":{"Protocol":"IPV4","A":null,"B":null,"ID":0},'
-    '"ICMP":{"Type":"ECHO","ID":1},"LastUpdateMetric":{"ABPackets":1,"ABBytes":98,"BAPackets":1,'
-    '"BABytes":98,"Start":1700000000000,"Last":1700000000000},"Metric":{"ABPackets":1,"ABBytes":98,'
-    '"BAPackets":1,"BABytes":98,"Start":1700000000000,"Last":1700000000000,"RTT":100000},'
-    '"Start":null,"Last":null,"TrackingID":null,"L3TrackingID":"","ParentUUID":"","NodeTID":null,'
-    '"CaptureID":null,"RawPacketsCaptured":0}'
-    '{"UUID":null,"LayersPath":"Ethernet/IPv4/TCP","Application":null,"Link":{"Protocol":"ETHERNET",'
-    '"A":null,"B":null,"ID":0},"Network":{"Protocol":"IPV4","A":null,"B":null,"ID":0},'
-    '"Transport":{"Protocol":"TCP","A":443,"B":80,"ID":0},"LastUpdateMetric":{"ABPackets":10,'
-    '"ABBytes":1000,"BAPackets":10,"BABytes":1000,"Start":1700000000000,"Last":1700000000000},'
-    '"Metric":{"ABPackets":10,"ABBytes":1000,"BAPackets":10,"BABytes":1000,"Start":1700000000000,'
-    '"Last":1700000000000,"RTT":100000},"Start":null,"Last":null,"TrackingID":null,"L3TrackingID":"",'
-    '"ParentUUID":"","NodeTID":null,"CaptureID":null,"RawPacketsCaptured":0}'
+CODEC_JSON, CODEC_SKELETON = 1, 2
+MAX_SKELETONS = 20000
+_ZDICT = (
+    '{"UUID":"\\u0001U","LayersPath":"Ethernet/IPv4/UDP","Application":"\\u0001A","Link":{"Protocol":"ETHERNET",'
+    '"A":"\\u0001la","B":"\\u0001lb","ID":0},"Network":{"Protocol":"IPV4","A":"\\u0001na","B":"\\u0001nb","ID":0},'
+    '"Transport":{"Protocol":"UDP","A":53,"B":53,"ID":0},"ICMP":{"Type":"ECHO","ID":1},'
+    '"LastUpdateMetric":{"ABPackets":1,"ABBytes":98,"BAPackets":1,"BABytes":98,"Start":"\\u0001S",'
+    '"Last":"\\u0001L"},"Metric":{"ABPackets":1,"ABBytes":98,"BAPackets":1,"BABytes":98,"Start":"\\u0001S",'
+    '"Last":"\\u0001L","RTT":100000},"Start":"\\u0001S","Last":"\\u0001L","TrackingID":"\\u0001T",'
+    '"L3TrackingID":"","ParentUUID":"","NodeTID":"\\u0001N","CaptureID":"\\u0001C","RawPacketsCaptured":0}'
 ).encode()
-_ZDICTS = {1: _ZDICT_V1}
 _WBITS = -12
 
 
 def _deflate(raw):
-    c = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 4, zlib.Z_DEFAULT_STRATEGY, _ZDICTS[FLOW_CODEC])
-    return bytes((FLOW_CODEC,)) + c.compress(raw) + c.flush()
+    c = zlib.compressobj(6, zlib.DEFLATED, _WBITS, 4, zlib.Z_DEFAULT_STRATEGY, _ZDICT)
+    return c.compress(raw) + c.flush()
 
 
 def _inflate(blob):
-    zd = _ZDICTS.get(blob[0])
-    if zd is None:
-        raise StoreError("flow record encoded with unknown codec %d" % blob[0])
-    d = zlib.decompressobj(_WBITS, zd)
-    return d.decompress(blob[1:]) + d.flush()
+    d = zlib.decompressobj(_WBITS, _ZDICT)
+    return d.decompress(blob) + d.flush()
+
+
+def _read_varint(buf, i):
+    v = shift = 0
+    while True:
+        c = buf[i]
+        i += 1
+        v |= (c & 0x7F) << shift
+        if c < 0x80:
+            return v, i
+        shift += 7
 
 
 _U64 = 1 << 64
@@ -156,10 +144,28 @@ def hex_of_key(v):
     return format(v + _U64 if v < 0 else v, "x")
 
 
-_STRING_FIELDS = ("NodeTID", "CaptureID", "Application")
-_SIDE_FIELDS = (("Network", "net"), ("Link", "link"))
-_METRIC_KEYS = ("ABPackets", "ABBytes", "BAPackets", "BABytes")
-_FLOW_COLUMNS = "id, uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, data"
+_STRING_FIELDS = (("NodeTID", "N"), ("CaptureID", "C"), ("Application", "A"))
+_SIDE_FIELDS = (("Network", "n"), ("Link", "l"))
+_MARKS = {k: flowcodec.Marker(k) for k in ("U", "T", "N", "C", "A", "na", "nb", "la", "lb", "S", "L", "M")}
+
+
+def _marker_json(v):
+    if isinstance(v, flowcodec.Marker):
+        return v.name
+    raise TypeError("unsupported flow value %r" % (v,))
+_FLOW_COLUMNS = "id, uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, mdelta, data"
+_LUM_KEYS = ("ABPackets", "ABBytes", "BAPackets", "BABytes", "Start", "Last")
+
+
+def _metric_row_fits(m):
+    """True when this LastUpdateMetric is rebuilt exactly from its flow_metrics row."""
+    keys = tuple(m)
+    if keys != _LUM_KEYS and not (keys[:6] == _LUM_KEYS and keys[6:] == ("RTT",)):
+        return False
+    for v in m.values():
+        if type(v) is not int:
+            return False
+    return True
 _PUSH_COLUMNS = {"UUID": "uuid", "TrackingID": "tid", "NodeTID": "node", "CaptureID": "capture",
                  "Application": "app", "Network.A": "net_a", "Network.B": "net_b",
                  "Link.A": "link_a", "Link.B": "link_b"}
@@ -244,7 +250,7 @@ class SQLiteStore(Store):
     name = "sqlite"
 
     def __init__(self, path=DEFAULT_PATH, retention=None, prune_interval=None, flush_interval=None,
-                 batch_size=None, synchronous="NORMAL", heartbeat_interval=None):
+                 batch_size=None, synchronous="NORMAL", heartbeat_interval=None, max_flow_shapes=MAX_SKELETONS):
         if not isinstance(path, str) or not path.strip():
             raise StoreError("storage path: expected a file path, got %r" % (path,))
         self.path = os.path.abspath(path)
@@ -257,6 +263,7 @@ class SQLiteStore(Store):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
             raise StoreError("batch_size: expected a positive integer, got %r" % (batch_size,))
         self.batch_size = batch_size
+        self.max_flow_shapes = max_flow_shapes
         sync = str(synchronous).upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError("synchronous: expected OFF, NORMAL, FULL or EXTRA, got %r" % (synchronous,))
@@ -276,6 +283,7 @@ class SQLiteStore(Store):
         self._local = threading.local()
         self._rstrings = {}           # reader side: string id -> string (immutable once written)
         self._rstring_ids = {}        # reader side: string -> id
+        self._rskeletons = {}         # reader side: skeleton string id -> flowcodec.Skeleton
         self.stats = {"batches": 0, "flows_rejected": 0}
 
         self._acquire_lock()
@@ -363,6 +371,7 @@ class SQLiteStore(Store):
             top = c.execute("SELECT MAX(id) FROM history").fetchone()[0] or 0
             self._sids = {s: i for i, s in c.execute("SELECT id, s FROM strings")}
             self._next_sid = (c.execute("SELECT MAX(id) FROM strings").fetchone()[0] or 0) + 1
+            self._skeletons = sum(1 for k in self._sids if k.startswith("{"))
         except sqlite3.Error as exc:
             raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
         self._rowids = itertools.count(top + 1)
@@ -694,48 +703,79 @@ class SQLiteStore(Store):
         d = dict(f)
         ukey, canonical = hex_key(d["UUID"])
         if canonical:
-            d["UUID"] = None
+            d["UUID"] = _MARKS["U"]
         tid = d.get("TrackingID")
         tkey = None
         if isinstance(tid, str) and tid:
             tkey, canonical = hex_key(tid)
             if canonical:
-                d["TrackingID"] = None
+                d["TrackingID"] = _MARKS["T"]
         cols = [ukey, tkey]
-        for k in _STRING_FIELDS:
+        for k, mark in _STRING_FIELDS:
             v = d.get(k)
             if isinstance(v, str):
                 cols.append(self._sid(v, new_strings))
-                d[k] = None
+                d[k] = _MARKS[mark]
             else:
                 cols.append(None)
-        for field, _ in _SIDE_FIELDS:
+        for field, prefix in _SIDE_FIELDS:
             layer = d.get(field)
             a = b = None
             if isinstance(layer, dict):
                 layer = dict(layer)
                 if isinstance(layer.get("A"), str):
                     a = self._sid(layer["A"], new_strings)
-                    layer["A"] = None
+                    layer["A"] = _MARKS[prefix + "a"]
                 if isinstance(layer.get("B"), str):
                     b = self._sid(layer["B"], new_strings)
-                    layer["B"] = None
+                    layer["B"] = _MARKS[prefix + "b"]
                 d[field] = layer
             cols.extend((a, b))
-        for k in ("Start", "Last"):
-            v = _int_or_none(d.get(k))
-            if v is not None:
-                d[k] = None
-            cols.append(v)
-        cols.append(_deflate(json.dumps(d, separators=(",", ":"), ensure_ascii=False).encode()))
+        start, last = d.get("Start"), d.get("Last")
+        start = start if type(start) is int else None
+        last = last if type(last) is int else None
+        if start is not None:
+            d["Start"] = _MARKS["S"]
+        if last is not None:
+            d["Last"] = _MARKS["L"]
+        cols.extend((start, last))
+        lum = d.get("LastUpdateMetric")
+        mdelta = None
+        if isinstance(lum, dict) and _metric_row_fits(lum):
+            mdelta = lum["Start"] - (start or 0)
+            d["LastUpdateMetric"] = _MARKS["M"]
+        cols.append(mdelta)
+        for k in ("Metric", "LastUpdateMetric"):
+            m = d.get(k)
+            if isinstance(m, dict):
+                m = dict(m)
+                if start is not None and _int_or_none(m.get("Start")) == start and type(m["Start"]) is int:
+                    m["Start"] = _MARKS["S"]
+                if last is not None and _int_or_none(m.get("Last")) == last and type(m["Last"]) is int:
+                    m["Last"] = _MARKS["L"]
+                d[k] = m
+        skeleton, values = flowcodec.split(d)
+        sk = self._sids.get(skeleton)
+        if sk is None and self._skeletons < self.max_flow_shapes:
+            sk = self._sid(skeleton, new_strings)
+            self._skeletons += 1
+        if sk is not None:
+            head = bytearray((CODEC_SKELETON,))
+            flowcodec._varint(head, sk)
+            data = bytes(head) + values
+        else:
+            data = bytes((CODEC_JSON,)) + _deflate(json.dumps(
+                d, separators=(",", ":"), ensure_ascii=False, default=_marker_json).encode())
+        cols.append(data)
         metric = None
         m = f.get("LastUpdateMetric")
         if isinstance(m, dict):
             ms = _int_or_none(m.get("Start"))
             if ms is not None:
-                metric = (ukey, ms, _int_or_none(m.get("Last")), _int_or_none(m.get("ABPackets")),
+                ml = _int_or_none(m.get("Last"))
+                metric = (ms, None if ml is None else ml - ms, _int_or_none(m.get("ABPackets")),
                           _int_or_none(m.get("ABBytes")), _int_or_none(m.get("BAPackets")),
-                          _int_or_none(m.get("BABytes")), _int_or_none(m.get("RTT")))
+                          _int_or_none(m.get("BABytes")), _int_or_none(m.get("RTT")), ukey)
         return cols, metric
 
     def _write_flows(self, c, flows):
@@ -758,14 +798,15 @@ class SQLiteStore(Store):
                     self._sids.pop(s, None)
                 raise
         c.executemany(
-            "INSERT INTO flows(uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, data) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(uuid) DO UPDATE SET tid=excluded.tid, "
+            "INSERT INTO flows(uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, mdelta, "
+            "data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(uuid) DO UPDATE SET tid=excluded.tid, "
             "node=excluded.node, capture=excluded.capture, app=excluded.app, net_a=excluded.net_a, "
             "net_b=excluded.net_b, link_a=excluded.link_a, link_b=excluded.link_b, start=excluded.start, "
-            "last=excluded.last, data=excluded.data "
+            "last=excluded.last, mdelta=excluded.mdelta, data=excluded.data "
             "WHERE coalesce(excluded.last, 0) >= coalesce(flows.last, 0)", rows)
         if metrics:
-            c.executemany("INSERT OR REPLACE INTO flow_metrics VALUES (?,?,?,?,?,?,?,?)", metrics)
+            c.executemany("INSERT OR REPLACE INTO flow_metrics SELECT id, ?, ?, ?, ?, ?, ?, ? FROM flows WHERE uuid=?",
+                          metrics)
 
     def _string(self, conn, i):
         if i is None:
@@ -790,28 +831,40 @@ class SQLiteStore(Store):
             out.append(i)
         return out
 
+    def _skeleton(self, conn, sid):
+        sk = self._rskeletons.get(sid)
+        if sk is None:
+            sk = self._rskeletons[sid] = flowcodec.Skeleton(self._string(conn, sid))
+        return sk
+
     def _decode_flow(self, conn, row):
-        _, ukey, tkey, node, capture, app, net_a, net_b, link_a, link_b, start, last, data = row
-        d = json.loads(_inflate(data))
-        if "UUID" in d and d["UUID"] is None:
-            d["UUID"] = hex_of_key(ukey)
-        if "TrackingID" in d and d["TrackingID"] is None and tkey is not None:
-            d["TrackingID"] = hex_of_key(tkey)
-        for k, v in (("NodeTID", node), ("CaptureID", capture), ("Application", app)):
-            if k in d and d[k] is None and v is not None:
-                d[k] = self._string(conn, v)
-        for field, a, b in (("Network", net_a, net_b), ("Link", link_a, link_b)):
-            layer = d.get(field)
-            if isinstance(layer, dict):
-                if a is not None and layer.get("A", 0) is None:
-                    layer["A"] = self._string(conn, a)
-                if b is not None and layer.get("B", 0) is None:
-                    layer["B"] = self._string(conn, b)
-        if "Start" in d and d["Start"] is None and start is not None:
-            d["Start"] = start
-        if "Last" in d and d["Last"] is None and last is not None:
-            d["Last"] = last
-        return d
+        fid, ukey, tkey, node, capture, app, net_a, net_b, link_a, link_b, start, last, mdelta, data = row
+        string = self._string
+        lum = None
+        if mdelta is not None:
+            mstart = (start or 0) + mdelta
+            m = conn.execute("SELECT dlast, abp, abb, bap, bab, rtt FROM flow_metrics WHERE fid=? AND start=?",
+                             (fid, mstart)).fetchone()
+            if m is not None:
+                lum = {"ABPackets": m[1], "ABBytes": m[2], "BAPackets": m[3], "BABytes": m[4],
+                       "Start": mstart, "Last": mstart + m[0]}
+                if m[5] is not None:
+                    lum["RTT"] = m[5]
+        marks = {"M": lum, "U": hex_of_key(ukey), "T": None if tkey is None else hex_of_key(tkey),
+                 "N": string(conn, node), "C": string(conn, capture), "A": string(conn, app),
+                 "na": string(conn, net_a), "nb": string(conn, net_b),
+                 "la": string(conn, link_a), "lb": string(conn, link_b), "S": start, "L": last}
+        codec = data[0]
+        try:
+            if codec == CODEC_SKELETON:
+                sid, i = _read_varint(data, 1)
+                sk = self._skeleton(conn, sid)
+                return sk.build(flowcodec.decode_values(data[i:], sk.slots), marks)
+            if codec == CODEC_JSON:
+                return flowcodec.Skeleton(_inflate(data[1:]).decode()).build((), marks)
+        except (ValueError, IndexError, zlib.error, StopIteration) as exc:
+            raise StoreError("store %s: flow record %d is corrupt: %s" % (self.path, row[0], exc)) from None
+        raise StoreError("store %s: flow record %d has unknown codec %d" % (self.path, row[0], codec))
 
     def query_flows(self, filter=None, start_ms=None, end_ms=None, limit=None):
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
@@ -873,14 +926,15 @@ class SQLiteStore(Store):
                 if not isinstance(u, str) or not u:
                     continue
                 rows = conn.execute(
-                    "SELECT start, last, abp, abb, bap, bab, rtt FROM flow_metrics "
-                    "WHERE uuid=? AND start <= ? AND coalesce(last, start) >= ? ORDER BY start",
+                    "SELECT m.start, m.dlast, m.abp, m.abb, m.bap, m.bab, m.rtt FROM flows f "
+                    "JOIN flow_metrics m ON m.fid = f.id "
+                    "WHERE f.uuid=? AND m.start <= ? AND m.start + coalesce(m.dlast, 0) >= ? ORDER BY m.start",
                     (hex_key(u)[0], hi, lo)).fetchall()
                 if rows:
                     lst = []
-                    for start, last, abp, abb, bap, bab, rtt in rows:
+                    for start, dlast, abp, abb, bap, bab, rtt in rows:
                         m = {"ABPackets": abp or 0, "ABBytes": abb or 0, "BAPackets": bap or 0,
-                             "BABytes": bab or 0, "Start": start, "Last": last if last is not None else start}
+                             "BABytes": bab or 0, "Start": start, "Last": start + (dlast or 0)}
                         if rtt:
                             m["RTT"] = rtt
                         lst.append(m)
@@ -895,8 +949,13 @@ class SQLiteStore(Store):
             return {"revisions": 0, "flows": 0, "metrics": 0}
         cutoff = now - self.retention_ms
         revs = c.execute("DELETE FROM history WHERE archived_at < ?", (cutoff,)).rowcount
+        metrics = c.execute("DELETE FROM flow_metrics WHERE fid IN (SELECT id FROM flows WHERE last < ?)",
+                            (cutoff,)).rowcount
         flows = c.execute("DELETE FROM flows WHERE last < ?", (cutoff,)).rowcount
-        metrics = c.execute("DELETE FROM flow_metrics WHERE coalesce(last, start) < ?", (cutoff,)).rowcount
+        metrics += c.execute(
+            "DELETE FROM flow_metrics WHERE start + coalesce(dlast, 0) < ? AND NOT EXISTS (SELECT 1 FROM flows f "
+            "WHERE f.id = flow_metrics.fid AND f.mdelta IS NOT NULL AND coalesce(f.start, 0) + f.mdelta = "
+            "flow_metrics.start)", (cutoff,)).rowcount
         if revs or flows or metrics:
             log.info("storage: retention pruned %d revisions, %d flows, %d flow metrics", revs, flows, metrics)
         return {"revisions": revs, "flows": flows, "metrics": metrics}
