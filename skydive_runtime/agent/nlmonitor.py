@@ -417,6 +417,33 @@ class NetlinkMonitor(threading.Thread):
                 dirty |= self._resolve_nsids(ns)
             entries = {i: self._entry(ns, i) for i in dirty}
             self.pending_out.append((ns.key, False, entries))
+            self._refresh_peers(ns, dirty)
+
+    def _refresh_peers(self, ns, dirty):
+        """The kernel sends no event to a veth whose peer moved to another namespace: re-read
+        the peer side of every veth that changed here and publish it when its link changed."""
+        for i in dirty:
+            l = ns.links.get(i)
+            if l is None or l["kind"] != "veth" or not l["link"]:
+                continue
+            peer_key = ns.key if l["link_netnsid"] is None else ns.nsids.get(l["link_netnsid"])
+            other = self.ns.get(peer_key) if peer_key is not None else None
+            if other is None or other is ns or other.req is None:
+                continue
+            old = other.links.get(l["link"])
+            if old is None:
+                continue
+            try:
+                fresh = other.req.get_link(l["link"])
+            except OSError:
+                continue
+            if fresh is None or (fresh["link"], fresh["link_netnsid"]) == (old["link"], old["link_netnsid"]):
+                continue
+            other.links[fresh["index"]] = fresh
+            if fresh["link_netnsid"] is not None:
+                other.unresolved.add(fresh["index"])
+                self._resolve_nsids(other)
+            self.pending_out.append((other.key, False, {fresh["index"]: self._entry(other, fresh["index"])}))
 
     def _apply(self, ns, t, data, off, end, dirty):
         if t == nl.RTM_NEWLINK:

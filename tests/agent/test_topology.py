@@ -247,7 +247,7 @@ def test_ovs_ownership_links(stack, ovs_bridges, names):
     assert stack.count(bridge + ".Out('Name','%s','Type','internal')" % intf) == 0
     host = "G.V().Has('Type','host','Name','%s')" % stack.agent_host_id
     assert stack.count(host + ".OutE().Has('RelationType','ownership').OutV().Has('Name','%s')" % intf) == 1
-    md = stack.node(vx)["Metadata"]
+    md = stack.node(vx, ",'Type','vxlan'")["Metadata"]
     assert md["RemoteIP"] == "10.9.9.2" and md["LocalIP"] == "10.9.9.1"
     assert md["ExtID"] == {"iface-id": "port-x"}
     assert stack.count("G.V().Has('ExtID.iface-id','port-x')") == 1
@@ -256,4 +256,4 @@ def test_ovs_ownership_links(stack, ovs_bridges, names):
         {"local_ip": "10.9.9.1", "remote_ip": "10.9.9.2"}, sort_keys=True)
     # removing a tunnel port removes its node
     ovs_bridges.vsctl("del-port", br, vx)
-    stack.wait_count("G.V().Has('Name','%s')" % vx, 0)
+    stack.wait_count("G.V().Has('Name','%s')" % vx, 0)  # port and interface

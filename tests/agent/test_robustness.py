@@ -1,0 +1,181 @@
+"""Robustness: OVS late, analyzer restart, namespace bursts, rename + move, TIDs across restarts,
+and the agent's own API."""
+
+import os
+
+import pytest
+import requests
+
+from tests.agent.conftest import Stack
+from tests.fixtures.topology import PrivateOVS, run, wait_until
+
+pytestmark = pytest.mark.needs_root
+
+
+def agent_status(stack):
+    return requests.get(stack.agent.url + "/api/status", timeout=5).json()
+
+
+def agent_query(stack, q):
+    r = requests.post(stack.agent.url + "/api/topology", json={"GremlinQuery": q},
+                      headers={"Accept": "application/json"}, timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def test_agent_api(stack, net, names):
+    info = requests.get(stack.agent.url + "/api", timeout=5).json()
+    assert info["Service"] == "agent" and info["Host"] == stack.agent_host_id
+    st = agent_status(stack)
+    link = list(st["Analyzers"].values())[0]
+    assert link["IsConnected"] is True and link["ClientProtocol"] == "json" and link["IsMaster"] is True
+    assert st["TopologyProbes"]["netlink"]["State"] == "running"
+    assert st["TopologyProbes"]["ovsdb"]["State"] == "connected"
+    a, b = names("a"), names("b")
+    net.add_veth(a, b)
+    wait_until(lambda: agent_query(stack, "G.V().Has('Name','%s').Count()" % a) == 1, message="veth on the agent")
+    whole = requests.get(stack.agent.url + "/api/topology", timeout=5).json()
+    assert any(n["Metadata"].get("Name") == a for n in whole["Nodes"])
+    # the analyzer lists the agent
+    an = requests.get(stack.analyzer.url + "/api/status", timeout=5).json()
+    assert an["Agents"][stack.agent_host_id]["IsConnected"] is True
+
+
+def test_ovs_absent_then_started(tmp_path):
+    if not PrivateOVS.available():
+        pytest.skip("Open vSwitch is not installed")
+    ovs = PrivateOVS(str(tmp_path / "ovs"))
+    os.makedirs(ovs.dir, exist_ok=True)
+    s = Stack(tmp_path / "stack", ovs.remote)
+    try:
+        s.start()
+        st = agent_status(s)["TopologyProbes"]["ovsdb"]
+        assert st["State"] == "waiting" and "Error" in st
+        ovs.start()
+        br = "skl%s" % os.urandom(3).hex()
+        ovs.add_bridge(br)
+        wait_until(lambda: agent_status(s)["TopologyProbes"]["ovsdb"]["State"] == "connected", timeout=10,
+                   message="ovsdb probe connected")
+        s.wait_count("G.V().Has('Type','ovsbridge','Name','%s')" % br, 1)
+        s.wait_count("G.V().Has('Type','ovsport','Name','%s').Out('Type','internal','Name','%s')" % (br, br), 1)
+        # OVS goes away again: its nodes leave the graph, the status says so
+        ovs.stop()
+        s.wait_count("G.V().Has('Type','ovsbridge','Name','%s')" % br, 0, timeout=15)
+        assert agent_status(s)["TopologyProbes"]["ovsdb"]["State"] == "waiting"
+    finally:
+        s.stop()
+        ovs.stop()
+
+
+def _agent_ids(stack):
+    g = requests.get(stack.agent.url + "/api/topology", timeout=5).json()
+    return {n["ID"] for n in g["Nodes"]}, {e["ID"] for e in g["Edges"]}
+
+
+def _analyzer_ids(stack):
+    g = requests.get(stack.analyzer.url + "/api/topology", timeout=5).json()
+    origin = "agent.%s" % stack.agent_host_id
+    return ({n["ID"] for n in g["Nodes"] if n["Origin"] == origin},
+            {e["ID"] for e in g["Edges"] if e["Origin"] == origin})
+
+
+def test_analyzer_restart(tmp_path, net, names):
+    s = Stack(tmp_path, "unix:///nonexistent/db.sock")
+    try:
+        s.start()
+        a, b, c, d = names("a"), names("b"), names("c"), names("d")
+        net.add_veth(a, b)
+        s.wait_count("G.V().Has('Name','%s')" % a, 1)
+        s.analyzer.stop()
+        wait_until(lambda: not list(agent_status(s)["Analyzers"].values())[0]["IsConnected"], timeout=10,
+                   message="agent sees the analyzer gone")
+        net.add_veth(c, d)   # changes while the analyzer is away
+        net.ip("link", "del", a)
+        s.analyzer.start()
+        wait_until(lambda: list(agent_status(s)["Analyzers"].values())[0]["IsConnected"], timeout=15,
+                   message="agent reconnected")
+        s.wait_count("G.V().Has('Name','%s').Both('Name','%s')" % (c, d), 1)
+        assert s.count("G.V().Has('Name',Within('%s','%s'))" % (a, b)) == 0
+        # the analyzer holds exactly the agent's graph (retry: other tests change the host meanwhile)
+        wait_until(lambda: _agent_ids(s) == _analyzer_ids(s), timeout=10, message="same graph on both sides")
+        assert list(agent_status(s)["Analyzers"].values())[0]["Syncs"] >= 2
+    finally:
+        s.stop()
+
+
+def _fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def test_netns_burst(stack, net, names, tmp_path):
+    count = 200
+    nss = [names("z") for _ in range(count)]
+    pairs = [(names("v"), names("w"), nss[i]) for i in range(0, count, 4)]
+    prefix = names.prefix + names.tag
+    before = agent_status(stack)["TopologyProbes"]["netlink"]["Namespaces"]
+    fds_before = _fd_count(stack.agent.proc.pid)
+    batch = tmp_path / "add.batch"
+    batch.write_text("".join("netns add %s\n" % n for n in nss)
+                     + "".join("link add %s type veth peer name %s netns %s\n" % p for p in pairs))
+    net.netns.extend(nss)
+    net.links.extend((None, p[0]) for p in pairs)
+    run(["ip", "-batch", str(batch)], timeout=120)
+    stack.wait_count("G.V().Has('Type','netns','Name',Regex('%s.*'))" % prefix, count, timeout=30)
+    stack.wait_count("G.V().Has('Type','netns','Name',Regex('%s.*')).Out('Type','veth')" % prefix, len(pairs),
+                     timeout=30)
+    stack.wait_count("G.V().Has('Name',Regex('%sv.*')).Both('Type','veth','Name',Regex('%sw.*'))" % (prefix, prefix),
+                     len(pairs), timeout=30)
+    batch = tmp_path / "del.batch"
+    batch.write_text("".join("netns del %s\n" % n for n in nss))
+    run(["ip", "-batch", str(batch)], timeout=120)
+    stack.wait_count("G.V().Has('Name',Regex('%s.*'))" % prefix, 0, timeout=30)
+    stack.wait_count("G.V().Has('Path',Regex('/var/run/netns/%s.*'))" % prefix, 0)
+    # nothing left on the agent either: no namespace view, no socket
+    wait_until(lambda: agent_status(stack)["TopologyProbes"]["netlink"]["Namespaces"] <= before, timeout=10,
+               message="namespace views released")
+    assert agent_query(stack, "G.V().Has('Name',Regex('%s.*')).Count()" % prefix) == 0
+    wait_until(lambda: _fd_count(stack.agent.proc.pid) <= fds_before + 2, timeout=10,
+               message="file descriptors released (%d before)" % fds_before)
+
+
+def test_rename_and_move_between_namespaces(stack, net, names):
+    ns1, ns2, a, b, c = names("n"), names("n"), names("a"), names("b"), names("c")
+    net.add_netns(ns1)
+    net.add_netns(ns2)
+    net.add_veth(a, b, netns_b=ns1)
+    net.track_link(c, ns2)
+    stack.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s')" % (ns1, b), 1)
+    net.ip("link", "set", b, "name", c, netns=ns1)
+    stack.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s')" % (ns1, c), 1)
+    net.ip("link", "set", c, "netns", ns2, netns=ns1)
+    stack.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s','Type','veth')" % (ns2, c), 1)
+    stack.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s')" % (ns1, c), 0)
+    assert stack.count("G.V().Has('Name',Within('%s','%s'))" % (b, c)) == 1
+    # the peer link follows the interface into its new namespace
+    stack.wait_count("G.V().Has('Name','%s').Both('Type','veth','Name','%s')" % (a, c), 1)
+    stack.wait_count("G.V().Has('Name','%s','LinkNetNsName','%s')" % (a, ns2), 1)
+
+
+def test_tid_stable_across_agent_restart(tmp_path, net, names):
+    s = Stack(tmp_path, "unix:///nonexistent/db.sock")
+    try:
+        s.start()
+        ns, a, b = names("n"), names("a"), names("b")
+        net.add_netns(ns)
+        net.add_veth(a, b, netns_b=ns)
+        s.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s')" % (ns, b), 1)
+
+        def tids():
+            return {n["Metadata"]["Name"]: (n["ID"], n["Metadata"]["TID"])
+                    for n in s.q("G.V().Has('Name',Within('%s','%s','%s','%s'))" % (s.agent_host_id, ns, a, b))}
+        first = tids()
+        assert len(first) == 4
+        s.agent.stop()
+        s.wait_count("G.V().Has('Name','%s')" % ns, 0)      # DeleteOnDisconnect
+        s.launch_agent()
+        s.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s')" % (ns, b), 1)
+        second = tids()
+        assert {k: v[1] for k, v in first.items()} == {k: v[1] for k, v in second.items()}
+        assert first[a][0] != second[a][0]   # node IDs are per run, TIDs are not
+    finally:
+        s.stop()
