@@ -136,7 +136,9 @@ class CaptureRunner(object):
             read = src.read_packets
             poll = self.poll_ms
             now = self._now_ms()
-            next_tick = now + self.update_ms
+            # Offline sources run on packet time: the first tick is due update_ms after
+            # the first packet.
+            next_tick = None if self.offline else now + self.update_ms
             next_stats = now + self.stats_ms
             while not self._stop.is_set():
                 try:
@@ -145,7 +147,10 @@ class CaptureRunner(object):
                     self.eof = True
                     break
                 now = self._now_ms()
-                if now >= next_tick:
+                if next_tick is None:
+                    if now:
+                        next_tick = now + self.update_ms
+                elif now >= next_tick:
                     flows = table.tick(now)
                     if flows:
                         self._emit(self.on_flows, flows)
