@@ -150,7 +150,9 @@ class AFPacketSource(object):
                     break
                 for _fd, ev in evs:
                     if ev & select.POLLERR and not ev & select.POLLIN:
-                        raise CaptureError("capture socket error on %s" % self.ifname)
+                        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                        raise CaptureError(err, "capture on %s failed: %s" % (
+                            self.ifname, os.strerror(err) if err else "socket error"))
                 continue
             p = off + first
             for _ in range(num):
