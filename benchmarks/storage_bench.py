@@ -103,11 +103,20 @@ def bench_history(workdir, revisions):
         store.flush()
         elapsed = time.perf_counter() - t0
         # sanity: the last revision of every node is there
-        at = store.graph_at(int(time.time() * 1000) + 1)
+        now = int(time.time() * 1000) + 1
+        at = store.graph_at(now)
         assert len(at.nodes) == n_nodes
+        lat_at = []
+        for _ in range(5):
+            t = time.perf_counter()
+            store.graph_at(now)
+            lat_at.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        nodes_w, _ = store.revisions_between(now - 200, now)
+        t_between = (time.perf_counter() - t) * 1000
     finally:
         store.close()
-    return revisions / elapsed, t_events / revisions * 1e6
+    return revisions / elapsed, t_events / revisions * 1e6, statistics.median(lat_at), t_between, len(nodes_w)
 
 
 def bench_flows(workdir, n):
@@ -171,9 +180,11 @@ def main():
     workdir = args.dir or tempfile.mkdtemp(prefix="skydive-storage-bench-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        rate, ev_us = bench_history(workdir, args.revisions)
-        print("history archiving: %d revisions/s (%d revisions; %.1f us per event on the graph thread)"
-              % (rate, args.revisions, ev_us))
+        rate, ev_us, at_ms, between_ms, n_between = bench_history(workdir, args.revisions)
+        print("history archiving: %d revisions/s (%d revisions; %.1f us per event on the graph thread, "
+              "graph code included)" % (rate, args.revisions, ev_us))
+        print("graph_at(now) over that history (%d nodes): median %.1f ms; revisions_between(last 200 ms): "
+              "%.1f ms for %d revisions" % (args.revisions // 10, at_ms, between_ms, n_between))
         r = bench_flows(workdir, args.flows)
         print("flow inserts: %d flows/s (%d distinct flows, batches of 1000; %.1f us per flow in the caller)"
               % (r["insert_per_s"], args.flows, r["call_us"]))

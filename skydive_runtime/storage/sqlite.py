@@ -228,9 +228,19 @@ class _HistoryRecorder:
     def on_node_added(self, node):
         self.record(0, node)
 
+    def updated(self, kind, el):
+        """Archive the live revision and record the new one (one queue operation)."""
+        prev = self.live[kind].get(el.ID)
+        rowid = next(self.store._rowids)
+        self.live[kind][el.ID] = (rowid, el.UpdatedAt)
+        row = self._row(kind, el, rowid)
+        if prev is None:
+            self.store._enqueue(("hi", row))
+        else:
+            self.store._enqueue(("hu", (max(el.UpdatedAt, prev[1]), None, prev[0]), row))
+
     def on_node_updated(self, node, ops):
-        self.supersede(0, node, node.UpdatedAt, False)
-        self.record(0, node)
+        self.updated(0, node)
 
     def on_node_deleted(self, node):
         self.supersede(0, node, node.DeletedAt or _now(), True)
@@ -239,8 +249,7 @@ class _HistoryRecorder:
         self.record(1, edge)
 
     def on_edge_updated(self, edge, ops):
-        self.supersede(1, edge, edge.UpdatedAt, False)
-        self.record(1, edge)
+        self.updated(1, edge)
 
     def on_edge_deleted(self, edge):
         self.supersede(1, edge, edge.DeletedAt or _now(), True)
@@ -452,6 +461,9 @@ class SQLiteStore(Store):
                 tag = op[0]
                 if tag == "hi":
                     h_ins.append(op[1])
+                elif tag == "hu":
+                    h_arch.append(op[1])
+                    h_ins.append(op[2])
                 elif tag == "ha":
                     h_arch.append(op[1])
                 elif tag == "fl":
