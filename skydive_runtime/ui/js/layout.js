@@ -1,0 +1,418 @@
+// Force-directed layout sized for thousands of nodes.
+//
+// - repulsion through a Barnes-Hut quadtree: O(n log n) per tick, never O(n²);
+// - springs on edges: short and stiff for ownership (children gather around their host /
+//   netns / bridge), longer and softer for layer2 and other relations;
+// - a new graph is seeded hierarchically (each owner's subtree on a ring around it), so the
+//   simulation only has to refine it; the number of ticks is capped (alpha decay) and each
+//   animation frame gets a time budget;
+// - positions survive a re-sync (reconnect, filter change) for the nodes that are still there.
+
+import { OWNERSHIP, LAYER2, rel } from "./graphstore.js";
+import { nodeType, radiusFor } from "./style.js";
+
+const ALPHA_MIN = 0.002;
+const MAX_TICKS = 400;                   // per reheat: the simulation always stops
+const VELOCITY_KEEP = 0.6;               // d3's velocityDecay 0.4
+const THETA2 = 0.9 * 0.9;                // Barnes-Hut opening criterion
+const CHARGE = -70;
+const GROUP_CHARGE = -160;
+const DIST_MAX2 = 900 * 900;             // repulsion ignored beyond this distance
+const GRAVITY = 0.025;
+
+class Point {
+  constructor(id) {
+    this.id = id;
+    this.x = 0; this.y = 0; this.vx = 0; this.vy = 0;
+    this.fx = null; this.fy = null;      // pinned position (dragged by the user)
+    this.r = 10;
+    this.charge = CHARGE;
+    this.degree = 0;
+  }
+}
+
+// --------------------------------------------------------------------------- Barnes-Hut
+class Quad {
+  constructor(x0, y0, size) {
+    this.x0 = x0; this.y0 = y0; this.size = size;
+    this.kids = null;         // 4 sub-quads once split
+    this.pts = null;          // leaf: points (several only when coincident)
+    this.value = 0;           // summed charge
+    this.cx = 0; this.cy = 0; // charge-weighted centre
+  }
+}
+
+function buildQuadtree(points) {
+  let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+  for (const p of points) {
+    if (p.x < x0) x0 = p.x; if (p.x > x1) x1 = p.x;
+    if (p.y < y0) y0 = p.y; if (p.y > y1) y1 = p.y;
+  }
+  const size = Math.max(x1 - x0, y1 - y0, 1) * 1.0001;
+  const root = new Quad(x0, y0, size);
+  for (const p of points) insert(root, p, 0);
+  accumulate(root);
+  return root;
+}
+
+function insert(q, p, depth) {
+  for (;;) {
+    if (q.kids) {
+      const h = q.size / 2;
+      const i = (p.x >= q.x0 + h ? 1 : 0) | (p.y >= q.y0 + h ? 2 : 0);
+      let k = q.kids[i];
+      if (!k) k = q.kids[i] = new Quad(q.x0 + (i & 1 ? h : 0), q.y0 + (i & 2 ? h : 0), h);
+      q = k; depth++;
+      continue;
+    }
+    if (!q.pts) { q.pts = [p]; return; }
+    const o = q.pts[0];
+    if (depth > 40 || (Math.abs(o.x - p.x) < 1e-6 && Math.abs(o.y - p.y) < 1e-6)) { q.pts.push(p); return; }
+    // split the leaf and push its points one level down
+    const old = q.pts;
+    q.pts = null;
+    q.kids = [null, null, null, null];
+    for (const op of old) insert(q, op, depth);
+  }
+}
+
+function accumulate(q) {
+  // iterative post-order
+  const stack = [q], order = [];
+  while (stack.length) {
+    const n = stack.pop();
+    order.push(n);
+    if (n.kids) for (const k of n.kids) if (k) stack.push(k);
+  }
+  for (let i = order.length - 1; i >= 0; i--) {
+    const n = order[i];
+    let v = 0, w = 0, x = 0, y = 0;
+    if (n.kids) {
+      for (const k of n.kids) {
+        if (!k) continue;
+        const a = Math.abs(k.value);
+        v += k.value; w += a; x += a * k.cx; y += a * k.cy;
+      }
+    } else if (n.pts) {
+      for (const p of n.pts) {
+        const a = Math.abs(p.charge);
+        v += p.charge; w += a; x += a * p.x; y += a * p.y;
+      }
+    }
+    n.value = v;
+    n.cx = w ? x / w : n.x0; n.cy = w ? y / w : n.y0;
+  }
+}
+
+function applyCharge(root, p, alpha, stack) {
+  stack.length = 0;
+  stack.push(root);
+  while (stack.length) {
+    const q = stack.pop();
+    if (!q.value) continue;
+    let dx = q.cx - p.x, dy = q.cy - p.y;
+    let l = dx * dx + dy * dy;
+    const w = q.size;
+    if (q.kids && (w * w / THETA2 >= l)) {                 // too close: open the cell
+      for (const k of q.kids) if (k) stack.push(k);
+      continue;
+    }
+    if (l >= DIST_MAX2) continue;
+    if (q.kids) {                                          // far cell: aggregate
+      if (dx === 0) { dx = jiggle(); l += dx * dx; }
+      if (dy === 0) { dy = jiggle(); l += dy * dy; }
+      if (l < 1) l = Math.sqrt(l);
+      const f = q.value * alpha / l;
+      p.vx += dx * f; p.vy += dy * f;
+      continue;
+    }
+    for (const o of q.pts) {                               // leaf: each point
+      if (o === p) continue;
+      let ex = o.x - p.x, ey = o.y - p.y;
+      if (ex === 0) ex = jiggle();
+      if (ey === 0) ey = jiggle();
+      let m = ex * ex + ey * ey;
+      if (m < 1) m = Math.sqrt(m);
+      const f = o.charge * alpha / m;
+      p.vx += ex * f; p.vy += ey * f;
+    }
+  }
+}
+
+function jiggle() { return (Math.random() - 0.5) * 1e-6; }
+
+// --------------------------------------------------------------------------- layout
+export class Layout {
+  constructor(store) {
+    this.store = store;
+    this.points = new Map();     // id -> Point (kept for removed nodes' ids until pruned)
+    this.list = [];              // live points
+    this.links = [];
+    this.alpha = 0;
+    this.ticks = 0;
+    this.frozen = false;
+    this.dragging = 0;
+    this._stack = [];
+    this.version = 0;            // bumped whenever positions change
+    this.decay = 1 - Math.pow(ALPHA_MIN, 1 / 300);
+  }
+
+  get running() {
+    return !this.frozen && (this.dragging > 0 || (this.alpha >= ALPHA_MIN && this.ticks < MAX_TICKS));
+  }
+
+  point(id) { return this.points.get(id); }
+
+  reheat(alpha) {
+    if (alpha > this.alpha || !this.running) this.alpha = Math.max(alpha, this.alpha);
+    this.ticks = 0;
+  }
+
+  // Apply the store's structural changes (nodes/edges added or removed, Type changes).
+  sync(changes) {
+    const store = this.store;
+    if (changes.reset) {
+      for (const id of [...this.points.keys()]) if (!store.nodes.has(id)) this.points.delete(id);
+    } else {
+      for (const id of changes.removedNodes) this.points.delete(id);
+    }
+    const fresh = [];
+    for (const id of store.nodes.keys()) {
+      if (!this.points.has(id)) { const p = new Point(id); this.points.set(id, p); fresh.push(p); }
+    }
+    if (changes.structure || changes.reset) this._rebuild();
+    else {
+      for (const id of changes.updatedNodes) {          // a Type change alters the radius only
+        const p = this.points.get(id), n = store.node(id);
+        if (p && n) p.r = radiusFor(nodeType(n), store.isGroup(id));
+      }
+    }
+    if (fresh.length) this._place(fresh, changes.reset);
+    if (changes.reset) this.reheat(fresh.length > 0.5 * this.list.length ? 1 : 0.3);
+    else if (changes.structure) {
+      // a local change should not shake a big settled graph: reheat little, scaled down with size
+      const n = fresh.length + changes.removedNodes.size + changes.addedEdges.size + changes.removedEdges.size;
+      this.reheat(Math.min(0.5, 0.08 + 4 * n / Math.max(1, this.list.length)));
+    }
+  }
+
+  _rebuild() {
+    const store = this.store;
+    this.list = [];
+    for (const [id, n] of store.nodes) {
+      const p = this.points.get(id);
+      const group = store.isGroup(id);
+      p.r = radiusFor(nodeType(n), group);
+      p.charge = group || nodeType(n) === "host" ? GROUP_CHARGE : CHARGE;
+      p.degree = 0;
+      this.list.push(p);
+    }
+    this.subtree = this._subtreeSizes();
+    const links = [];
+    for (const e of store.edges.values()) {
+      const s = this.points.get(e.Parent), t = this.points.get(e.Child);
+      if (!s || !t || s === t) continue;
+      const r = rel(e);
+      let dist, k;
+      if (r === OWNERSHIP) {
+        dist = s.r + t.r + 18 + 9 * Math.sqrt(this.subtree.get(e.Child) || 1);
+        k = 1.0;
+      } else if (r === LAYER2) {
+        dist = s.r + t.r + 45;
+        k = 0.45;
+      } else {
+        dist = s.r + t.r + 70;
+        k = 0.15;
+      }
+      s.degree++; t.degree++;
+      links.push({ s, t, dist, k, strength: 0, bias: 0 });
+    }
+    for (const l of links) {
+      l.strength = l.k / Math.min(l.s.degree, l.t.degree);
+      l.bias = l.s.degree / (l.s.degree + l.t.degree);
+    }
+    this.links = links;
+    // fewer ticks for big graphs: they start from a good hierarchical seed anyway
+    const n = this.list.length;
+    const ticks = n > 2000 ? 160 : n > 800 ? 220 : 300;
+    this.decay = 1 - Math.pow(ALPHA_MIN, 1 / ticks);
+  }
+
+  _subtreeSizes() {
+    const store = this.store;
+    const size = new Map();
+    // process deepest first: sort by ownership depth (cheap: depth is small)
+    const ids = [...store.nodes.keys()];
+    const depth = new Map(ids.map((id) => [id, store.depth(id)]));
+    ids.sort((a, b) => depth.get(b) - depth.get(a));
+    for (const id of ids) {
+      let s = 1;
+      for (const c of store.children(id)) s += size.get(c) || 1;
+      size.set(id, s);
+    }
+    return size;
+  }
+
+  // Initial positions: near the owner (or a neighbour) when it has one, else hierarchically.
+  _place(fresh, whole) {
+    const store = this.store;
+    const freshSet = new Set(fresh.map((p) => p.id));
+    const placed = (id) => !freshSet.has(id);
+    if (whole || fresh.length > 50) {
+      this._seedHierarchy(freshSet);
+      return;
+    }
+    for (const p of fresh) {
+      let anchor = null;
+      const owner = store.ownerId(p.id);
+      if (owner !== undefined && placed(owner)) anchor = this.points.get(owner);
+      if (!anchor) {
+        for (const eid of store.edgesOf(p.id)) {
+          const e = store.edge(eid);
+          const other = e.Parent === p.id ? e.Child : e.Parent;
+          if (placed(other)) { anchor = this.points.get(other); break; }
+        }
+      }
+      if (!anchor) {
+        // a child of another new node: placed after its owner
+        for (const c of store.children(p.id)) {
+          if (placed(c)) { anchor = this.points.get(c); break; }
+        }
+      }
+      const a = Math.random() * 2 * Math.PI;
+      if (anchor) {
+        const d = anchor.r + p.r + 25;
+        p.x = anchor.x + d * Math.cos(a); p.y = anchor.y + d * Math.sin(a);
+      } else {
+        const spread = 40 + 15 * Math.sqrt(this.list.length);
+        p.x = spread * Math.cos(a) * Math.random(); p.y = spread * Math.sin(a) * Math.random();
+      }
+      freshSet.delete(p.id);
+    }
+  }
+
+  // Radial tree placement of the new nodes: roots on a sunflower spiral sized by their
+  // subtree, each owner's children on a ring around it.
+  _seedHierarchy(freshSet) {
+    const store = this.store;
+    const size = this.subtree;
+    const radius = (id) => 22 * Math.sqrt(size.get(id) || 1);
+    const roots = [];
+    for (const id of store.nodes.keys()) if (store.ownerId(id) === undefined) roots.push(id);
+    roots.sort((a, b) => (size.get(b) || 1) - (size.get(a) || 1));
+    let area = 0;
+    const golden = Math.PI * (3 - Math.sqrt(5));
+    roots.forEach((id, i) => {
+      const p = this.points.get(id);
+      const r = radius(id);
+      if (freshSet.has(id)) {
+        const d = i === 0 ? 0 : Math.sqrt(area / Math.PI) * 1.15 + r;
+        p.x = d * Math.cos(i * golden); p.y = d * Math.sin(i * golden);
+      }
+      area += Math.PI * (r + 20) * (r + 20);
+      this._seedChildren(id, freshSet, radius);
+    });
+  }
+
+  _seedChildren(rootId, freshSet, radius) {
+    const store = this.store;
+    const stack = [rootId];
+    const seen = new Set();
+    while (stack.length) {
+      const id = stack.pop();
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const kids = [...store.children(id)];
+      if (!kids.length) continue;
+      const parent = this.points.get(id);
+      const ring = Math.max(parent.r + 28, radius(id) * 0.55);
+      const start = Math.random() * 2 * Math.PI;
+      kids.forEach((c, j) => {
+        const p = this.points.get(c);
+        if (freshSet.has(c)) {
+          const a = start + (2 * Math.PI * j) / kids.length;
+          const d = ring + (kids.length > 12 ? (j % 3) * 14 : 0);
+          p.x = parent.x + d * Math.cos(a); p.y = parent.y + d * Math.sin(a);
+        }
+        stack.push(c);
+      });
+    }
+  }
+
+  // Run ticks for at most budgetMs; returns true if anything moved.
+  step(budgetMs = 10) {
+    if (!this.running || this.list.length === 0) {
+      if (this.alpha < ALPHA_MIN || this.ticks >= MAX_TICKS) this.alpha = 0;
+      return false;
+    }
+    const t0 = performance.now();
+    let n = 0;
+    do {
+      this.tick();
+      n++;
+    } while (this.running && performance.now() - t0 < budgetMs && n < 20);
+    this.version++;
+    return true;
+  }
+
+  tick() {
+    const alpha = this.alpha;
+    const list = this.list;
+    // springs
+    for (const l of this.links) {
+      const s = l.s, t = l.t;
+      let x = t.x + t.vx - s.x - s.vx, y = t.y + t.vy - s.y - s.vy;
+      if (x === 0) x = jiggle();
+      if (y === 0) y = jiggle();
+      let d = Math.sqrt(x * x + y * y);
+      d = (d - l.dist) / d * alpha * l.strength;
+      x *= d; y *= d;
+      t.vx -= x * l.bias; t.vy -= y * l.bias;
+      s.vx += x * (1 - l.bias); s.vy += y * (1 - l.bias);
+    }
+    // repulsion
+    if (list.length > 1) {
+      const root = buildQuadtree(list);
+      const stack = this._stack;
+      for (const p of list) applyCharge(root, p, alpha, stack);
+    }
+    // gravity and integration
+    const g = GRAVITY * alpha;
+    for (const p of list) {
+      if (p.fx !== null) {
+        p.x = p.fx; p.y = p.fy; p.vx = 0; p.vy = 0;
+        continue;
+      }
+      p.vx -= p.x * g; p.vy -= p.y * g;
+      p.vx *= VELOCITY_KEEP; p.vy *= VELOCITY_KEEP;
+      p.x += p.vx; p.y += p.vy;
+    }
+    this.ticks++;
+    if (!this.dragging) this.alpha += (0 - this.alpha) * this.decay;
+  }
+
+  // Discard the positions and lay everything out again.
+  relayout() {
+    for (const p of this.points.values()) { p.fx = null; p.fy = null; p.vx = 0; p.vy = 0; }
+    this._rebuild();
+    this._seedHierarchy(new Set(this.points.keys()));
+    this.reheat(1);
+  }
+
+  bounds(ids) {
+    let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+    const pts = ids ? ids.map((id) => this.points.get(id)).filter(Boolean) : this.list;
+    for (const p of pts) {
+      if (p.x - p.r < x0) x0 = p.x - p.r; if (p.x + p.r > x1) x1 = p.x + p.r;
+      if (p.y - p.r < y0) y0 = p.y - p.r; if (p.y + p.r > y1) y1 = p.y + p.r;
+    }
+    if (x0 === Infinity) return null;
+    return { x0, y0, x1, y1 };
+  }
+
+  // Dragging: pin the point while it is held; it stays pinned until unpinned.
+  dragStart(id) { const p = this.points.get(id); if (!p) return; this.dragging++; this.alpha = Math.max(this.alpha, 0.1); this.ticks = 0; }
+  dragMove(id, x, y) { const p = this.points.get(id); if (p) { p.fx = x; p.fy = y; p.x = x; p.y = y; } }
+  dragEnd() { this.dragging = Math.max(0, this.dragging - 1); }
+  unpin(id) { const p = this.points.get(id); if (p) { p.fx = null; p.fy = null; this.reheat(0.1); } }
+}

@@ -1,0 +1,267 @@
+// Skydive web UI entry point: wires the subscriber, the graph store, the layout, the SVG
+// renderer and the panels. All graph work happens in one requestAnimationFrame callback:
+// queued websocket messages are applied in a batch, then the layout runs for a time budget,
+// then only the moved/changed SVG elements are touched.
+
+import { GraphStore } from "./graphstore.js";
+import { Layout } from "./layout.js";
+import { Renderer } from "./renderer.js";
+import { Subscriber } from "./subscriber.js";
+import { DetailsPanel } from "./details.js";
+import { Tabs, QueryConsole, CapturesPanel, StatusBar, NodeSearch } from "./panels.js";
+import { login, setLoginHandler } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const LAYOUT_BUDGET_MS = 12;
+const MAX_QUEUE = 200000;          // beyond this (hidden tab...), drop the backlog and re-sync
+
+const store = new GraphStore();
+const layout = new Layout(store);
+const svg = $("graph");
+const body = document.body;
+
+let frameRequested = false;
+let syncs = 0;
+let lastEventAt = 0;
+
+const renderer = new Renderer(svg, store, layout, {
+  onSelect: (sel) => {
+    details.show(sel);
+    if (sel && sel.kind === "node") captures.target_node(store.node(sel.id));
+    body.dataset.selected = sel ? sel.id : "";
+  },
+  onActivity: () => schedule(),
+});
+
+const details = new DetailsPanel($("details"), store, {
+  center: (id) => renderer.centerOn(id),
+  select: (sel) => { renderer.select(sel); if (sel.kind === "node") renderer.centerOn(sel.id); },
+  capture: (id) => {
+    tabs.show("tab-captures");
+    captures.target_node(store.node(id));
+    $("capture-bpf").focus();
+  },
+  query: (q) => { tabs.show("tab-query"); console_.setQuery(q); console_.run(); },
+  unpin: (id) => { layout.unpin(id); schedule(); },
+});
+
+const tabs = new Tabs(document.querySelector('[role="tablist"]'));
+const console_ = new QueryConsole(store, renderer);
+const captures = new CapturesPanel(store);
+const status = new StatusBar();
+new NodeSearch(store, (id) => { renderer.select({ kind: "node", id }); renderer.centerOn(id); });
+
+let capturesTimer = null;
+tabs.onChange((id) => {
+  clearInterval(capturesTimer);
+  if (id === "tab-captures") {
+    captures.refresh();
+    capturesTimer = setInterval(() => { if (!document.hidden) captures.refresh(); }, 5000);
+  }
+});
+
+// ------------------------------------------------------------------ connection state
+const connEl = $("conn-state");
+let retryTicker = null;
+
+function showConnState(state, detail) {
+  body.dataset.wsState = state;
+  connEl.dataset.state = state;
+  clearInterval(retryTicker);
+  const label = {
+    connecting: "Connecting…",
+    syncing: "Synchronising…",
+    connected: "Live",
+  }[state];
+  if (label) {
+    connEl.textContent = label;
+    connEl.title = state === "connected" ? "Receiving live topology updates" : "";
+    return;
+  }
+  const render = () => {
+    const s = Math.max(0, Math.ceil((subscriber.retryAt - Date.now()) / 1000));
+    connEl.textContent = `Disconnected — retrying in ${s} s`;
+  };
+  connEl.title = detail || "";
+  render();
+  retryTicker = setInterval(render, 1000);
+}
+connEl.addEventListener("click", () => { if (subscriber.state === "disconnected") subscriber.reconnectNow(); });
+
+// ------------------------------------------------------------------ filter
+const filterForm = $("filter-form");
+const filterInput = $("filter-input");
+const filterError = $("filter-error");
+const filterActive = $("filter-active");
+const initialFilter = new URLSearchParams(location.search).get("filter") || "";
+filterInput.value = initialFilter;
+
+function showFilterError(msg, filter) {
+  if (!msg) { filterError.hidden = true; filterError.textContent = ""; delete body.dataset.filterError; return; }
+  let text = `Filter rejected by the analyzer: ${msg}`;
+  const f = (filter || "").trim();
+  if (f && !/\.\s*subgraph\s*\(\s*\)\s*$/i.test(f) && !/^g$/i.test(f)) {
+    text += "\nA filter must be G or end with .SubGraph(), e.g. G.V().Has('Type', 'netns').SubGraph()";
+  }
+  text += `\nStill showing: ${subscriber.appliedFilter || "the whole topology"}`;
+  filterError.textContent = text;
+  filterError.hidden = false;
+  body.dataset.filterError = msg;
+}
+
+function showAppliedFilter(f) {
+  filterActive.hidden = !f;
+  filterActive.title = f;
+  body.dataset.filter = f;
+  const url = new URL(location.href);
+  if (f) url.searchParams.set("filter", f); else url.searchParams.delete("filter");
+  history.replaceState(null, "", url);
+}
+
+filterForm.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  showFilterError("");
+  const f = filterInput.value.trim();
+  if (!subscriber.sync(f)) {
+    subscriber.filter = f;   // applied by the SyncRequest sent on (re)connection
+    filterError.textContent = "Not connected: the filter will be applied once the analyzer is reachable.";
+    filterError.hidden = false;
+  }
+});
+$("filter-clear").addEventListener("click", () => {
+  filterInput.value = "";
+  showFilterError("");
+  subscriber.sync("");
+});
+
+// ------------------------------------------------------------------ subscriber
+const subscriber = new Subscriber({
+  filter: initialFilter,
+  handlers: {
+    onState: showConnState,
+    onMessages: () => {
+      if (subscriber.queue.length > MAX_QUEUE) {
+        subscriber.queue.length = 0;
+        subscriber.sync();
+      }
+      schedule();
+    },
+    onSyncReply: (msg, ok, error, filter) => {
+      if (ok) {
+        syncs++;
+        showFilterError("");
+        showAppliedFilter(filter);
+      } else {
+        showFilterError(error, filter);
+      }
+    },
+  },
+});
+
+// ------------------------------------------------------------------ frame loop
+function schedule() {
+  if (frameRequested) return;
+  frameRequested = true;
+  requestAnimationFrame(frame);
+}
+
+// Writing thousands of positions makes the browser re-render the whole SVG. While the layout
+// runs, positions are written every frame only if that rendering is cheap; otherwise at most
+// one frame in three is spent rendering, the others run layout ticks only.
+let drawStart = 0;          // when the last position write happened (0: none pending)
+let renderCost = 0;         // measured: write + style + paint of the last draw, ms
+let nextDrawAt = 0;
+
+function frame(now) {
+  frameRequested = false;
+  if (drawStart) {
+    renderCost = now - drawStart;
+    drawStart = 0;
+    nextDrawAt = renderCost < 40 ? 0 : now + 2 * renderCost;
+  }
+  const msgs = subscriber.drain();
+  for (const m of msgs) store.apply(m);
+  if (msgs.length) lastEventAt = Date.now();
+  const changes = store.takeChanges();
+  let structural = false;
+  if (!changes.empty) {
+    layout.sync(changes);
+    renderer.apply(changes);
+    details.changed(changes);
+    updateCounters();
+    structural = changes.structure;
+  }
+  layout.step(LAYOUT_BUDGET_MS);
+  const running = layout.running;
+  if (structural || !running || performance.now() >= nextDrawAt) {
+    const t = performance.now();
+    if (renderer.draw()) drawStart = t;
+  }
+  body.dataset.layout = layout.frozen ? "frozen" : running ? "running" : "stable";
+  if (running || subscriber.queue.length || drawStart || renderer.forceDraw) schedule();
+}
+
+function updateCounters() {
+  const n = store.nodes.size, e = store.edges.size;
+  const counts = `${n} node${n === 1 ? "" : "s"} · ${e} edge${e === 1 ? "" : "s"}`;
+  document.title = `Skydive · ${counts}`;
+  $("st-counts").textContent = counts;
+  $("graph-title").textContent = `Topology graph: ${counts}`;
+  $("graph-empty").hidden = n > 0;
+  body.dataset.nodes = String(n);
+  body.dataset.edges = String(e);
+  body.dataset.syncs = String(syncs);
+  body.dataset.events = String(store.events);
+}
+
+setInterval(() => {
+  if (!lastEventAt) return;
+  const s = Math.round((Date.now() - lastEventAt) / 1000);
+  $("st-events").textContent = `${store.events} events · last ${s < 2 ? "just now" : s + " s ago"}`;
+}, 1000);
+
+// ------------------------------------------------------------------ toolbar
+$("btn-fit").addEventListener("click", () => { renderer.userView = false; renderer.fit(false); });
+$("btn-zoom-in").addEventListener("click", () => renderer.zoom(1.4));
+$("btn-zoom-out").addEventListener("click", () => renderer.zoom(1 / 1.4));
+const btnLayout = $("btn-layout");
+btnLayout.addEventListener("click", () => {
+  layout.frozen = !layout.frozen;
+  btnLayout.setAttribute("aria-pressed", String(layout.frozen));
+  btnLayout.textContent = layout.frozen ? "Resume layout" : "Freeze layout";
+  if (!layout.frozen) layout.reheat(0.2);
+  schedule();
+});
+$("btn-relayout").addEventListener("click", () => { layout.relayout(); renderer.userView = false; schedule(); });
+$("chk-labels").addEventListener("change", (ev) => svg.classList.toggle("no-labels", !ev.target.checked));
+$("chk-ownership").addEventListener("change", (ev) => svg.classList.toggle("no-ownership", !ev.target.checked));
+window.addEventListener("resize", () => { if (!renderer.userView) renderer.fit(false); });
+
+// ------------------------------------------------------------------ login (auth backends)
+const loginDialog = $("login-dialog");
+setLoginHandler(() => new Promise((resolve) => {
+  const form = $("login-form");
+  const err = $("login-error");
+  err.hidden = true;
+  const submit = async (ev) => {
+    ev.preventDefault();
+    try {
+      await login($("login-user").value, $("login-password").value);
+      form.removeEventListener("submit", submit);
+      loginDialog.close();
+      subscriber.reconnectNow();
+      resolve();
+    } catch (e) {
+      err.textContent = e.message;
+      err.hidden = false;
+    }
+  };
+  form.addEventListener("submit", submit);
+  if (!loginDialog.open) loginDialog.showModal();
+}));
+
+// ------------------------------------------------------------------ start
+updateCounters();
+subscriber.start();
+status.start();
+window.skydive = { store, layout, renderer, subscriber, details, captures, console: console_, tabs };

@@ -1,0 +1,451 @@
+// SVG rendering of the topology: one <g class="node" data-id> per node, one <path class="edge"
+// data-id> per edge, one <rect class="group-box" data-group> per owner (host, netns, bridge...).
+// Elements are created/updated/removed from the store's ChangeSet only; positions are written
+// only for nodes that moved since the last frame.
+
+import { OWNERSHIP, LAYER2, rel } from "./graphstore.js";
+import { nodeType, nodeName, typeClass, iconFor, radiusFor, captureState } from "./style.js";
+
+const SVGNS = "http://www.w3.org/2000/svg";
+const MIN_K = 0.03, MAX_K = 4;
+
+function el(name, attrs) {
+  const e = document.createElementNS(SVGNS, name);
+  if (attrs) for (const k in attrs) e.setAttribute(k, attrs[k]);
+  return e;
+}
+
+function truncate(s, n) { return s.length > n ? s.slice(0, n - 1) + "…" : s; }
+
+export class Renderer {
+  constructor(svg, store, layout, handlers = {}) {
+    this.svg = svg;
+    this.store = store;
+    this.layout = layout;
+    this.handlers = handlers;              // onSelect(kind, id), onViewChange()
+    this.viewport = svg.querySelector("#viewport");
+    this.gGroups = svg.querySelector("#layer-groups");
+    this.gEdges = svg.querySelector("#layer-edges");
+    this.gNodes = svg.querySelector("#layer-nodes");
+    this.nodeEls = new Map();              // id -> record
+    this.edgeEls = new Map();              // id -> record
+    this.groupEls = new Map();             // owner id -> rect
+    this.order = [];                       // node ids, deepest ownership level first
+    this.depths = new Map();
+    this.view = { k: 1, tx: 0, ty: 0 };
+    this.userView = false;                 // the user panned/zoomed: stop auto-fitting
+    this.selected = null;                  // {kind, id}
+    this.highlighted = new Set();
+    this.forceDraw = true;
+    this._bindEvents();
+  }
+
+  // ------------------------------------------------------------------ element lifecycle
+  apply(changes) {
+    const store = this.store;
+    if (changes.reset) {
+      for (const id of [...this.edgeEls.keys()]) if (!store.edges.has(id)) this._removeEdge(id);
+      for (const id of [...this.nodeEls.keys()]) if (!store.nodes.has(id)) this._removeNode(id);
+      for (const [id, n] of store.nodes) this._upsertNode(id, n);
+      for (const [id, e] of store.edges) this._upsertEdge(id, e);
+    } else {
+      for (const id of changes.removedEdges) this._removeEdge(id);
+      for (const id of changes.removedNodes) this._removeNode(id);
+      for (const id of changes.addedNodes) this._upsertNode(id, store.node(id));
+      for (const id of changes.updatedNodes) this._upsertNode(id, store.node(id));
+      for (const id of changes.addedEdges) this._upsertEdge(id, store.edge(id));
+      for (const id of changes.updatedEdges) this._upsertEdge(id, store.edge(id));
+    }
+    if (changes.structure || changes.reset) this._restructure();
+    if (this.selected && !(this.selected.kind === "node" ? store.nodes : store.edges).has(this.selected.id)) {
+      this.select(null);
+    }
+    this.forceDraw = true;
+  }
+
+  _upsertNode(id, n) {
+    if (!n) return;
+    let r = this.nodeEls.get(id);
+    if (!r) {
+      const g = el("g", { class: "node", "data-id": id });
+      const ring = el("circle", { class: "capture-ring" });
+      const shape = el("circle", { class: "shape" });
+      const use = el("use");
+      const label = el("text", { class: "label" });
+      g.append(ring, shape, use, label);
+      // the <title> tooltip is created on first hover (thousands of them slow rendering down)
+      r = { g, title: null, ring, shape, use, label, type: null, name: null, group: false, cls: "", lx: NaN, ly: NaN, rad: 0 };
+      this.nodeEls.set(id, r);
+      this.gNodes.appendChild(g);
+    }
+    const type = nodeType(n);
+    const name = nodeName(n);
+    const group = this.store.isGroup(id);
+    const m = n.Metadata || {};
+    if (type !== r.type || group !== r.group) {
+      r.type = type; r.group = group;
+      const rad = radiusFor(type, group);
+      r.rad = rad;
+      r.g.setAttribute("data-type", type);
+      r.shape.setAttribute("r", rad);
+      r.ring.setAttribute("r", rad + 4);
+      r.use.setAttribute("href", "#" + iconFor(type));
+      const s = rad * 1.35;
+      r.use.setAttribute("x", -s / 2); r.use.setAttribute("y", -s / 2);
+      r.use.setAttribute("width", s); r.use.setAttribute("height", s);
+      r.label.setAttribute("y", rad + 12);
+    }
+    if (name !== r.name) {
+      r.name = name;
+      r.label.textContent = truncate(name, 24);
+    }
+    if (r.title) this._nodeTitle(r, n);
+    const cap = captureState(n);
+    let cls = `node ${typeClass(type)}`;
+    if (group) cls += " group";
+    if (m.State === "DOWN") cls += " state-down";
+    if (cap === "active") cls += " captured";
+    else if (cap === "error") cls += " captured capture-error";
+    if (this.selected && this.selected.kind === "node" && this.selected.id === id) cls += " selected";
+    if (this.highlighted.has(id)) cls += " highlighted";
+    const p = this.layout.point(id);
+    if (p && p.fx !== null) cls += " pinned";
+    if (cls !== r.cls) { r.cls = cls; r.g.setAttribute("class", cls); }
+    r.g.setAttribute("data-captures", cap);
+  }
+
+  _nodeTitle(r, n) {
+    const m = n.Metadata || {};
+    const tip = `${nodeName(n)} (${nodeType(n) || "no type"})` + (m.State ? ` ${m.State}` : "") +
+      (Array.isArray(m.IPV4) && m.IPV4.length ? ` ${m.IPV4.join(", ")}` : "");
+    if (!r.title) { r.title = el("title"); r.g.prepend(r.title); }
+    if (r.title.textContent !== tip) r.title.textContent = tip;
+  }
+
+  _edgeTitle(r, e) {
+    const pn = this.store.node(e.Parent), cn = this.store.node(e.Child);
+    if (!r.title) { r.title = el("title"); r.line.append(r.title); }
+    r.title.textContent = `${rel(e) || "edge"}: ${nodeName(pn)} → ${nodeName(cn)}`;
+  }
+
+  _removeNode(id) {
+    const r = this.nodeEls.get(id);
+    if (!r) return;
+    r.g.remove();
+    this.nodeEls.delete(id);
+    const box = this.groupEls.get(id);
+    if (box) { box.remove(); this.groupEls.delete(id); }
+    this.highlighted.delete(id);
+  }
+
+  _upsertEdge(id, e) {
+    if (!e) return;
+    let r = this.edgeEls.get(id);
+    if (!r) {
+      const line = el("path", { "data-id": id });
+      r = { line, title: null, cls: "", parent: e.Parent, child: e.Child };
+      this.edgeEls.set(id, r);
+      this.gEdges.appendChild(line);
+    }
+    r.parent = e.Parent; r.child = e.Child;
+    const relation = rel(e);
+    let cls = "edge " + (relation === OWNERSHIP ? "rel-ownership" : relation === LAYER2 ? "rel-layer2" : "rel-other");
+    const t = e.Metadata && e.Metadata.Type;
+    if (relation === LAYER2 && typeof t === "string" && /^[a-z0-9_-]+$/i.test(t)) cls += " l2-" + t;
+    if (this.selected && this.selected.kind === "edge" && this.selected.id === id) cls += " selected";
+    if (cls !== r.cls) { r.cls = cls; r.line.setAttribute("class", cls); }
+    r.line.setAttribute("data-relation", relation);
+    if (r.title) this._edgeTitle(r, e);
+    r.lx = NaN;                              // redraw its coordinates
+  }
+
+  _removeEdge(id) {
+    const r = this.edgeEls.get(id);
+    if (!r) return;
+    r.line.remove();
+    this.edgeEls.delete(id);
+  }
+
+  // Ownership changed: group flags, group boxes, depth order.
+  _restructure() {
+    const store = this.store;
+    for (const [id, r] of this.nodeEls) {
+      if (store.isGroup(id) !== r.group) this._upsertNode(id, store.node(id));
+    }
+    for (const [id, box] of this.groupEls) {
+      if (!store.isGroup(id)) { box.remove(); this.groupEls.delete(id); }
+    }
+    const depths = new Map();
+    for (const id of store.nodes.keys()) depths.set(id, store.depth(id));
+    this.depths = depths;
+    this.order = [...store.nodes.keys()].sort((a, b) => depths.get(b) - depths.get(a));
+    this.owners = this.order.map((id) => store.ownerId(id));
+    // outer groups first in the DOM so that inner ones are painted on top
+    const groups = this.order.filter((id) => store.isGroup(id)).reverse();
+    for (const id of groups) {
+      let box = this.groupEls.get(id);
+      const n = store.node(id);
+      if (!box) {
+        box = el("rect", { "data-group": id, rx: 10, ry: 10 });
+        box._cache = "";
+        this.groupEls.set(id, box);
+      }
+      const d = Math.min(depths.get(id), 2);
+      box.setAttribute("class", `group-box ${typeClass(nodeType(n))} depth-${d}` +
+        (this.selected && this.selected.kind === "node" && this.selected.id === id ? " selected" : ""));
+      this.gGroups.appendChild(box);       // re-append keeps the paint order by depth
+    }
+  }
+
+  // ------------------------------------------------------------------ per-frame drawing
+  draw() {
+    const force = this.forceDraw;
+    this.forceDraw = false;
+    let moved = false;
+    const movedIds = new Set();
+    for (const [id, r] of this.nodeEls) {
+      const p = this.layout.point(id);
+      if (!p) continue;
+      if (force || Math.abs(p.x - r.lx) > 0.25 || Math.abs(p.y - r.ly) > 0.25 || Number.isNaN(r.lx)) {
+        r.lx = p.x; r.ly = p.y;
+        r.g.setAttribute("transform", `translate(${p.x.toFixed(1)},${p.y.toFixed(1)})`);
+        movedIds.add(id);
+        moved = true;
+      }
+    }
+    for (const r of this.edgeEls.values()) {
+      if (!force && !Number.isNaN(r.lx) && !movedIds.has(r.parent) && !movedIds.has(r.child)) continue;
+      const a = this.layout.point(r.parent), b = this.layout.point(r.child);
+      if (!a || !b) continue;
+      r.lx = a.x;
+      r.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
+    }
+    if (moved || force) this._drawGroups();
+    if (!this.userView && (moved || force)) this.fit(false);
+    return moved;
+  }
+
+  _drawGroups() {
+    if (this.groupEls.size === 0) return;
+    const store = this.store;
+    const boxes = new Map();
+    const owners = this.owners;
+    for (let i = 0; i < this.order.length; i++) {
+      const id = this.order[i];
+      const p = this.layout.point(id);
+      if (!p) continue;
+      let b = boxes.get(id);
+      const own = [p.x - p.r, p.y - p.r, p.x + p.r, p.y + p.r + 14];   // + label
+      if (!b) b = own;
+      else {
+        b[0] = Math.min(b[0], own[0]); b[1] = Math.min(b[1], own[1]);
+        b[2] = Math.max(b[2], own[2]); b[3] = Math.max(b[3], own[3]);
+      }
+      const box = this.groupEls.get(id);
+      if (box) {
+        b = [b[0] - 10, b[1] - 10, b[2] + 10, b[3] + 6];
+        const key = b.map((v) => v.toFixed(0)).join(",");
+        if (key !== box._cache) {
+          box._cache = key;
+          box.setAttribute("x", b[0].toFixed(0)); box.setAttribute("y", b[1].toFixed(0));
+          box.setAttribute("width", (b[2] - b[0]).toFixed(0)); box.setAttribute("height", (b[3] - b[1]).toFixed(0));
+        }
+      }
+      const owner = owners[i];
+      if (owner !== undefined && owner !== id) {
+        const ob = boxes.get(owner);
+        if (!ob) boxes.set(owner, b.slice());
+        else {
+          ob[0] = Math.min(ob[0], b[0]); ob[1] = Math.min(ob[1], b[1]);
+          ob[2] = Math.max(ob[2], b[2]); ob[3] = Math.max(ob[3], b[3]);
+        }
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ view (pan / zoom)
+  _applyView() {
+    const { k, tx, ty } = this.view;
+    this.viewport.setAttribute("transform", `translate(${tx.toFixed(1)},${ty.toFixed(1)}) scale(${k.toFixed(4)})`);
+    const threshold = this.nodeEls.size > 1000 ? 0.8 : 0.55;
+    this.svg.classList.toggle("zoomed-out", k < threshold);
+    if (this.handlers.onViewChange) this.handlers.onViewChange(this.view);
+  }
+
+  // cached: reading the layout box in the middle of a frame would force a synchronous layout
+  size() {
+    if (!this._size) {
+      const r = this.svg.getBoundingClientRect();
+      this._size = { w: r.width || 800, h: r.height || 600 };
+    }
+    return this._size;
+  }
+
+  fit(user = true, ids = null) {
+    if (user) this.userView = !!ids;
+    const b = this.layout.bounds(ids);
+    if (!b) return;
+    const { w, h } = this.size();
+    const pad = 40;
+    const bw = Math.max(b.x1 - b.x0, 1), bh = Math.max(b.y1 - b.y0, 1);
+    let k = Math.min((w - 2 * pad) / bw, (h - 2 * pad - 40) / bh);
+    k = Math.max(MIN_K, Math.min(ids ? 2 : 1.6, k));
+    this.view.k = k;
+    this.view.tx = w / 2 - ((b.x0 + b.x1) / 2) * k;
+    this.view.ty = (h + 20) / 2 - ((b.y0 + b.y1) / 2) * k;   // toolbar at the top
+    this._applyView();
+  }
+
+  zoom(factor, cx, cy) {
+    const { w, h } = this.size();
+    if (cx === undefined) { cx = w / 2; cy = h / 2; }
+    const k = Math.max(MIN_K, Math.min(MAX_K, this.view.k * factor));
+    const f = k / this.view.k;
+    this.view.tx = cx - (cx - this.view.tx) * f;
+    this.view.ty = cy - (cy - this.view.ty) * f;
+    this.view.k = k;
+    this.userView = true;
+    this._applyView();
+  }
+
+  centerOn(id) {
+    const p = this.layout.point(id);
+    if (!p) return;
+    const { w, h } = this.size();
+    if (this.view.k < 0.7) this.view.k = 1;
+    this.view.tx = w / 2 - p.x * this.view.k;
+    this.view.ty = h / 2 - p.y * this.view.k;
+    this.userView = true;
+    this._applyView();
+  }
+
+  toWorld(clientX, clientY) {
+    const r = this.svg.getBoundingClientRect();
+    return { x: (clientX - r.left - this.view.tx) / this.view.k, y: (clientY - r.top - this.view.ty) / this.view.k };
+  }
+
+  // ------------------------------------------------------------------ selection / highlight
+  select(sel) {
+    const prev = this.selected;
+    this.selected = sel && sel.id ? sel : null;
+    for (const s of [prev, this.selected]) {
+      if (!s) continue;
+      if (s.kind === "node") {
+        const r = this.nodeEls.get(s.id);
+        if (r) { r.cls = ""; this._upsertNode(s.id, this.store.node(s.id)); }
+        const box = this.groupEls.get(s.id);
+        if (box) box.classList.toggle("selected", !!this.selected && this.selected.id === s.id);
+      } else {
+        const r = this.edgeEls.get(s.id);
+        if (r) { r.cls = ""; this._upsertEdge(s.id, this.store.edge(s.id)); }
+      }
+    }
+    if (this.handlers.onSelect) this.handlers.onSelect(this.selected);
+  }
+
+  highlight(ids) {
+    const before = this.highlighted;
+    this.highlighted = new Set([...ids].filter((id) => this.nodeEls.has(id)));
+    for (const id of new Set([...before, ...this.highlighted])) {
+      const r = this.nodeEls.get(id);
+      if (r) { r.cls = ""; this._upsertNode(id, this.store.node(id)); }
+    }
+    this.svg.classList.toggle("dimmed", this.highlighted.size > 0);
+    return this.highlighted.size;
+  }
+
+  // ------------------------------------------------------------------ pointer interaction
+  _bindEvents() {
+    const svg = this.svg;
+    if (window.ResizeObserver) {
+      new ResizeObserver(() => {
+        this._size = null;
+        if (!this.userView) this.fit(false);
+      }).observe(svg);
+    }
+    svg.addEventListener("pointerover", (ev) => {
+      const t = ev.target;
+      if (!t.closest) return;
+      const g = t.closest(".node");
+      if (g) {
+        const r = this.nodeEls.get(g.getAttribute("data-id"));
+        const n = this.store.node(g.getAttribute("data-id"));
+        if (r && n) this._nodeTitle(r, n);
+        return;
+      }
+      const l = t.closest(".edge");
+      if (l) {
+        const r = this.edgeEls.get(l.getAttribute("data-id"));
+        const e = this.store.edge(l.getAttribute("data-id"));
+        if (r && e) this._edgeTitle(r, e);
+      }
+    });
+    let drag = null;     // {mode: "pan"|"node", id, x0, y0, moved, tx, ty}
+    svg.addEventListener("pointerdown", (ev) => {
+      if (ev.button !== 0) return;
+      const nodeG = ev.target.closest && ev.target.closest(".node");
+      const edgeL = !nodeG && ev.target.closest && ev.target.closest(".edge");
+      drag = { x0: ev.clientX, y0: ev.clientY, moved: false, tx: this.view.tx, ty: this.view.ty };
+      if (nodeG) { drag.mode = "node"; drag.id = nodeG.getAttribute("data-id"); }
+      else if (edgeL) { drag.mode = "edge"; drag.id = edgeL.getAttribute("data-id"); }
+      else drag.mode = "pan";
+      svg.setPointerCapture(ev.pointerId);
+    });
+    svg.addEventListener("pointermove", (ev) => {
+      if (!drag) return;
+      const dx = ev.clientX - drag.x0, dy = ev.clientY - drag.y0;
+      if (!drag.moved && dx * dx + dy * dy < 16) return;
+      if (!drag.moved) {
+        drag.moved = true;
+        if (drag.mode === "node") this.layout.dragStart(drag.id);
+        if (drag.mode === "pan") svg.classList.add("panning");
+      }
+      if (drag.mode === "node") {
+        const w = this.toWorld(ev.clientX, ev.clientY);
+        this.layout.dragMove(drag.id, w.x, w.y);
+        this.userView = true;
+        if (this.handlers.onActivity) this.handlers.onActivity();
+      } else if (drag.mode === "pan") {
+        this.view.tx = drag.tx + dx; this.view.ty = drag.ty + dy;
+        this.userView = true;
+        this._applyView();
+      }
+    });
+    const end = (ev) => {
+      if (!drag) return;
+      const d = drag;
+      drag = null;
+      svg.classList.remove("panning");
+      try { svg.releasePointerCapture(ev.pointerId); } catch (_) { /* already released */ }
+      if (d.moved) {
+        if (d.mode === "node") {
+          this.layout.dragEnd();
+          const r = this.nodeEls.get(d.id);
+          if (r) { r.cls = ""; this._upsertNode(d.id, this.store.node(d.id)); }
+        }
+        return;
+      }
+      if (ev.type !== "pointerup") return;
+      if (d.mode === "node") this.select({ kind: "node", id: d.id });
+      else if (d.mode === "edge") this.select({ kind: "edge", id: d.id });
+      else this.select(null);
+    };
+    svg.addEventListener("pointerup", end);
+    svg.addEventListener("pointercancel", end);
+    svg.addEventListener("dblclick", (ev) => {
+      const nodeG = ev.target.closest && ev.target.closest(".node");
+      if (!nodeG) { this.zoom(1.6, ev.clientX - svg.getBoundingClientRect().left, ev.clientY - svg.getBoundingClientRect().top); return; }
+      const id = nodeG.getAttribute("data-id");
+      this.layout.unpin(id);
+      const r = this.nodeEls.get(id);
+      if (r) { r.cls = ""; this._upsertNode(id, this.store.node(id)); }
+      if (this.handlers.onActivity) this.handlers.onActivity();
+    });
+    svg.addEventListener("wheel", (ev) => {
+      ev.preventDefault();
+      const r = svg.getBoundingClientRect();
+      const factor = Math.exp(-ev.deltaY * (ev.deltaMode === 1 ? 0.05 : 0.0015));
+      this.zoom(factor, ev.clientX - r.left, ev.clientY - r.top);
+    }, { passive: false });
+  }
+}
