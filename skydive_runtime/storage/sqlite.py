@@ -64,13 +64,14 @@ CREATE TABLE flows(
     tid INTEGER,
     node INTEGER, capture INTEGER, app INTEGER,
     net_a INTEGER, net_b INTEGER, link_a INTEGER, link_b INTEGER,
-    start INTEGER, last INTEGER,
+    start INTEGER,
+    dlast INTEGER,                    -- Last - ifnull(Start, 0)
     mdelta INTEGER,                   -- LastUpdateMetric.Start - start when it lives in flow_metrics
     data BLOB NOT NULL);
 CREATE UNIQUE INDEX flows_uuid ON flows(uuid);
 CREATE INDEX flows_net_a ON flows(net_a);
 CREATE INDEX flows_net_b ON flows(net_b);
-CREATE INDEX flows_last ON flows(last);
+CREATE INDEX flows_last ON flows((ifnull(start, 0) + dlast));
 CREATE TABLE flow_metrics(
     fid INTEGER NOT NULL,             -- flows.id
     start INTEGER NOT NULL,
@@ -153,7 +154,8 @@ def _marker_json(v):
     if isinstance(v, flowcodec.Marker):
         return v.name
     raise TypeError("unsupported flow value %r" % (v,))
-_FLOW_COLUMNS = "id, uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, mdelta, data"
+_FLOW_COLUMNS = "id, uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, dlast, mdelta, data"
+_LAST = "(ifnull(start, 0) + dlast)"   # the flow's Last, as indexed by flows_last
 _LUM_KEYS = ("ABPackets", "ABBytes", "BAPackets", "BABytes", "Start", "Last")
 
 
@@ -750,7 +752,7 @@ class SQLiteStore(Store):
             d["Start"] = _MARKS["S"]
         if last is not None:
             d["Last"] = _MARKS["L"]
-        cols.extend((start, last))
+        cols.extend((start, None if last is None else last - (start or 0)))
         lum = d.get("LastUpdateMetric")
         mdelta = None
         if isinstance(lum, dict) and _metric_row_fits(lum):
@@ -810,12 +812,12 @@ class SQLiteStore(Store):
                     self._sids.pop(s, None)
                 raise
         c.executemany(
-            "INSERT INTO flows(uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, last, mdelta, "
+            "INSERT INTO flows(uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, dlast, mdelta, "
             "data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(uuid) DO UPDATE SET tid=excluded.tid, "
             "node=excluded.node, capture=excluded.capture, app=excluded.app, net_a=excluded.net_a, "
             "net_b=excluded.net_b, link_a=excluded.link_a, link_b=excluded.link_b, start=excluded.start, "
-            "last=excluded.last, mdelta=excluded.mdelta, data=excluded.data "
-            "WHERE coalesce(excluded.last, 0) >= coalesce(flows.last, 0)", rows)
+            "dlast=excluded.dlast, mdelta=excluded.mdelta, data=excluded.data "
+            "WHERE ifnull(ifnull(excluded.start, 0) + excluded.dlast, 0) >= ifnull(%s, 0)" % _LAST, rows)
         if metrics:
             c.executemany("INSERT OR REPLACE INTO flow_metrics SELECT id, ?, ?, ?, ?, ?, ?, ? FROM flows WHERE uuid=?",
                           metrics)
@@ -850,7 +852,8 @@ class SQLiteStore(Store):
         return sk
 
     def _decode_flow(self, conn, row):
-        fid, ukey, tkey, node, capture, app, net_a, net_b, link_a, link_b, start, last, mdelta, data = row
+        fid, ukey, tkey, node, capture, app, net_a, net_b, link_a, link_b, start, dlast, mdelta, data = row
+        last = None if dlast is None else (start or 0) + dlast
         string = self._string
         lum = None
         if mdelta is not None:
@@ -899,13 +902,17 @@ class SQLiteStore(Store):
             if not alts:
                 return []    # no stored value can match this constraint
             where.append("(" + " OR ".join(alts) + ")")
+        pushed = bool(where)
         if start_ms is not None:
-            where.append("last >= ?")
+            where.append(_LAST + " >= ?")
             args.append(start_ms)
         if end_ms is not None:
-            where.append("start <= ?")
+            where.append("ifnull(start, 0) <= ?")
             args.append(end_ms)
         sql = "SELECT %s FROM flows" % _FLOW_COLUMNS
+        if start_ms is not None and not pushed:
+            # only a time window: without statistics the planner would rather scan by rowid
+            sql += " INDEXED BY flows_last"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id"
@@ -961,9 +968,9 @@ class SQLiteStore(Store):
             return {"revisions": 0, "flows": 0, "metrics": 0}
         cutoff = now - self.retention_ms
         revs = c.execute("DELETE FROM history WHERE archived_at < ?", (cutoff,)).rowcount
-        metrics = c.execute("DELETE FROM flow_metrics WHERE fid IN (SELECT id FROM flows WHERE last < ?)",
+        metrics = c.execute("DELETE FROM flow_metrics WHERE fid IN (SELECT id FROM flows WHERE %s < ?)" % _LAST,
                             (cutoff,)).rowcount
-        flows = c.execute("DELETE FROM flows WHERE last < ?", (cutoff,)).rowcount
+        flows = c.execute("DELETE FROM flows WHERE %s < ?" % _LAST, (cutoff,)).rowcount
         metrics += c.execute(
             "DELETE FROM flow_metrics WHERE start + coalesce(dlast, 0) < ? AND NOT EXISTS (SELECT 1 FROM flows f "
             "WHERE f.id = flow_metrics.fid AND f.mdelta IS NOT NULL AND coalesce(f.start, 0) + f.mdelta = "

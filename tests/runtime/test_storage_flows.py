@@ -181,6 +181,11 @@ def test_limit_and_time_window(store):
     assert sorted(f["Start"] for f in got) == [T0 + 30_000, T0 + 40_000, T0 + 50_000, T0 + 60_000]
     with pytest.raises(StoreError, match="limit"):
         store.query_flows(limit=-1)
+    # a flow without Start/Last counts as [0, 0], as the Python filter sees it
+    store.store_flows([{"UUID": "abc", "LayersPath": "Ethernet/ARP"}, {"UUID": "abd", "Last": T0 + 1}])
+    assert {"abc", "abd"} <= {f["UUID"] for f in store.query_flows(end_ms=T0)}
+    assert [f["UUID"] for f in store.query_flows(start_ms=T0 - 10, end_ms=T0 - 5)] == ["abd"]
+    assert "abc" not in {f["UUID"] for f in store.query_flows(start_ms=1)}
 
 
 def test_flow_metrics_history(store):
