@@ -1,7 +1,8 @@
 """Link to the analyzers: one WebSocket per analyzer on /ws/agent/topology (JSON text frames).
 
 On every (re)connection the agent sends `Sync` with its whole graph, then streams the graph
-events (NodeAdded/NodeUpdated/NodeDeleted/EdgeAdded/EdgeUpdated/EdgeDeleted). The snapshot
+events (NodeAdded/NodeDeleted/EdgeAdded/EdgeDeleted, and Node/EdgePartiallyUpdated carrying the
+changed keys only, as upstream agents do). The snapshot
 and the start of the event queue happen in the same loop step, so nothing is lost or doubled.
 Reconnection uses exponential backoff (0.2 s doubling to 5 s, with jitter). A connection whose
 queue overflows `http.ws.queue_size` is dropped and resynced.
@@ -116,8 +117,13 @@ class AnalyzerLink:
                     if q is None:
                         break
                     while q:
-                        await ws.send_str(q.popleft())
-                        self.sent += 1
+                        if len(q) > 1 and self.fw.bulk_max > 1:
+                            n = min(len(q), self.fw.bulk_max)
+                            await ws.send_str("[" + ",".join(q.popleft() for _ in range(n)) + "]")
+                            self.sent += n
+                        else:
+                            await ws.send_str(q.popleft())
+                            self.sent += 1
                     self.wake.clear()
                     if not q:
                         waiter = asyncio.ensure_future(self.wake.wait())
@@ -153,13 +159,14 @@ class AnalyzerLink:
 
 class Forwarder(GraphListener):
     def __init__(self, graph, analyzers, host_id, username="", password="", cookies=None, queue_size=10000,
-                 scheme="http"):
+                 scheme="http", bulk_max=100):
         self.graph = graph
         self.host_id = host_id
         self.username = username
         self.password = password
         self.cookies = cookies or {}
         self.queue_size = int(queue_size)
+        self.bulk_max = int(bulk_max)   # messages per frame when a burst is queued (JSON array frame)
         self.scheme = "https" if scheme == "https" else "http"
         self.links = [AnalyzerLink(self, a) for a in analyzers]
         self.handlers = {}
@@ -232,10 +239,16 @@ class Forwarder(GraphListener):
         return out
 
     # ---- graph events ------------------------------------------------------------------------------
-    def _emit(self, mtype, element):
+    def _emit(self, mtype, element, ops=None):
         if not any(l.queue is not None for l in self.links):
             return
-        data = _dumps({"Namespace": "Graph", "Type": mtype, "UUID": "", "Status": 200, "Obj": element.to_dict()})
+        if ops is not None:
+            obj = {"ID": element.ID, "UpdatedAt": element.UpdatedAt, "Revision": element.Revision,
+                   "Ops": [{"Type": 2, "Key": k} if op == 2 else {"Type": 1, "Key": k, "Value": v}
+                           for op, k, v in ops]}
+        else:
+            obj = element.to_dict()
+        data = _dumps({"Namespace": "Graph", "Type": mtype, "UUID": "", "Status": 200, "Obj": obj})
         for link in self.links:
             link.push(data)
 
@@ -243,7 +256,7 @@ class Forwarder(GraphListener):
         self._emit("NodeAdded", node)
 
     def on_node_updated(self, node, ops):
-        self._emit("NodeUpdated", node)
+        self._emit("NodePartiallyUpdated", node, ops)
 
     def on_node_deleted(self, node):
         self._emit("NodeDeleted", node)
@@ -252,7 +265,7 @@ class Forwarder(GraphListener):
         self._emit("EdgeAdded", edge)
 
     def on_edge_updated(self, edge, ops):
-        self._emit("EdgeUpdated", edge)
+        self._emit("EdgePartiallyUpdated", edge, ops)
 
     def on_edge_deleted(self, edge):
         self._emit("EdgeDeleted", edge)

@@ -100,6 +100,17 @@ class NetlinkProbe:
                     out.append((view, index, rec))
         return out
 
+    def locate(self, node_id):
+        """Where the interface of a graph node lives: {"NetNsPath": path or "" (the agent's own
+        namespace), "NetNsName", "Name", "IfIndex"}; None when netlink does not know that node
+        (an OVS-only port, a netns or host node...)."""
+        for key, view in self.views.items():
+            for index, rec in view.recs.items():
+                if rec.node is not None and rec.node.ID == node_id:
+                    md = rec.layers.get(view.layer, (0, {}))[1]
+                    return {"NetNsPath": key, "NetNsName": view.name, "Name": md.get("Name"), "IfIndex": index}
+        return None
+
     def node_of(self, key, index):
         view = self.views.get(key)
         rec = view.recs.get(index) if view else None

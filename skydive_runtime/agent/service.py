@@ -96,6 +96,11 @@ class Agent:
         self.app = app
         return app
 
+    def locate_interface(self, node_id):
+        """{"NetNsPath", "NetNsName", "Name", "IfIndex"} of the interface behind a node (capture
+        probes open their socket in NetNsPath, "" = the agent's namespace), or None."""
+        return self.netlink.locate(node_id) if self.netlink is not None else None
+
     def status(self):
         probes = {}
         if self.netlink is not None:
@@ -140,7 +145,7 @@ class Agent:
                                    password=cfg.get_string("agent.auth.cluster.password"),
                                    cookies=cfg.get_map("http.cookie"),
                                    queue_size=cfg.get_int("http.ws.queue_size", 10000, minimum=1),
-                                   scheme=scheme)
+                                   scheme=scheme, bulk_max=cfg.get_int("http.ws.bulk_maxmsgs", 100, minimum=1))
         await self.forwarder.start()
         self._build_app()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
