@@ -10,6 +10,7 @@ thread and only serialises the element and queues it.
 On-disk layout: see docs/storage.md.
 """
 
+import atexit
 import fcntl
 import hashlib
 import itertools
@@ -20,6 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 import zlib
 
 from ..common.jsonutil import dumps
@@ -197,6 +199,17 @@ class _Call:
 
 
 _STOP = object()
+_OPEN_STORES = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores():
+    """Write what is queued when the process exits without closing its stores."""
+    for store in list(_OPEN_STORES):
+        try:
+            store.close()
+        except Exception:   # exiting: report and go on
+            log.exception("storage: closing %s at exit failed", store.path)
 
 
 class _HistoryRecorder:
@@ -308,6 +321,7 @@ class SQLiteStore(Store):
             raise
         self._writer = threading.Thread(target=self._run, name="sqlite-store-writer", daemon=True)
         self._writer.start()
+        _OPEN_STORES.add(self)
 
     # ---- opening ---------------------------------------------------------------------------
     def _acquire_lock(self):
@@ -598,11 +612,16 @@ class SQLiteStore(Store):
 
     _H_COLS = "kind, eid, revision, created_at, updated_at, deleted_at, host, origin, parent, child, metadata, id"
 
+    @staticmethod
+    def _times(*values):
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (-NEVER < v < NEVER):
+                raise StoreError("history times must be milliseconds (numbers), got %s"
+                                 % " and ".join(repr(x) for x in values))
+        return [int(v) for v in values]
+
     def _history_rows(self, start, end):
         """Revisions alive at some instant of [start, end]."""
-        if not isinstance(start, int) or not isinstance(end, int) or isinstance(start, bool) \
-                or isinstance(end, bool):
-            raise StoreError("history times must be integer milliseconds, got %r and %r" % (start, end))
         # pick the selective index: early windows are served by updated_at, recent ones by archived_at
         self.flush()
         first = self._reader().execute("SELECT MIN(updated_at) FROM history").fetchone()[0]
@@ -616,6 +635,7 @@ class SQLiteStore(Store):
 
     def graph_at(self, t_ms):
         best = {}
+        t_ms, = self._times(t_ms)
         for row in self._history_rows(t_ms, t_ms):
             key = (row[0], row[1])
             cur = best.get(key)
@@ -629,6 +649,7 @@ class SQLiteStore(Store):
         return g
 
     def revisions_between(self, start_ms, end_ms):
+        start_ms, end_ms = self._times(start_ms, end_ms)
         if end_ms < start_ms:
             start_ms, end_ms = end_ms, start_ms
         rows = sorted(self._history_rows(start_ms, end_ms), key=lambda r: r[11])

@@ -444,5 +444,26 @@ def test_second_open_is_refused_and_closed_store_errors(tmp_path):
 
 
 def test_history_time_must_be_integer_ms(store):
-    with pytest.raises(StoreError, match="integer milliseconds"):
+    with pytest.raises(StoreError, match="milliseconds"):
         store.graph_at("yesterday")
+    with pytest.raises(StoreError, match="milliseconds"):
+        store.revisions_between(float("nan"), 5)
+    g = Graph()
+    store.attach(g)
+    n = g.new_node({"Name": "a", "Type": "veth"}, t=1000)
+    assert list(store.graph_at(1000.7).nodes) == [n.ID]
+
+
+def test_pending_writes_are_kept_when_the_process_exits_without_close(tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import sys\nfrom skydive_runtime.storage import SQLiteStore\n"
+            "s = SQLiteStore(sys.argv[1], flush_interval=60000)\n"
+            "s.put_resource('capture', 'c1', {'UUID': 'c1'})\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "skydive.db")], cwd=root, check=True, timeout=60)
+    s = _store(tmp_path)
+    try:
+        assert s.get_resource("capture", "c1") == {"UUID": "c1"}
+    finally:
+        s.close()
