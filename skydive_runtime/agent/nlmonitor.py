@@ -40,6 +40,8 @@ class _Ns:
         self.nsids = {}      # nsid -> ns key
         self.metrics = {}    # index -> (counters tuple, start ms, last ms)
         self.unresolved = set()  # indexes whose link netnsid is not mapped yet
+        self.queried = set()     # namespaces already asked for their nsid (negative cache)
+        self.failed_ids = set()  # nsids that no known namespace matched
 
     def close(self):
         for s in (self.req, self.evt, self.eth):
@@ -165,6 +167,7 @@ class NetlinkMonitor(threading.Thread):
         ns.close()
         self.ns.pop(ns.key, None)
         for other in self.ns.values():
+            other.queried.discard(ns.key)
             for nsid, k in list(other.nsids.items()):
                 if k == ns.key:
                     del other.nsids[nsid]
@@ -255,16 +258,20 @@ class NetlinkMonitor(threading.Thread):
             l = ns.links.get(i)
             if l is not None and l["link_netnsid"] is not None and l["link_netnsid"] not in ns.nsids:
                 missing.add(l["link_netnsid"])
+        if missing - ns.failed_ids:
+            ns.queried = set()   # an id never seen before: namespaces may have been given ids since
         if missing and ns.req is not None:
             for other in list(self.ns.values()):
-                if other is ns or other.fd < 0 or other.key in ns.nsids.values():
+                if other is ns or other.fd < 0 or other.key in ns.queried or other.key in ns.nsids.values():
                     continue
+                ns.queried.add(other.key)
                 nsid = ns.req.get_nsid(other.fd)
                 if nsid is not None:
                     ns.nsids[nsid] = other.key
                     missing.discard(nsid)
                 if not missing:
                     break
+        ns.failed_ids = missing
         resolved = set()
         for i in list(ns.unresolved):
             l = ns.links.get(i)
