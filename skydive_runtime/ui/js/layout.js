@@ -19,6 +19,8 @@ const CHARGE = -70;
 const GROUP_CHARGE = -160;
 const DIST_MAX2 = 900 * 900;             // repulsion ignored beyond this distance
 const GRAVITY = 0.025;
+const GROUP_PAD = 36;                    // gap kept between sibling groups (host, netns, bridge)
+const MAX_SIBLINGS = 200;                // pairwise group separation only for sets this small
 
 class Point {
   constructor(id) {
@@ -148,6 +150,8 @@ export class Layout {
     this.points = new Map();     // id -> Point (kept for removed nodes' ids until pruned)
     this.list = [];              // live points
     this.links = [];
+    this.groups = [];
+    this.siblingSets = [];
     this.alpha = 0;
     this.ticks = 0;
     this.frozen = false;
@@ -232,10 +236,81 @@ export class Layout {
       l.bias = l.s.degree / (l.s.degree + l.t.degree);
     }
     this.links = links;
+    this._buildGroups();
     // fewer ticks for big graphs: they start from a good hierarchical seed anyway
     const n = this.list.length;
     const ticks = n > 2000 ? 160 : n > 800 ? 220 : 300;
     this.decay = 1 - Math.pow(ALPHA_MIN, 1 / ticks);
+  }
+
+  // Groups = nodes owning others. Each has its subtree's points; sibling groups (same owner,
+  // or both roots) are kept apart so that their boxes do not overlap.
+  _buildGroups() {
+    const store = this.store;
+    const groups = new Map();          // id -> {members: Point[], cx, cy, r, sx, sy}
+    for (const p of this.list) {
+      if (store.isGroup(p.id)) groups.set(p.id, { id: p.id, members: [], cx: 0, cy: 0, r: 0, sx: 0, sy: 0 });
+    }
+    for (const p of this.list) {
+      let cur = p.id;
+      const seen = new Set();
+      while (cur !== undefined && !seen.has(cur)) {
+        seen.add(cur);
+        const g = groups.get(cur);
+        if (g) g.members.push(p);
+        cur = store.ownerId(cur);
+      }
+    }
+    const siblings = new Map();        // owner id ("" for roots) -> groups
+    for (const g of groups.values()) {
+      const owner = store.ownerId(g.id);
+      const key = owner === undefined ? "" : owner;
+      let l = siblings.get(key);
+      if (!l) siblings.set(key, l = []);
+      l.push(g);
+    }
+    this.groups = [...groups.values()];
+    this.siblingSets = [...siblings.values()].filter((l) => l.length > 1 && l.length <= MAX_SIBLINGS);
+  }
+
+  // Sibling group boxes (the renderer draws each group as the bounding box of its subtree)
+  // must not overlap: overlapping pairs are pushed apart along their axis of least overlap.
+  _separateGroups(alpha) {
+    if (!this.siblingSets.length) return;
+    for (const g of this.groups) {
+      let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+      for (const p of g.members) {
+        if (p.x - p.r < x0) x0 = p.x - p.r; if (p.x + p.r > x1) x1 = p.x + p.r;
+        if (p.y - p.r < y0) y0 = p.y - p.r; if (p.y + p.r + 14 > y1) y1 = p.y + p.r + 14;
+      }
+      g.x0 = x0; g.y0 = y0; g.x1 = x1; g.y1 = y1;
+      g.sx = 0; g.sy = 0;
+    }
+    const k = 0.25 + 0.25 * Math.min(1, alpha * 4);
+    for (const set of this.siblingSets) {
+      for (let i = 0; i < set.length; i++) {
+        const a = set[i];
+        for (let j = i + 1; j < set.length; j++) {
+          const b = set[j];
+          const ox = Math.min(a.x1, b.x1) - Math.max(a.x0, b.x0) + GROUP_PAD;
+          if (ox <= 0) continue;
+          const oy = Math.min(a.y1, b.y1) - Math.max(a.y0, b.y0) + GROUP_PAD;
+          if (oy <= 0) continue;
+          const wa = b.members.length / (a.members.length + b.members.length);   // lighter moves more
+          if (ox < oy) {
+            const dir = (a.x0 + a.x1) < (b.x0 + b.x1) ? -1 : 1;
+            a.sx += dir * ox * k * wa; b.sx -= dir * ox * k * (1 - wa);
+          } else {
+            const dir = (a.y0 + a.y1) < (b.y0 + b.y1) ? -1 : 1;
+            a.sy += dir * oy * k * wa; b.sy -= dir * oy * k * (1 - wa);
+          }
+        }
+      }
+    }
+    for (const g of this.groups) {
+      if (!g.sx && !g.sy) continue;
+      for (const p of g.members) { p.vx += g.sx; p.vy += g.sy; }
+    }
   }
 
   _subtreeSizes() {
@@ -376,6 +451,7 @@ export class Layout {
       const stack = this._stack;
       for (const p of list) applyCharge(root, p, alpha, stack);
     }
+    this._separateGroups(alpha);
     // gravity and integration
     const g = GRAVITY * alpha;
     for (const p of list) {

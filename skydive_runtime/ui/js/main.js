@@ -217,7 +217,8 @@ function updateCounters() {
 setInterval(() => {
   if (!lastEventAt) return;
   const s = Math.round((Date.now() - lastEventAt) / 1000);
-  $("st-events").textContent = `${store.events} events · last ${s < 2 ? "just now" : s + " s ago"}`;
+  const n = store.events;
+  $("st-events").textContent = `${n} update${n === 1 ? "" : "s"} · last ${s < 2 ? "just now" : s + " s ago"}`;
 }, 1000);
 
 // ------------------------------------------------------------------ toolbar

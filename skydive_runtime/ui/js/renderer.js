@@ -286,13 +286,14 @@ export class Renderer {
     const b = this.layout.bounds(ids);
     if (!b) return;
     const { w, h } = this.size();
-    const pad = 40;
-    const bw = Math.max(b.x1 - b.x0, 1), bh = Math.max(b.y1 - b.y0, 1);
-    let k = Math.min((w - 2 * pad) / bw, (h - 2 * pad - 40) / bh);
+    // room for the group boxes around the nodes (and labels), the toolbar and the legend
+    const top = 52, bottom = 56, side = 16, margin = 24;
+    const x0 = b.x0 - margin, x1 = b.x1 + margin, y0 = b.y0 - margin, y1 = b.y1 + margin;
+    let k = Math.min((w - 2 * side) / (x1 - x0), (h - top - bottom) / (y1 - y0));
     k = Math.max(MIN_K, Math.min(ids ? 2 : 1.6, k));
     this.view.k = k;
-    this.view.tx = w / 2 - ((b.x0 + b.x1) / 2) * k;
-    this.view.ty = (h + 20) / 2 - ((b.y0 + b.y1) / 2) * k;   // toolbar at the top
+    this.view.tx = w / 2 - ((x0 + x1) / 2) * k;
+    this.view.ty = top + (h - top - bottom) / 2 - ((y0 + y1) / 2) * k;
     this._applyView();
   }
 
