@@ -114,7 +114,7 @@ def net():
 
 @pytest.fixture
 def names():
-    return Names("sk")
+    return Names("ag")
 
 
 @pytest.fixture

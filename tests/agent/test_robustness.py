@@ -52,7 +52,7 @@ def test_ovs_absent_then_started(tmp_path):
         st = agent_status(s)["TopologyProbes"]["ovsdb"]
         assert st["State"] == "waiting" and "Error" in st
         ovs.start()
-        br = "skl%s" % os.urandom(3).hex()
+        br = "agl%s" % os.urandom(3).hex()
         ovs.add_bridge(br)
         wait_until(lambda: agent_status(s)["TopologyProbes"]["ovsdb"]["State"] == "connected", timeout=10,
                    message="ovsdb probe connected")
