@@ -142,7 +142,10 @@ class NetlinkProbe:
             except Exception:  # never let one namespace's oddity stop the others
                 log.exception("netlink: cannot apply a batch of %s", key or "host")
         if touched or self.pending:
-            self._relations(touched | self.pending)
+            try:
+                self._relations(touched | self.pending)
+            except Exception:
+                log.exception("netlink: cannot update interface relations")
 
     def _apply_metrics(self, view, entries):
         for index, metric in entries.items():

@@ -120,18 +120,24 @@ class NetlinkMonitor(threading.Thread):
                     continue
                 raise
             for key, _mask in events:
-                if key.data is None:
-                    try:
-                        while os.read(self.rpipe, 4096):
+                try:
+                    if key.data is None:
+                        try:
+                            while os.read(self.rpipe, 4096):
+                                pass
+                        except OSError:
                             pass
-                    except OSError:
-                        pass
-                    self._run_commands()
-                else:
-                    self._read_events(key.data)
+                        self._run_commands()
+                    else:
+                        self._read_events(key.data)
+                except Exception:   # the monitor must outlive any namespace's oddity
+                    log.exception("netlink: monitor error")
             if time.monotonic() >= next_metrics:
                 next_metrics = time.monotonic() + self.metrics_interval
-                self._update_metrics()
+                try:
+                    self._update_metrics()
+                except Exception:
+                    log.exception("netlink: metrics update failed")
             self._flush()
         for ns in list(self.ns.values()):
             self._drop(ns)
@@ -190,10 +196,9 @@ class NetlinkMonitor(threading.Thread):
             self.sel.register(ns.evt.sock, selectors.EVENT_READ, ns)
             self.ns[key] = ns
             self._full_dump(ns)
-        except OSError as exc:
+        except Exception as exc:
             log.info("netlink: cannot watch namespace %s: %s", path or "host", exc)
-            ns.close()
-            self.ns.pop(key, None)
+            self._drop(ns)
             if self.on_ns_error is not None:
                 self.loop.call_soon_threadsafe(self.on_ns_error, key, str(exc))
             return

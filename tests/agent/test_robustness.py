@@ -179,3 +179,22 @@ def test_tid_stable_across_agent_restart(tmp_path, net, names):
         assert first[a][0] != second[a][0]   # node IDs are per run, TIDs are not
     finally:
         s.stop()
+
+
+def test_netns_flicker(stack, net, names, tmp_path):
+    """Namespaces deleted while the agent is still discovering them: nothing may stay behind."""
+    nss = [names("f") for _ in range(60)]
+    keep = names("k")
+    prefix = names.prefix + names.tag
+    batch = tmp_path / "flicker.batch"
+    lines = []
+    for n in nss:
+        lines += ["netns add %s\n" % n, "netns del %s\n" % n]
+    lines.append("netns add %s\n" % keep)
+    batch.write_text("".join(lines))
+    net.netns.extend(nss + [keep])
+    run(["ip", "-force", "-batch", str(batch)], timeout=120)
+    stack.wait_count("G.V().Has('Type','netns','Name','%s').Out('Name','lo')" % keep, 1, timeout=20)
+    stack.wait_count("G.V().Has('Type','netns','Name',Regex('%sf.*'))" % prefix, 0, timeout=20)
+    assert agent_query(stack, "G.V().Has('Name',Regex('%sf.*')).Count()" % prefix) == 0
+    assert agent_status(stack)["TopologyProbes"]["netlink"]["State"] == "running"
