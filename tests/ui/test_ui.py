@@ -1,0 +1,592 @@
+"""The analyzer's web UI, in headless Chromium against a real analyzer.
+
+Two Chromium runs for the whole module: one `--dump-dom` run (the page as served, with a
+virtual time budget) and one DevTools session over `--remote-debugging-pipe` for the live
+checks (events after load, filter, Gremlin console, details, captures, status, screenshot,
+a few thousand nodes, reconnection after an analyzer restart).
+
+SKYDIVE_UI_TEST_ANALYZER=http://host:port runs them against an already running analyzer
+(the restart test is then skipped).
+"""
+
+import asyncio
+import html.parser
+import json
+import os
+import re
+import struct
+import threading
+import uuid
+import zlib
+
+import aiohttp
+import pytest
+import requests
+
+from tests.fixtures.processes import SkydiveProcess, analyzer_config, wait_until
+from tests.ui.browser import Browser, chromium_binary, dump_dom, WINDOW
+from tests.ui.topology import populate, post_edge, post_node
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+EXTERNAL = os.environ.get("SKYDIVE_UI_TEST_ANALYZER", "").rstrip("/")
+UI_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "skydive_runtime", "ui")
+
+
+class External:
+    def __init__(self, url):
+        self.url = url
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def analyzer(tmp_path_factory):
+    if chromium_binary() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    if EXTERNAL:
+        yield External(EXTERNAL)
+        return
+    try:
+        from skydive_runtime.analyzer.service import Analyzer  # noqa: F401
+    except ImportError as exc:
+        pytest.skip("skydive_runtime.analyzer.service.Analyzer does not exist yet (%s)" % exc)
+    workdir = tmp_path_factory.mktemp("ui-analyzer")
+    proc = SkydiveProcess("analyzer", workdir, analyzer_config(workdir))
+    proc.start()
+    try:
+        r = requests.get(proc.url + "/", timeout=10)
+        if r.status_code != 200 or "statics/js/main.js" not in r.text:
+            pytest.skip("the analyzer does not serve the web UI at / (HTTP %d): "
+                        "skydive_runtime.analyzer.service.Analyzer.build() must call "
+                        "skydive_runtime.ui.mount_ui(app)" % r.status_code)
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def topo(analyzer):
+    """Two hosts with the canonical structure; host names unique per run (external analyzers)."""
+    tag = uuid.uuid4().hex[:6]
+    return {"h1": populate(analyzer.url, "ui-%s-a" % tag, namespaces=2),
+            "h2": populate(analyzer.url, "ui-%s-b" % tag, namespaces=3)}
+
+
+@pytest.fixture(scope="module")
+def page(analyzer, topo):
+    b = Browser().start()
+    try:
+        b.navigate(analyzer.url + "/")
+        b.wait_for("document.body.dataset.wsState === 'connected' && Number(document.body.dataset.syncs) >= 1",
+                   message="the first SyncReply")
+        yield b
+    finally:
+        b.close()
+
+
+def api_nodes(base):
+    r = requests.get(base + "/api/node", timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def api_edges(base):
+    r = requests.get(base + "/api/edge", timeout=10)
+    r.raise_for_status()
+    return r.json()
+
+
+def dom_node_ids(page):
+    return set(page.eval("[...document.querySelectorAll('#layer-nodes .node')].map(e => e.dataset.id)"))
+
+
+def js(s):
+    return json.dumps(s)
+
+
+def q_node(nid):
+    """JS expression: the SVG group of a node."""
+    return "document.querySelector(%s)" % js('#layer-nodes [data-id="%s"]' % nid)
+
+
+def q_edge(eid):
+    return "document.querySelector(%s)" % js('#layer-edges [data-id="%s"]' % eid)
+
+
+def q_value(path):
+    """JS expression: the value element of a metadata tree leaf in the details panel."""
+    return "document.querySelector(%s)" % js('#details [data-path="%s"] .v' % path)
+
+
+# ------------------------------------------------------------------------------ static files
+def test_index_and_statics_are_served(analyzer):
+    r = requests.get(analyzer.url + "/", timeout=10)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/html")
+    assert '<script type="module" src="statics/js/main.js">' in r.text
+    refs = re.findall(r'(?:href|src)="(statics/[^"]+)"', r.text)
+    assert "statics/css/skydive.css" in refs
+    # every ES module reachable from main.js is served with a JavaScript MIME type
+    todo, seen = ["js/main.js"], set()
+    while todo:
+        rel = todo.pop()
+        if rel in seen:
+            continue
+        seen.add(rel)
+        r = requests.get(analyzer.url + "/statics/" + rel, timeout=10)
+        assert r.status_code == 200, rel
+        assert "javascript" in r.headers["Content-Type"], (rel, r.headers["Content-Type"])
+        for imp in re.findall(r'from "\./([^"]+)"', r.text):
+            todo.append(os.path.normpath(os.path.join(os.path.dirname(rel), imp)))
+    on_disk = {os.path.join("js", f) for f in os.listdir(os.path.join(UI_DIR, "js")) if f.endswith(".js")}
+    assert seen == on_disk, "modules not imported by main.js (dead code?) or missing: %s" % (seen ^ on_disk)
+    r = requests.get(analyzer.url + "/statics/css/skydive.css", timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/css")
+    # the Python side of the package and anything outside it is not served
+    for path in ("/statics/__init__.py", "/statics/../__init__.py", "/statics/%2e%2e/config.py",
+                 "/statics/js/../../config.py", "/statics/nope.js"):
+        assert requests.get(analyzer.url + path, timeout=10).status_code == 404, path
+
+
+# ------------------------------------------------------------------------------ --dump-dom
+class DomCollector(html.parser.HTMLParser):
+    """Nodes (g.node[data-id] with their label), edges (path.edge[data-id]), group boxes, body."""
+
+    def __init__(self):
+        super().__init__()
+        self.nodes, self.edges, self.groups, self.body, self.title = {}, {}, {}, {}, ""
+        self._node = None
+        self._in_label = self._in_title = False
+        self._depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        cls = (a.get("class") or "").split()
+        if tag == "body":
+            self.body = a
+        elif tag == "title" and self._node is None and not self.title:
+            self._in_title = True
+        elif tag == "g" and "node" in cls and "data-id" in a:
+            self._node = a["data-id"]
+            self.nodes[self._node] = {"class": cls, "type": a.get("data-type"), "label": ""}
+        elif tag == "text" and "label" in cls and self._node:
+            self._in_label = True
+        elif tag == "path" and "edge" in cls and "data-id" in a:
+            self.edges[a["data-id"]] = {"class": cls, "d": a.get("d", "")}
+        elif tag == "rect" and "group-box" in cls:
+            self.groups[a["data-group"]] = a
+
+    def handle_endtag(self, tag):
+        if tag == "text":
+            self._in_label = False
+        elif tag == "g" and self._node is not None:
+            self._node = None
+        elif tag == "title":
+            self._in_title = False
+
+    def handle_data(self, data):
+        if self._in_label:
+            self.nodes[self._node]["label"] += data
+        elif self._in_title:
+            self.title += data
+
+
+def test_dump_dom_shows_the_topology(analyzer, topo):
+    dom = dump_dom(analyzer.url + "/", budget_ms=10000)
+    c = DomCollector()
+    c.feed(dom)
+    nodes, edges = api_nodes(analyzer.url), api_edges(analyzer.url)
+    assert c.body.get("data-ws-state") == "connected", c.body
+    assert set(c.nodes) == set(nodes)
+    assert set(c.edges) == set(edges)
+    assert c.body["data-nodes"] == str(len(nodes)) and c.body["data-edges"] == str(len(edges))
+    assert c.title == "Skydive · %d nodes · %d edges" % (len(nodes), len(edges))
+    for nid, n in nodes.items():
+        assert c.nodes[nid]["type"] == n["Metadata"]["Type"]
+        assert c.nodes[nid]["label"] == n["Metadata"]["Name"]
+    for eid, e in edges.items():
+        relation = e["Metadata"]["RelationType"]
+        assert ("rel-" + relation) in c.edges[eid]["class"], (relation, c.edges[eid])
+        assert re.fullmatch(r"M-?[\d.]+ -?[\d.]+L-?[\d.]+ -?[\d.]+", c.edges[eid]["d"]), c.edges[eid]
+    # owners (host, netns with an interface, ovsbridge) are drawn as group boxes, leaves are not
+    owners = {e["Parent"] for e in edges.values() if e["Metadata"]["RelationType"] == "ownership"}
+    assert set(c.groups) == owners
+    for h in topo.values():
+        assert h["host"]["ID"] in c.groups and h["br-int"]["ID"] in c.groups and h["ns1"]["ID"] in c.groups
+        assert h["eth0"]["ID"] not in c.groups
+        assert "t-host" in c.nodes[h["host"]["ID"]]["class"] and "group" in c.nodes[h["host"]["ID"]]["class"]
+        assert "t-ovsbridge" in c.nodes[h["br-int"]["ID"]]["class"]
+
+
+# ------------------------------------------------------------------------------ live session
+def test_live_node_added_updated_deleted(analyzer, topo, page):
+    base = analyzer.url
+    host = topo["h1"]["host"]
+    nid = str(uuid.uuid4())
+    before = int(page.eval("document.body.dataset.nodes"))
+    post_node(base, nid, host["Host"], {"Name": "live-tap0", "Type": "tuntap", "State": "UP"})
+    sel = q_node(nid)
+    page.wait_for(sel + " !== null", message="the node added after page load")
+    assert page.eval(sel + ".querySelector('.label').textContent") == "live-tap0"
+    assert page.eval("document.body.dataset.nodes") == str(before + 1)
+    assert page.eval("document.title").startswith("Skydive · %d nodes" % (before + 1))
+    edge = post_edge(base, host["ID"], nid, "ownership", host["Host"])
+    page.wait_for(q_edge(edge["ID"]) + " !== null")
+    assert "rel-ownership" in page.eval(q_edge(edge["ID"]) + ".getAttribute('class')")
+
+    # NodeUpdated: state and an active capture change the node's look
+    patch = [{"op": "add", "path": "/Metadata/State", "value": "DOWN"},
+             {"op": "add", "path": "/Metadata/Captures", "value": [{"ID": "c-live", "State": "active", "Type": "pcap"}]}]
+    r = requests.patch(base + "/api/node/" + nid, json=patch, timeout=10)
+    assert r.status_code == 200, r.text
+    page.wait_for(sel + ".classList.contains('state-down') && " + sel + ".classList.contains('captured')",
+                  message="NodeUpdated applied")
+
+    # NodeDeleted (and its EdgeDeleted)
+    assert requests.delete(base + "/api/node/" + nid, timeout=10).status_code == 200
+    page.wait_for(sel + " === null && " + q_edge(edge["ID"]) + " === null",
+                  message="the node and its edge removed")
+    assert page.eval("document.body.dataset.nodes") == str(before)
+    assert dom_node_ids(page) == set(api_nodes(base))
+
+
+def _click_node(page, nid):
+    """Center the node, then click it with real mouse events."""
+    page.eval("window.skydive.renderer.centerOn(%s)" % js(nid))
+    page.wait_for("""(() => { const g = %s; const e = g && g.querySelector('.shape');
+        if (!e) return false; const r = e.getBoundingClientRect();
+        const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+        return !!hit && hit.closest('.node') === g; })()""" % q_node(nid),
+                  message="node %s visible and clickable" % nid)
+    x, y = page.eval("""(() => { const r = %s.querySelector('.shape').getBoundingClientRect();
+        return [r.x + r.width / 2, r.y + r.height / 2]; })()""" % q_node(nid))
+    page.click(x, y)
+
+
+def test_details_panel_shows_metadata_tree(analyzer, topo, page):
+    eth0 = topo["h1"]["eth0"]
+    patch = [{"op": "add", "path": "/Metadata/Captures",
+              "value": [{"ID": "c-details", "State": "active", "Type": "afpacket", "PacketsReceived": 42}]}]
+    assert requests.patch(analyzer.url + "/api/node/" + eth0["ID"], json=patch, timeout=10).status_code == 200
+    page.wait_for(q_node(eth0["ID"]) + ".classList.contains('captured')")
+    page.eval("window.skydive.tabs.show('tab-details')")
+    _click_node(page, eth0["ID"])
+    page.wait_for("document.body.dataset.selected === %s" % js(eth0["ID"]), message="node selected by the click")
+    page.wait_for("document.getElementById('details-title') && document.getElementById('details-title').textContent === 'eth0'")
+    assert page.eval(q_node(eth0["ID"]) + ".classList.contains('selected')")
+    text = page.eval("document.getElementById('details').innerText")
+    assert eth0["ID"] in text and eth0["Host"] in text
+    # the metadata tree: nested objects and lists, values typed
+    assert page.eval(q_value("Metadata.Metric.RxBytes") + ".textContent") == "98000"
+    assert page.eval(q_value("Metadata.IPV4.0") + ".textContent") == '"192.168.122.10/24"'
+    assert page.eval(q_value("Metadata.MTU") + ".className") == "v num"
+    state = page.eval(q_value("Metadata.Captures.0.State") + ".className")
+    assert "capture-state-active" in state
+    assert page.eval(q_value("Metadata.Captures.0.PacketsReceived") + ".textContent") == "42"
+    # links of the node: its ownership parent (the host)
+    links = page.eval("[...document.querySelectorAll('#details .links li')].map(l => l.innerText)")
+    assert any("ownership" in l and topo["h1"]["host"]["Metadata"]["Name"] in l for l in links), links
+    # a live update of the selected node is reflected in the panel
+    patch = [{"op": "replace", "path": "/Metadata/Metric/RxBytes", "value": 123456}]
+    assert requests.patch(analyzer.url + "/api/node/" + eth0["ID"], json=patch, timeout=10).status_code == 200
+    page.wait_for(q_value("Metadata.Metric.RxBytes") + ".textContent === '123456'", message="details refreshed")
+
+
+def _api_subgraph(base, query):
+    r = requests.post(base + "/api/topology", json={"GremlinQuery": query}, headers={"Accept": "application/json"}, timeout=10)
+    r.raise_for_status()
+    return r.json()[0]
+
+
+def test_filter_box(analyzer, topo, page):
+    base = analyzer.url
+    all_ids = set(api_nodes(base))
+
+    def apply(f):
+        page.eval("document.getElementById('filter-input').value = %s;"
+                  "document.querySelector('#filter-form button[type=submit]').click()" % js(f))
+
+    good = "G.V().Has('Type', 'netns').SubGraph()"
+    expected = {n["ID"] for n in _api_subgraph(base, good)["Nodes"]}
+    assert len(expected) >= 5
+    syncs = int(page.eval("document.body.dataset.syncs"))
+    apply(good)
+    page.wait_for("Number(document.body.dataset.syncs) > %d" % syncs, message="SyncReply to the filter")
+    page.wait_for("document.body.dataset.nodes === '%d'" % len(expected))
+    assert dom_node_ids(page) == expected
+    assert page.eval("document.body.dataset.filter") == good
+    assert page.eval("new URL(location.href).searchParams.get('filter')") == good
+    assert page.eval("document.getElementById('filter-active').hidden") is False
+    assert page.eval("document.getElementById('filter-error').hidden") is True
+
+    # a query that does not return a graph: the analyzer's error is shown, the graph is kept
+    for bad in ("G.V().Has('Type', 'netns')", "G.V().Nope()"):
+        apply(bad)
+        page.wait_for("!document.getElementById('filter-error').hidden", message="filter error for %s" % bad)
+        err = page.eval("document.getElementById('filter-error').textContent")
+        server = page.eval("document.body.dataset.filterError")
+        assert server and server in err and err.startswith("Filter rejected by the analyzer: ")
+        assert "Still showing: " + good in err
+        assert dom_node_ids(page) == expected
+        assert page.eval("document.body.dataset.wsState") == "connected"
+    assert "must be G or end with .SubGraph()" in err or "Nope" in err
+
+    # live events honour the filter: a new netns appears, a new device does not
+    host = topo["h2"]["host"]
+    ns_id, dev_id = str(uuid.uuid4()), str(uuid.uuid4())
+    post_node(base, dev_id, host["Host"], {"Name": "filtered-out", "Type": "device"})
+    post_node(base, ns_id, host["Host"], {"Name": "ns-live", "Type": "netns", "Path": "/var/run/netns/ns-live"})
+    page.wait_for(q_node(ns_id) + " !== null")
+    assert page.eval(q_node(dev_id)) is None
+
+    # Clear: the whole topology again
+    page.eval("document.getElementById('filter-clear').click()")
+    total = len(all_ids) + 2
+    page.wait_for("document.body.dataset.nodes === '%d'" % total, message="the unfiltered graph")
+    assert dom_node_ids(page) == set(api_nodes(base))
+    assert page.eval("document.getElementById('filter-active').hidden") is True
+    assert page.eval("new URL(location.href).searchParams.get('filter')") is None
+    for nid in (ns_id, dev_id):
+        requests.delete(base + "/api/node/" + nid, timeout=10)
+    page.wait_for("document.body.dataset.nodes === '%d'" % len(all_ids))
+
+
+def test_gremlin_console(analyzer, topo, page):
+    base = analyzer.url
+    page.eval("document.getElementById('tab-query').click()")
+    assert page.eval("document.getElementById('panel-query').hidden") is False
+    q = "G.V().Has('Type', 'host')"
+    page.eval("document.getElementById('query-input').value = %s; document.getElementById('query-run').click()" % js(q))
+    page.wait_for("document.getElementById('query-result').textContent.length > 0", message="query result")
+    shown = json.loads(page.eval("document.getElementById('query-result').textContent"))
+    r = requests.post(base + "/api/topology", json={"GremlinQuery": q}, headers={"Accept": "application/json"}, timeout=10)
+    assert sorted(n["ID"] for n in shown) == sorted(n["ID"] for n in r.json())
+    assert "\n  " in page.eval("document.getElementById('query-result').textContent")   # pretty printed
+    hosts = {h["host"]["ID"] for h in topo.values()}
+    highlighted = set(page.eval("[...document.querySelectorAll('#layer-nodes .node.highlighted')].map(e => e.dataset.id)"))
+    assert hosts <= highlighted and highlighted == {n["ID"] for n in shown}
+    assert page.eval("document.getElementById('graph').classList.contains('dimmed')")
+
+    # errors: the analyzer's text, verbatim
+    bad = "G.V().Has('Type', 'host').Nope()"
+    r = requests.post(base + "/api/topology", json={"GremlinQuery": bad}, headers={"Accept": "application/json"}, timeout=10)
+    assert r.status_code == 400
+    page.eval("document.getElementById('query-input').value = %s; document.getElementById('query-run').click()" % js(bad))
+    page.wait_for("!document.getElementById('query-error').hidden", message="query error")
+    err = page.eval("document.getElementById('query-error').textContent")
+    assert err == "HTTP 400: " + r.text.strip()
+    assert page.eval("document.getElementById('query-result').textContent") == ""
+    assert not page.eval("document.getElementById('graph').classList.contains('dimmed')")
+
+    # Count() is a bare number, an empty query is a 204
+    page.eval("document.getElementById('query-input').value = 'G.V().Count()'; document.getElementById('query-run').click()")
+    page.wait_for("document.getElementById('query-result').textContent === %s" % js(str(len(api_nodes(base)))))
+    page.eval("document.getElementById('query-input').value = ''; document.getElementById('query-run').click()")
+    page.wait_for("document.getElementById('query-meta').textContent.startsWith('empty result')")
+
+
+def test_captures_panel(analyzer, topo, page):
+    base = analyzer.url
+    dev = topo["h2"]["eth0"]
+    page.eval("window.skydive.tabs.show('tab-details')")
+    _click_node(page, dev["ID"])
+    page.wait_for("document.body.dataset.selected === %s" % js(dev["ID"]))
+    page.eval("document.getElementById('tab-captures').click()")
+    assert page.eval("document.getElementById('capture-query').value") == "G.V('%s')" % dev["ID"]
+    assert dev["Host"] in page.eval("document.getElementById('capture-target').textContent")
+    page.eval("document.getElementById('capture-name').value = 'ui-capture';"
+              "document.getElementById('capture-bpf').value = 'tcp port 80';"
+              "document.getElementById('capture-create').click()")
+    page.wait_for("document.querySelectorAll('#capture-table tbody tr').length === 1", message="capture listed")
+    caps = requests.get(base + "/api/capture", timeout=10).json()
+    assert len(caps) == 1
+    cid, cap = next(iter(caps.items()))
+    assert cap["GremlinQuery"] == "G.V('%s')" % dev["ID"] and cap["BPFFilter"] == "tcp port 80"
+    assert cap["Name"] == "ui-capture"
+    row = page.eval("document.querySelector('#capture-table tbody tr').dataset.id")
+    assert row == cid
+    assert "tcp port 80" in page.eval("document.querySelector('#capture-table tbody tr').innerText")
+    assert page.eval("document.getElementById('capture-count').textContent") == "1"
+
+    # a capture the analyzer refuses: its message is shown
+    body = {"GremlinQuery": "G.V('%s')" % dev["ID"], "BPFFilter": "tcp port"}
+    r = requests.post(base + "/api/capture", json=body, timeout=10)
+    assert r.status_code == 400
+    page.eval("document.getElementById('capture-bpf').value = 'tcp port';"
+              "document.getElementById('capture-create').click()")
+    page.wait_for("!document.getElementById('capture-error').hidden", message="capture error")
+    assert page.eval("document.getElementById('capture-error').textContent") == "Capture not created: HTTP 400: " + r.text.strip()
+    assert len(requests.get(base + "/api/capture", timeout=10).json()) == 1
+
+    # delete through the row's button
+    page.eval("document.querySelector('#capture-table tbody tr button.danger').click()")
+    page.wait_for("document.querySelectorAll('#capture-table tbody tr').length === 0", message="capture deleted")
+    assert requests.get(base + "/api/capture", timeout=10).json() == {}
+    assert page.eval("document.getElementById('capture-empty').hidden") is False
+
+
+class FakeAgent:
+    """An agent connection on /ws/agent/topology (DeleteOnDisconnect), in its own thread."""
+
+    def __init__(self, base, host_id):
+        self.url = base.replace("http://", "ws://") + "/ws/agent/topology"
+        self.host_id = host_id
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.session = self.ws = None
+
+    def run(self, coro, timeout=20):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _connect(self):
+        self.session = aiohttp.ClientSession()
+        self.ws = await self.session.ws_connect(self.url, headers={
+            "X-Host-ID": self.host_id, "X-Client-Type": "agent", "X-Client-Protocol": "json",
+            "X-Persistence-Policy": "DeleteOnDisconnect"})
+
+    async def _send(self, type_, obj):
+        await self.ws.send_str(json.dumps({"Namespace": "Graph", "Type": type_, "UUID": uuid.uuid4().hex,
+                                           "Status": 200, "Obj": obj}))
+
+    async def _close(self):
+        if self.ws is not None:
+            await self.ws.close()
+        if self.session is not None:
+            await self.session.close()
+
+    def connect(self):
+        self.run(self._connect())
+
+    def send(self, type_, obj):
+        self.run(self._send(type_, obj))
+
+    def close(self):
+        try:
+            self.run(self._close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+def test_status_bar_and_agent_graph(analyzer, page):
+    base = analyzer.url
+    assert page.eval("document.getElementById('st-analyzer').textContent").startswith(
+        "Analyzer %s" % requests.get(base + "/api", timeout=10).json()["Host"])
+    page.wait_for("document.getElementById('st-agents').textContent.startsWith('Agents: 0 connected')")
+    agent = FakeAgent(base, "ui-agent-1")
+    nid = str(uuid.uuid4())
+    try:
+        agent.connect()
+        agent.send("NodeAdded", {"ID": nid, "Metadata": {"Name": "ui-agent-1", "Type": "host"}, "Host": "ui-agent-1",
+                                 "Origin": "agent.ui-agent-1", "CreatedAt": 0, "UpdatedAt": 0, "Revision": 1})
+        page.wait_for(q_node(nid) + " !== null",
+                      message="the agent's node")
+        page.wait_for("document.getElementById('st-agents').textContent.startsWith('Agents: 1 connected')",
+                      timeout=20, message="the status bar counting the agent")
+        assert "ui-agent-1" in page.eval("document.getElementById('st-agents').title")
+    finally:
+        agent.close()
+    # DeleteOnDisconnect: the agent's graph goes away, and so does the agent
+    page.wait_for(q_node(nid) + " === null", timeout=20)
+    page.wait_for("document.getElementById('st-agents').textContent.startsWith('Agents: 0 connected')", timeout=20)
+
+
+def _png_info(path):
+    with open(path, "rb") as fh:
+        data = fh.read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    idat, pos = b"", 8
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    return width, height, len(data), zlib.decompress(idat)
+
+
+def test_screenshot(analyzer, page, tmp_path):
+    page.eval("window.skydive.tabs.show('tab-details'); window.skydive.renderer.select(null);"
+              "window.skydive.renderer.highlight([]); window.skydive.renderer.userView = false;"
+              "window.skydive.renderer.fit(false)")
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    path = page.screenshot(str(tmp_path / "skydive-ui.png"))
+    width, height, size, raw = _png_info(path)
+    assert (width, height) == WINDOW
+    assert size > 20000
+    # not a blank page: many distinct byte values in the (filtered) scanlines
+    assert len(set(raw[::7])) > 100
+    # every node of the topology is inside the visible graph area after a fit
+    outside = page.eval("""(() => { const pane = document.getElementById('graph').getBoundingClientRect();
+        return [...document.querySelectorAll('#layer-nodes .node .shape')].filter(e => {
+          const r = e.getBoundingClientRect();
+          return r.left < pane.left || r.right > pane.right || r.top < pane.top || r.bottom > pane.bottom; }).length; })()""")
+    assert outside == 0
+    assert not [c for c in page.console if c.startswith("exception")], page.console
+    if os.environ.get("SKYDIVE_UI_SCREENSHOT"):
+        import shutil
+        shutil.copy(path, os.environ["SKYDIVE_UI_SCREENSHOT"])
+
+
+def test_thousands_of_nodes(analyzer, page):
+    """2000 nodes (100 hosts × 19) pushed by one publisher: the page keeps up and settles."""
+    base = analyzer.url
+    hosts, per_host = 100, 19
+    msgs, ids = [], []
+    for h in range(hosts):
+        hid = "bulk-%s-%d" % (uuid.uuid4().hex[:4], h)
+        root = str(uuid.uuid4())
+        ids.append(root)
+        msgs.append(("NodeAdded", {"ID": root, "Metadata": {"Name": hid, "Type": "host"}, "Host": hid, "Revision": 1}))
+        for i in range(per_host - 1):
+            nid = str(uuid.uuid4())
+            ids.append(nid)
+            msgs.append(("NodeAdded", {"ID": nid, "Metadata": {"Name": "eth%d" % i, "Type": "veth"}, "Host": hid, "Revision": 1}))
+            msgs.append(("EdgeAdded", {"ID": str(uuid.uuid4()), "Parent": root, "Child": nid, "Host": hid, "Revision": 1,
+                                       "Metadata": {"RelationType": "ownership"}}))
+    before = int(page.eval("document.body.dataset.nodes"))
+
+    async def publish():
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(base.replace("http://", "ws://") + "/ws/publisher", headers={
+                "X-Host-ID": "ui-bulk", "X-Client-Type": "ui-test", "X-Client-Protocol": "json"})
+            for t, obj in msgs:
+                await ws.send_str(json.dumps({"Namespace": "Graph", "Type": t, "UUID": uuid.uuid4().hex,
+                                              "Status": 200, "Obj": obj}))
+            await ws.close()
+
+    asyncio.run(publish())
+    total = before + len(ids)
+    wait_until(lambda: len(api_nodes(base)) == total, timeout=60, message="the analyzer holding every published node")
+    page.wait_for("document.body.dataset.nodes === '%d'" % total, timeout=60, message="all nodes in the page")
+    assert dom_node_ids(page) >= set(ids)
+    # the layout is bounded: it settles, and frames stay short once it has
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=90, message="the layout settling")
+    assert page.eval("window.skydive.layout.ticks") <= 400
+    gaps = page.eval("""new Promise(res => { const ts = []; let last = performance.now();
+        function f(now) { ts.push(now - last); last = now; if (ts.length < 20) requestAnimationFrame(f); else res(ts); }
+        requestAnimationFrame(f); })""")
+    assert sorted(gaps)[len(gaps) // 2] < 250, gaps
+    # a live change on a big graph touches that node only
+    nid = str(uuid.uuid4())
+    post_node(base, nid, "late", {"Name": "late-node", "Type": "device"})
+    page.wait_for(q_node(nid) + " !== null", timeout=20)
+
+
+def test_reconnects_after_analyzer_restart(analyzer, page):
+    if analyzer.proc is None and EXTERNAL:
+        pytest.skip("external analyzer: cannot restart it")
+    analyzer.stop()
+    page.wait_for("document.body.dataset.wsState === 'disconnected'", timeout=20, message="the disconnection seen")
+    assert page.eval("document.getElementById('conn-state').textContent").startswith("Disconnected — retrying in")
+    analyzer.start()
+    nid = str(uuid.uuid4())
+    post_node(analyzer.url, nid, "after-restart", {"Name": "after-restart", "Type": "device"})
+    page.wait_for("document.body.dataset.wsState === 'connected'", timeout=40, message="reconnection")
+    page.wait_for(q_node(nid) + " !== null", timeout=20,
+                  message="the node created after the restart")
+    page.wait_for("document.body.dataset.nodes === '%d'" % len(api_nodes(analyzer.url)), timeout=20)
+    assert dom_node_ids(page) == set(api_nodes(analyzer.url))
+    assert page.eval("document.getElementById('conn-state').textContent") == "Live"
