@@ -89,6 +89,7 @@ def bench_history(workdir, revisions):
         store.attach(g)
         n_nodes = max(1, revisions // 10)
         t0 = time.perf_counter()
+        c0 = time.process_time()
         nodes = [g.new_node({"Name": "eth%d" % i, "Type": "veth", "MTU": 1500, "State": "UP",
                              "MAC": "02:00:00:00:%02x:%02x" % (i >> 8 & 255, i & 255), "IfIndex": i})
                  for i in range(n_nodes)]
@@ -102,6 +103,7 @@ def bench_history(workdir, revisions):
         t_events = time.perf_counter() - t0
         store.flush()
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         # sanity: the last revision of every node is there
         now = int(time.time() * 1000) + 1
         at = store.graph_at(now)
@@ -116,7 +118,8 @@ def bench_history(workdir, revisions):
         t_between = (time.perf_counter() - t) * 1000
     finally:
         store.close()
-    return revisions / elapsed, t_events / revisions * 1e6, statistics.median(lat_at), t_between, len(nodes_w)
+    return (revisions / elapsed, revisions / cpu, t_events / revisions * 1e6, statistics.median(lat_at), t_between,
+            len(nodes_w))
 
 
 def bench_flows(workdir, n):
@@ -125,11 +128,13 @@ def bench_flows(workdir, n):
     store = SQLiteStore(path)
     try:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         for i in range(0, n, 1000):
             store.store_flows(flows[i:i + 1000])
         t_call = time.perf_counter() - t0
         store.flush()
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
     finally:
         store.close()
     size1 = os.path.getsize(path)
@@ -163,7 +168,7 @@ def bench_flows(workdir, n):
     size2 = os.path.getsize(path)
     lat.sort()
     return {
-        "insert_per_s": n / elapsed, "call_us": t_call / n * 1e6,
+        "insert_per_s": n / elapsed, "insert_per_cpu_s": n / cpu, "call_us": t_call / n * 1e6,
         "update_per_s": n / update_elapsed,
         "bytes_per_flow": size1 / n, "bytes_per_flow_2_updates": size2 / n,
         "q_median_ms": statistics.median(lat), "q_p95_ms": lat[int(len(lat) * 0.95) - 1],
@@ -180,19 +185,21 @@ def main():
     workdir = args.dir or tempfile.mkdtemp(prefix="skydive-storage-bench-")
     os.makedirs(workdir, exist_ok=True)
     try:
-        rate, ev_us, at_ms, between_ms, n_between = bench_history(workdir, args.revisions)
-        print("history archiving: %d revisions/s (%d revisions; %.1f us per event on the graph thread, "
-              "graph code included)" % (rate, args.revisions, ev_us))
+        print("machine: %d CPUs, load average %.1f at start" % (os.cpu_count(), os.getloadavg()[0]))
+        rate, rate_cpu, ev_us, at_ms, between_ms, n_between = bench_history(workdir, args.revisions)
+        print("history archiving: %d revisions/s wall, %d per CPU-second (%d revisions; %.1f us per event on "
+              "the graph thread, graph code included)" % (rate, rate_cpu, args.revisions, ev_us))
         print("graph_at(now) over that history (%d nodes): median %.1f ms; revisions_between(last 200 ms): "
               "%.1f ms for %d revisions" % (args.revisions // 10, at_ms, between_ms, n_between))
         r = bench_flows(workdir, args.flows)
-        print("flow inserts: %d flows/s (%d distinct flows, batches of 1000; %.1f us per flow in the caller)"
-              % (r["insert_per_s"], args.flows, r["call_us"]))
+        print("flow inserts: %d flows/s wall, %d per CPU-second (%d distinct flows, batches of 1000; "
+              "%.1f us per flow in the caller)" % (r["insert_per_s"], r["insert_per_cpu_s"], args.flows, r["call_us"]))
         print("flow updates: %d flows/s" % r["update_per_s"])
         print("bytes per flow on disk: %.1f (one update each), %.1f (two updates each: 2 metric rows)"
               % (r["bytes_per_flow"], r["bytes_per_flow_2_updates"]))
         print("Has('Network', ip) over %d flows: median %.2f ms, p95 %.2f ms (%.0f flows returned on average)"
               % (args.flows, r["q_median_ms"], r["q_p95_ms"], r["q_mean_results"]))
+        print("load average at end: %.1f" % os.getloadavg()[0])
     finally:
         if not args.dir:
             shutil.rmtree(workdir, ignore_errors=True)

@@ -194,7 +194,7 @@ def test_crash_leftover_live_revisions_are_closed_on_attach(tmp_path):
         nodes, _ = s2.revisions_between(0, crash + 100_000)
         (rev,) = [r for r in nodes if r.ID == nid]
         # closed at the last heartbeat of the dead process: after its last write, before the kill
-        assert created + 50 <= rev.DeletedAt <= crash
+        assert created <= rev.DeletedAt <= crash
         assert nid not in s2.graph_at(crash).nodes
         assert nid in s2.graph_at(created).nodes
     finally:
@@ -211,7 +211,7 @@ def test_reads_see_writes_made_just_before(tmp_path):
         assert n.ID in s.graph_at(n.CreatedAt).nodes
         s.put_resource("alert", "a1", {"UUID": "a1"})
         assert s.get_resource("alert", "a1") == {"UUID": "a1"}
-        assert time.monotonic() - t0 < 2.0
+        assert time.monotonic() - t0 < 4.0
     finally:
         s.close()
 
@@ -285,23 +285,27 @@ def test_resource_crud(store):
 
 
 def test_resource_ttl_expiry(store):
-    store.put_resource("capture", "short", {"UUID": "short"}, ttl_ms=150)
-    store.put_resource("capture", "long", {"UUID": "long"}, ttl_ms=60_000)
+    store.put_resource("capture", "short", {"UUID": "short"}, ttl_ms=300)
+    store.put_resource("capture", "long", {"UUID": "long"}, ttl_ms=600_000)
     store.put_resource("capture", "forever", {"UUID": "forever"})
-    assert sorted(store.list_resources("capture")) == ["forever", "long", "short"]
-    assert store.expire_resources() == []
-    time.sleep(0.3)
+    time.sleep(0.6)
     assert store.get_resource("capture", "short") is None
+    assert store.get_resource("capture", "long") == {"UUID": "long"}
     assert sorted(store.list_resources("capture")) == ["forever", "long"]
     assert store.delete_resource("capture", "short") is False     # expired counts as gone
-    store.put_resource("capture", "short2", {"UUID": "short2"}, ttl_ms=100)
-    time.sleep(0.2)
-    expired = store.expire_resources()
-    assert expired == [("capture", "short", {"UUID": "short"}), ("capture", "short2", {"UUID": "short2"})]
+    store.put_resource("capture", "soon", {"UUID": "soon"}, ttl_ms=30_000)
+    assert sorted(store.list_resources("capture")) == ["forever", "long", "soon"]
+    assert store.expire_resources() == [("capture", "short", {"UUID": "short"})]
     assert store.expire_resources() == []
     now = int(time.time() * 1000)
-    assert store.expire_resources(now + 120_000) == [("capture", "long", {"UUID": "long"})]
+    assert store.expire_resources(now + 60_000) == [("capture", "soon", {"UUID": "soon"})]
+    assert store.expire_resources(now + 700_000) == [("capture", "long", {"UUID": "long"})]
     assert list(store.list_resources("capture")) == ["forever"]
+    # a resource put again without TTL no longer expires
+    store.put_resource("alert", "a", {"UUID": "a"}, ttl_ms=1)
+    store.put_resource("alert", "a", {"UUID": "a", "v": 2})
+    assert store.expire_resources(now + 10 ** 9) == []
+    assert store.get_resource("alert", "a") == {"UUID": "a", "v": 2}
 
 
 def test_resources_survive_reopen(tmp_path):
@@ -381,12 +385,14 @@ def test_open_store_factory(tmp_path):
 
 def test_memory_store_resources():
     m = MemoryStore()
-    m.put_resource("capture", "c", {"UUID": "c"}, ttl_ms=50)
+    m.put_resource("capture", "c", {"UUID": "c"}, ttl_ms=60_000)
     m.put_resource("capture", "d", {"UUID": "d"})
+    m.put_resource("capture", "e", {"UUID": "e"}, ttl_ms=1)
+    time.sleep(0.05)
     assert sorted(m.list_resources("capture")) == ["c", "d"]
-    time.sleep(0.1)
-    assert list(m.list_resources("capture")) == ["d"]
-    assert m.expire_resources() == [("capture", "c", {"UUID": "c"})]
+    now = int(time.time() * 1000)
+    assert m.expire_resources() == [("capture", "e", {"UUID": "e"})]
+    assert m.expire_resources(now + 120_000) == [("capture", "c", {"UUID": "c"})]
     assert m.delete_resource("capture", "d") and not m.delete_resource("capture", "d")
 
 
