@@ -50,8 +50,6 @@ CONNECTION_ARGUMENT_SPEC = dict(
     provider=dict(type="dict", options=PROVIDER_OPTIONS),
 )
 
-# Fields the analyzer computes or stamps; never compared and left out of diffs.
-VOLATILE_FIELDS = ("UUID", "Count", "CreateTime", "StartTime")
 
 
 def _is_empty(value):
@@ -132,10 +130,11 @@ def apply_patch(metadata, ops):
     return result
 
 
-def strip_volatile(resource):
+def strip_volatile(resource, volatile=("UUID",)):
+    """``resource`` without the fields the analyzer computes or stamps (for diffs)."""
     if resource is None:
         return {}
-    return dict((k, v) for k, v in resource.items() if k not in VOLATILE_FIELDS)
+    return dict((k, v) for k, v in resource.items() if k not in volatile)
 
 
 class SkydiveModule(object):
@@ -147,6 +146,8 @@ class SkydiveModule(object):
 
     argument_spec = {}
     module_kwargs = {}
+    # Fields of the API resource the analyzer computes or stamps: left out of diffs.
+    volatile_fields = ("UUID",)
 
     def __init__(self):
         spec = copy.deepcopy(CONNECTION_ARGUMENT_SPEC)
@@ -200,6 +201,9 @@ class SkydiveModule(object):
 
     # -- desired state for immutable API resources --------------------------------------------
 
+    def _strip(self, resource):
+        return strip_volatile(resource, self.volatile_fields)
+
     def ensure_resource(self, kind, desired, is_same, state, label, ttl=None):
         """Make the API resource ``kind`` match ``desired`` (present) or disappear (absent).
 
@@ -217,7 +221,7 @@ class SkydiveModule(object):
         existing.sort(key=lambda r: r.get("UUID") or "")
         self.result["changed"] = False
         if state == "absent":
-            self.before = strip_volatile(existing[0]) if existing else {}
+            self.before = self._strip(existing[0]) if existing else {}
             self.after = {}
             if existing:
                 self.result["changed"] = True
@@ -230,11 +234,11 @@ class SkydiveModule(object):
         matching = [r for r in existing if not differing_fields(r, desired)]
         keep = matching[0] if matching else None
         stale = [r for r in existing if r is not keep]
-        self.before = strip_volatile(keep or (existing[0] if existing else None))
+        self.before = self._strip(keep or (existing[0] if existing else None))
         if existing and not keep:
             self.result["drift"] = differing_fields(existing[0], desired)
         if keep and not stale:
-            self.after = strip_volatile(keep)
+            self.after = self._strip(keep)
             return keep
 
         self.result["changed"] = True
@@ -246,10 +250,10 @@ class SkydiveModule(object):
         for res in stale:
             self.client.delete(kind, res["UUID"])
         if keep:
-            self.after = strip_volatile(keep)
+            self.after = self._strip(keep)
             return keep
         created = self.client.create(kind, desired, ttl=ttl)
         if not isinstance(created, dict):
             raise SkydiveError("Skydive analyzer did not return the created %s" % label)
-        self.after = strip_volatile(created)
+        self.after = self._strip(created)
         return created

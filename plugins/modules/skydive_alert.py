@@ -132,6 +132,7 @@ TRIGGER_RE = re.compile(r"^(graph|duration:.+)$")
 
 
 class AlertModule(SkydiveModule):
+    volatile_fields = ("UUID", "CreateTime")
     argument_spec = dict(
         name=dict(type="str", required=True),
         description=dict(type="str", default=""),

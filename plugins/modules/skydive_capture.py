@@ -248,6 +248,7 @@ EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
 
 
 class CaptureModule(SkydiveModule):
+    volatile_fields = ("UUID", "Count")
     argument_spec = dict(
         query=dict(type="str"),
         interface_name=dict(type="str"),

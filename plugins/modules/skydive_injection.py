@@ -228,6 +228,7 @@ from ansible_collections.skydive.skydive.plugins.module_utils.skydive_module imp
 
 
 class InjectionModule(SkydiveModule):
+    volatile_fields = ("UUID", "StartTime")
     argument_spec = dict(
         src=dict(type="str"),
         dst=dict(type="str", default=""),
