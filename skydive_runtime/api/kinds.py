@@ -133,7 +133,7 @@ class CaptureKind(_GremlinKind):
         if isinstance(extra, list):
             mask = 0
             for name in extra:
-                if name not in EXTRA_LAYERS:
+                if not isinstance(name, str) or name not in EXTRA_LAYERS:
                     raise ResourceError("ExtraLayers: unknown layer %r (VRRP, DNS, DHCPv4)" % (name,))
                 mask |= EXTRA_LAYERS[name]
             extra = mask
