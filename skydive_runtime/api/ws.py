@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 
 
 def envelope(namespace, type_, obj, uuid_=None, status=200):
-    """Serialise a StructMessage once (the frame is shared by every receiver)."""
+    """Serialise a StructMessage once, as UTF-8 bytes (the frame is shared by every receiver)."""
     return json.dumps({"Namespace": namespace, "Type": type_, "UUID": uuid_ or str(uuid.uuid4()),
-                       "Status": status, "Obj": obj}, separators=(",", ":"), ensure_ascii=False)
+                       "Status": status, "Obj": obj}, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def rfc3339(ts):
@@ -36,13 +36,14 @@ def rfc3339(ts):
 
 class WSOptions:
     def __init__(self, host_id, service_type="analyzer", ping_delay=2.0, pong_timeout=5.0,
-                 queue_size=10000, bulk_maxmsgs=100):
+                 queue_size=10000, bulk_maxmsgs=100, compress=False):
         self.host_id = host_id
         self.service_type = service_type
         self.ping_delay = float(ping_delay)
         self.pong_timeout = float(pong_timeout)
         self.queue_size = int(queue_size)
         self.bulk_maxmsgs = max(1, int(bulk_maxmsgs))
+        self.compress = bool(compress)    # permessage-deflate, when the client offers it
 
     @classmethod
     def from_config(cls, config, service_type):
@@ -50,7 +51,8 @@ class WSOptions:
                    ping_delay=config.get_float("http.ws.ping_delay"),
                    pong_timeout=config.get_float("http.ws.pong_timeout"),
                    queue_size=config.get_int("http.ws.queue_size", minimum=1),
-                   bulk_maxmsgs=config.get_int("http.ws.bulk_maxmsgs", 100, minimum=1))
+                   bulk_maxmsgs=config.get_int("http.ws.bulk_maxmsgs", 100, minimum=1),
+                   compress=config.get_bool("http.ws.enable_write_compression", False))
 
 
 class RequestError(Exception):
@@ -102,7 +104,9 @@ class Connection:
 
     # ---- sending -----------------------------------------------------------------------------
     def send_frame(self, frame):
-        """Queue an already serialised frame. A full queue disconnects this (slow) client."""
+        """Queue an already serialised frame (UTF-8 bytes of one JSON message).
+
+        A full queue disconnects this (slow) client; the server never waits for it."""
         if self.closed:
             return False
         if len(self._queue) >= self.server.options.queue_size:
@@ -151,10 +155,10 @@ class Connection:
                     continue
                 if self.bulk and len(q) > 1:
                     n = min(len(q), bulk_max)
-                    frame = "[" + ",".join(q.popleft() for _ in range(n)) + "]"
+                    frame = b"[" + b",".join([q.popleft() for _ in range(n)]) + b"]"
                 else:
                     frame = q.popleft()
-                await ws.send_str(frame)
+                await ws.send_frame(frame, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
         except Exception:   # a write failure must only end this connection
@@ -276,7 +280,7 @@ class WSServer:
         host_id = _hdr(request, "X-Host-ID")
         if host_id and host_id in self.conns[endpoint.path]:
             return text_error(409, "host_id '%s' already connected" % host_id)
-        ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024 * 1024)
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024 * 1024, compress=self.options.compress)
         ws.headers["X-Host-ID"] = self.options.host_id
         ws.headers["X-Service-Type"] = self.options.service_type
         if user is not None and user.token:
