@@ -185,9 +185,22 @@ def _as_list(value):
     return value if isinstance(value, list) else [value]
 
 
+NOT_INTERFACES = frozenset(["ovsbridge", "ovsport", "dpdkport"])
+
+
 def is_interface(node):
+    """An owned node that is a network interface (not a netns, bridge, container...)."""
     meta = node.get("Metadata") or {}
-    return "IfIndex" in meta or "MAC" in meta or meta.get("Type") in CAPTURABLE_TYPES
+    node_type = meta.get("Type")
+    if node_type in NOT_INTERFACES:
+        return False
+    return "IfIndex" in meta or "MAC" in meta or node_type in CAPTURABLE_TYPES
+
+
+def active_captures(node):
+    """Names (or IDs when unnamed) of the captures running on ``node``."""
+    return [c.get("Name") or c.get("ID") for c in _as_list((node.get("Metadata") or {}).get("Captures"))
+            if isinstance(c, dict) and c.get("State") == "active" and (c.get("Name") or c.get("ID"))]
 
 
 def interface_vars(node):
@@ -251,7 +264,7 @@ def build_hosts(records, hostname_field="Name", ansible_host_key="", ansible_hos
             if (edge.get("Metadata") or {}).get("RelationType") != "ownership":
                 continue
             child = by_id.get(edge.get("Child"))
-            if child is not None and is_interface(child):
+            if child is not None:
                 children.setdefault(edge.get("Parent"), []).append(child)
 
     result, taken = [], set()
@@ -268,9 +281,9 @@ def build_hosts(records, hostname_field="Name", ansible_host_key="", ansible_hos
             name = node.get("ID")
         taken.add(name)
 
-        interfaces = [interface_vars(c) for c in
-                      sorted(children.get(node.get("ID"), []), key=lambda c: (
-                          to_text((c.get("Metadata") or {}).get("Name") or ""), c.get("ID") or ""))]
+        owned = sorted(children.get(node.get("ID"), []), key=lambda c: (
+            to_text((c.get("Metadata") or {}).get("Name") or ""), c.get("ID") or ""))
+        interfaces = [interface_vars(c) for c in owned if is_interface(c)]
         hostvars = {
             "skydive_id": node.get("ID"),
             "skydive_host": node.get("Host"),
@@ -305,8 +318,7 @@ def build_hosts(records, hostname_field="Name", ansible_host_key="", ansible_hos
         groups = []
         for choice in group_by:
             if choice == "captures":
-                values = sorted(set(c["name"] or c["id"] for i in interfaces for c in i["captures"]
-                                    if c["state"] == "active" and (c["name"] or c["id"])))
+                values = sorted(set(name for child in owned for name in active_captures(child)))
             else:
                 where, key = GROUP_BY_FIELDS[choice]
                 value = node.get(where) if key is None else meta.get(key)

@@ -200,8 +200,8 @@ def dead_address():
     return "127.0.0.1:%d" % free_port()
 
 
-def run_inventory(env, inventory_path, timeout=120, extra_env=None):
-    proc = subprocess.run([ANSIBLE_INVENTORY, "-i", str(inventory_path), "--list"],
+def run_inventory(env, inventory_path, timeout=120, extra_env=None, extra_args=()):
+    proc = subprocess.run([ANSIBLE_INVENTORY, "-i", str(inventory_path), "--list"] + list(extra_args),
                           env=dict(env, **(extra_env or {})), capture_output=True, text=True,
                           timeout=timeout)
     return proc
