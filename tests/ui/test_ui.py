@@ -15,6 +15,7 @@ import json
 import os
 import re
 import struct
+import subprocess
 import threading
 import uuid
 import zlib
@@ -22,8 +23,9 @@ import zlib
 import aiohttp
 import pytest
 import requests
+import yaml
 
-from tests.fixtures.processes import SkydiveProcess, analyzer_config, wait_until
+from tests.fixtures.processes import REPO, SKYDIVE, SkydiveProcess, analyzer_config, wait_until
 from tests.ui.browser import Browser, chromium_binary, dump_dom, WINDOW
 from tests.ui.topology import populate, post_edge, post_node
 
@@ -579,8 +581,9 @@ def test_reconnects_after_analyzer_restart(analyzer, page):
     if analyzer.proc is None and EXTERNAL:
         pytest.skip("external analyzer: cannot restart it")
     analyzer.stop()
-    page.wait_for("document.body.dataset.wsState === 'disconnected'", timeout=20, message="the disconnection seen")
-    assert page.eval("document.getElementById('conn-state').textContent").startswith("Disconnected — retrying in")
+    page.wait_for("document.body.dataset.wsState === 'disconnected' && "
+                  "document.getElementById('conn-state').textContent.startsWith('Disconnected — retrying in')",
+                  timeout=20, interval=0.05, message="the disconnection shown")
     analyzer.start()
     nid = str(uuid.uuid4())
     post_node(analyzer.url, nid, "after-restart", {"Name": "after-restart", "Type": "device"})
@@ -590,3 +593,60 @@ def test_reconnects_after_analyzer_restart(analyzer, page):
     page.wait_for("document.body.dataset.nodes === '%d'" % len(api_nodes(analyzer.url)), timeout=20)
     assert dom_node_ids(page) == set(api_nodes(analyzer.url))
     assert page.eval("document.getElementById('conn-state').textContent") == "Live"
+
+
+class SecuredAnalyzer(SkydiveProcess):
+    """SkydiveProcess waits for GET /api == 200; behind auth it answers 401 until logged in."""
+
+    def start(self, timeout=30):
+        with open(self.conf_path, "w") as fh:
+            yaml.safe_dump(self.config, fh)
+        cmd = SKYDIVE + ["-c", self.conf_path, self.command, "--listen", self.address] + self.extra_args
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=dict(os.environ, PYTHONPATH=REPO), cwd=self.workdir)
+        try:
+            wait_until(lambda: self.proc.poll() is None and
+                       requests.get(self.url + "/api", timeout=1).status_code == 401,
+                       timeout=timeout, message="the secured analyzer answering 401")
+        except AssertionError:
+            self.stop()
+            raise AssertionError("secured analyzer did not start:\n" + self.log_tail())
+        return self
+
+
+def test_login_dialog_with_basic_auth(analyzer, page, tmp_path):
+    """An analyzer with a basic auth backend: the page asks for credentials, then goes live."""
+    if EXTERNAL:
+        pytest.skip("external analyzer: cannot start a second one with an auth backend")
+    cfg = analyzer_config(tmp_path, auth={"ui-basic": {"type": "basic", "users": {"admin": "s3cret"}}})
+    cfg["analyzer"]["auth"] = {"api": {"backend": "ui-basic"}}
+    secured = SecuredAnalyzer("analyzer", tmp_path, cfg)
+    secured.start()
+    try:
+        base = secured.url
+        assert requests.get(base + "/api/status", timeout=10).status_code == 401
+        nid = str(uuid.uuid4())
+        r = requests.post(base + "/api/node", auth=("admin", "s3cret"), timeout=10,
+                          json={"ID": nid, "Metadata": {"Name": "behind-auth", "Type": "host"}})
+        assert r.status_code == 201, r.text
+        # the page is public, the API is not: the dialog opens, the websocket cannot connect
+        page.navigate(base + "/")
+        page.wait_for("document.getElementById('login-dialog').open", message="the login dialog")
+        assert page.eval("document.body.dataset.wsState") != "connected"
+        page.eval("document.getElementById('login-user').value = 'admin';"
+                  "document.getElementById('login-password').value = 'wrong';"
+                  "document.querySelector('#login-form button[type=submit]').click()")
+        page.wait_for("!document.getElementById('login-error').hidden", message="the refusal")
+        assert page.eval("document.getElementById('login-error').textContent") == \
+            requests.post(base + "/login", data={"username": "admin", "password": "wrong"}, timeout=10).text.strip()
+        assert page.eval("document.getElementById('login-dialog').open")
+        page.eval("document.getElementById('login-password').value = 's3cret';"
+                  "document.querySelector('#login-form button[type=submit]').click()")
+        page.wait_for("!document.getElementById('login-dialog').open", message="the dialog closed")
+        page.wait_for("document.body.dataset.wsState === 'connected' && document.body.dataset.nodes === '1'",
+                      timeout=30, message="the live graph behind auth")
+        assert dom_node_ids(page) == {nid}
+        page.wait_for("document.getElementById('st-agents').textContent.startsWith('Agents: 0 connected')")
+    finally:
+        secured.stop()

@@ -261,16 +261,21 @@ export class Layout {
         cur = store.ownerId(cur);
       }
     }
-    const siblings = new Map();        // owner id ("" for roots) -> groups
-    for (const g of groups.values()) {
-      const owner = store.ownerId(g.id);
+    // children of one owner (or roots): the groups among them, and the leaves, which must
+    // stay out of their sibling groups' boxes
+    const siblings = new Map();        // owner id ("" for roots) -> {groups, leaves}
+    for (const p of this.list) {
+      const owner = store.ownerId(p.id);
       const key = owner === undefined ? "" : owner;
-      let l = siblings.get(key);
-      if (!l) siblings.set(key, l = []);
-      l.push(g);
+      let set = siblings.get(key);
+      if (!set) siblings.set(key, set = { groups: [], leaves: [] });
+      const g = groups.get(p.id);
+      if (g) set.groups.push(g); else set.leaves.push(p);
     }
     this.groups = [...groups.values()];
-    this.siblingSets = [...siblings.values()].filter((l) => l.length > 1 && l.length <= MAX_SIBLINGS);
+    this.siblingSets = [...siblings.values()].filter((set) => set.groups.length > 0 &&
+      set.groups.length <= MAX_SIBLINGS && set.groups.length * set.leaves.length <= 40000 &&
+      (set.groups.length > 1 || set.leaves.length > 0));
   }
 
   // Sibling group boxes (the renderer draws each group as the bounding box of its subtree)
@@ -287,7 +292,17 @@ export class Layout {
       g.sx = 0; g.sy = 0;
     }
     const k = 0.25 + 0.25 * Math.min(1, alpha * 4);
-    for (const set of this.siblingSets) {
+    for (const { groups: set, leaves } of this.siblingSets) {
+      for (const g of set) {                                  // leaves out of sibling boxes
+        for (const p of leaves) {
+          const ox = Math.min(g.x1, p.x + p.r) - Math.max(g.x0, p.x - p.r) + GROUP_PAD / 2;
+          if (ox <= 0) continue;
+          const oy = Math.min(g.y1, p.y + p.r + 14) - Math.max(g.y0, p.y - p.r) + GROUP_PAD / 2;
+          if (oy <= 0) continue;
+          if (ox < oy) p.vx += (p.x < (g.x0 + g.x1) / 2 ? -1 : 1) * ox * k;
+          else p.vy += (p.y < (g.y0 + g.y1) / 2 ? -1 : 1) * oy * k;
+        }
+      }
       for (let i = 0; i < set.length; i++) {
         const a = set[i];
         for (let j = i + 1; j < set.length; j++) {

@@ -69,7 +69,7 @@ function showConnState(state, detail) {
   connEl.dataset.state = state;
   clearInterval(retryTicker);
   const label = {
-    connecting: "Connecting…",
+    connecting: subscriber.attempt > 0 ? `Reconnecting… (attempt ${subscriber.attempt + 1})` : "Connecting…",
     syncing: "Synchronising…",
     connected: "Live",
   }[state];
@@ -236,6 +236,11 @@ btnLayout.addEventListener("click", () => {
 $("btn-relayout").addEventListener("click", () => { layout.relayout(); renderer.userView = false; schedule(); });
 $("chk-labels").addEventListener("change", (ev) => svg.classList.toggle("no-labels", !ev.target.checked));
 $("chk-ownership").addEventListener("change", (ev) => svg.classList.toggle("no-ownership", !ev.target.checked));
+document.addEventListener("keydown", (ev) => {
+  if (ev.key !== "Escape" || (ev.target.closest && ev.target.closest("input, textarea, select, dialog"))) return;
+  renderer.select(null);
+  renderer.highlight([]);
+});
 window.addEventListener("resize", () => { if (!renderer.userView) renderer.fit(false); });
 
 // ------------------------------------------------------------------ login (auth backends)

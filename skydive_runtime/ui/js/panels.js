@@ -72,6 +72,7 @@ export class QueryConsole {
     this.input.addEventListener("keydown", (ev) => {
       if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) { ev.preventDefault(); this.run(); }
     });
+    $("query-clear-highlight").addEventListener("click", () => this.renderer.highlight([]));
     this.highlight.addEventListener("change", () => {
       if (!this.highlight.checked) this.renderer.highlight([]);
       else if (this.lastData !== undefined) this._highlight(this.lastData);
