@@ -274,7 +274,8 @@ class SQLiteStore(Store):
     name = "sqlite"
 
     def __init__(self, path=DEFAULT_PATH, retention=None, prune_interval=None, flush_interval=None,
-                 batch_size=None, synchronous="NORMAL", heartbeat_interval=None, max_flow_shapes=MAX_SKELETONS):
+                 batch_size=None, synchronous="NORMAL", heartbeat_interval=None, max_flow_shapes=MAX_SKELETONS,
+                 max_size_mb=None):
         if not isinstance(path, str) or not path.strip():
             raise StoreError("storage path: expected a file path, got %r" % (path,))
         self.path = os.path.abspath(path)
@@ -288,6 +289,10 @@ class SQLiteStore(Store):
             raise StoreError("batch_size: expected a positive integer, got %r" % (batch_size,))
         self.batch_size = batch_size
         self.max_flow_shapes = max_flow_shapes
+        if max_size_mb is not None and (isinstance(max_size_mb, bool) or not isinstance(max_size_mb, (int, float))
+                                        or max_size_mb <= 0):
+            raise StoreError("max_size_mb: expected a positive number of megabytes, got %r" % (max_size_mb,))
+        self.max_size_mb = max_size_mb
         sync = str(synchronous).upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError("synchronous: expected OFF, NORMAL, FULL or EXTRA, got %r" % (synchronous,))
@@ -314,6 +319,9 @@ class SQLiteStore(Store):
         try:
             self._wconn = self._connect()
             self._wconn.execute("PRAGMA synchronous=%s" % sync)
+            if max_size_mb:
+                page = self._wconn.execute("PRAGMA page_size").fetchone()[0]
+                self._wconn.execute("PRAGMA max_page_count=%d" % max(8, int(max_size_mb * 1048576) // page))
             self._init_schema()
             self._load_writer_state()
         except BaseException:
@@ -391,16 +399,19 @@ class SQLiteStore(Store):
             raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
 
     def _load_writer_state(self):
-        c = self._wconn
         try:
-            top = c.execute("SELECT MAX(id) FROM history").fetchone()[0] or 0
-            self._sids = {s: i for i, s in c.execute("SELECT id, s FROM strings")}
-            self._next_sid = (c.execute("SELECT MAX(id) FROM strings").fetchone()[0] or 0) + 1
-            self._skeletons = sum(1 for k in self._sids if k.startswith("{"))
+            top = self._wconn.execute("SELECT MAX(id) FROM history").fetchone()[0] or 0
+            self._load_strings()
         except sqlite3.Error as exc:
             raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
         self._rowids = itertools.count(top + 1)
         self._last_prune = time.monotonic()
+
+    def _load_strings(self):
+        c = self._wconn
+        self._sids = {s: i for i, s in c.execute("SELECT id, s FROM strings")}
+        self._next_sid = (c.execute("SELECT MAX(id) FROM strings").fetchone()[0] or 0) + 1
+        self._skeletons = sum(1 for k in self._sids if k.startswith("{"))
 
     # ---- writer ------------------------------------------------------------------------------
     def _check_open(self):
@@ -441,7 +452,7 @@ class SQLiteStore(Store):
         """Apply queued ops in one transaction. Returns True when _STOP was met."""
         c = self._wconn
         h_ins, h_arch, flows = [], [], []
-        calls = []
+        calls = [op for op in batch if isinstance(op, _Call)]
         stop = False
 
         def flush_lists():
@@ -463,7 +474,6 @@ class SQLiteStore(Store):
                     continue
                 if isinstance(op, _Call):
                     flush_lists()
-                    calls.append(op)
                     if op.fn is not None:
                         try:
                             c.execute("SAVEPOINT call")
@@ -504,9 +514,13 @@ class SQLiteStore(Store):
             except sqlite3.Error:
                 pass
             self._write_error = StoreError("writing to store %s failed: %s" % (self.path, exc))
-            for call in calls:
-                if call.error is None:
-                    call.error = self._write_error
+            try:   # strings assigned in the rolled back batch are gone: resync the dictionary
+                self._load_strings()
+            except (sqlite3.Error, StoreError):
+                log.exception("storage: reloading the string dictionary of %s failed", self.path)
+            for call in calls:    # their effects, if any, were rolled back with the batch
+                call.error = self._write_error
+                call.result = None
         finally:
             self._applied += len(batch)
             for call in calls:
@@ -826,12 +840,7 @@ class SQLiteStore(Store):
             if metric is not None:
                 metrics.append(metric)
         if new_strings:
-            try:
-                c.executemany("INSERT INTO strings VALUES (?,?)", new_strings)
-            except sqlite3.Error:
-                for i, s in new_strings:    # keep the writer map consistent with the failed batch
-                    self._sids.pop(s, None)
-                raise
+            c.executemany("INSERT INTO strings VALUES (?,?)", new_strings)
         c.executemany(
             "INSERT INTO flows(uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, dlast, mdelta, "
             "data) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(uuid) DO UPDATE SET tid=excluded.tid, "

@@ -305,3 +305,29 @@ def test_codec_rejects_truncated_records():
         flowcodec.decode_values(blob[:-1], sk.slots)
     with pytest.raises(ValueError, match="trailing"):
         flowcodec.decode_values(blob + b"\x01", sk.slots)
+
+
+def test_failed_batch_is_reported_and_the_store_stays_consistent(tmp_path):
+    s = SQLiteStore(str(tmp_path / "f.db"), max_size_mb=0.5, retention="1h")
+    try:
+        now = int(time.time() * 1000)
+        old = [mkflow(i, a="10.1.0.%d" % i, start=now - 3 * 3_600_000, last=now - 2 * 3_600_000)
+               for i in range(200)]
+        s.store_flows(old)
+        s.flush()
+        # far too much for 0.5 MB, with new strings (IPs) that the failed batch assigns
+        big = [mkflow(1000 + i, a="172.16.%d.%d" % (i // 250, i % 250), node="n%d" % i, capture="c%d" % i)
+               for i in range(6000)]
+        s.store_flows(big)
+        with pytest.raises(StoreError, match="full"):
+            s.flush()
+        s.flush()                                         # reported once
+        assert len(s.query_flows()) == 200                # the failed batch left nothing behind
+        assert s.prune()["flows"] == 200                  # make room
+        again = big[:50]                                  # same strings as the failed batch
+        s.store_flows(again)
+        got = {f["UUID"]: f for f in s.query_flows()}
+        assert len(got) == 50 and all(_exact(got[f["UUID"]], f) for f in again)
+        assert len(s.query_flows(KeyFilter("Network", "172.16.0.7"))) == 1
+    finally:
+        s.close()
