@@ -94,8 +94,8 @@ class AnalyzerLink:
 
     async def _session(self):
         url = "%s://%s:%d/ws/agent/topology" % (self.fw.scheme, self.host, self.port)
-        async with self.fw.http.ws_connect(url, headers=self.fw.headers(), heartbeat=None,
-                                           autoping=True, max_msg_size=0, compress=0,
+        async with self.fw.http.ws_connect(url, headers=self.fw.headers(), heartbeat=self.fw.heartbeat,
+                                           autoping=True, max_msg_size=0, compress=0, ssl=self.fw.ssl,
                                            timeout=aiohttp.ClientWSTimeout(ws_close=2.0)) as ws:
             self.ws = ws
             self.remote_host = ws._response.headers.get("X-Host-ID", "") if ws._response is not None else ""
@@ -159,13 +159,15 @@ class AnalyzerLink:
 
 class Forwarder(GraphListener):
     def __init__(self, graph, analyzers, host_id, username="", password="", cookies=None, queue_size=10000,
-                 scheme="http", bulk_max=100):
+                 scheme="http", bulk_max=100, heartbeat=7.0, ssl_context=None):
         self.graph = graph
         self.host_id = host_id
         self.username = username
         self.password = password
         self.cookies = cookies or {}
         self.queue_size = int(queue_size)
+        self.heartbeat = heartbeat     # our pings: a silent analyzer is detected, then we reconnect
+        self.ssl = ssl_context if ssl_context is not None else True
         self.bulk_max = int(bulk_max)   # messages per frame when a burst is queued (JSON array frame)
         self.scheme = "https" if scheme == "https" else "http"
         self.links = [AnalyzerLink(self, a) for a in analyzers]

@@ -99,15 +99,19 @@ def _align(n):
     return (n + 3) & ~3
 
 
-def parse_attrs(data, offset, end):
-    """{type: bytes} of the rtattrs in data[offset:end] (nested flag stripped)."""
+def parse_attrs(data, offset, end, wanted=None):
+    """{type: bytes} of the rtattrs in data[offset:end] (nested flag stripped); only the types
+    in `wanted` when given (a link carries ~40 attributes, we read 10)."""
     attrs = {}
+    unpack = RTATTR.unpack_from
     while offset + 4 <= end:
-        alen, atype = RTATTR.unpack_from(data, offset)
+        alen, atype = unpack(data, offset)
         if alen < 4:
             break
-        attrs[atype & 0x3FFF] = data[offset + 4:offset + alen]
-        offset += _align(alen)
+        atype &= 0x3FFF
+        if wanted is None or atype in wanted:
+            attrs[atype] = data[offset + 4:offset + alen]
+        offset += (alen + 3) & ~3
     return attrs
 
 
@@ -140,9 +144,12 @@ def encode_attr(atype, payload):
 
 
 # ---- decoding ---------------------------------------------------------------------------------
+_LINK_ATTRS = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_OPERSTATE,
+                         IFLA_LINKINFO, IFLA_STATS64, IFLA_LINK_NETNSID))
+_STATS64 = struct.Struct("=%dQ" % len(STATS64_FIELDS))
 def decode_link(data, off, end):
     _fam, arphrd, index, flags, _change = IFINFOMSG.unpack_from(data, off)
-    a = parse_attrs(data, off + IFINFOMSG.size, end)
+    a = parse_attrs(data, off + IFINFOMSG.size, end, _LINK_ATTRS)
     link = {"index": index, "flags": flags, "arphrd": arphrd,
             "name": _str(a[IFLA_IFNAME]) if IFLA_IFNAME in a else "",
             "mac": _mac(a[IFLA_ADDRESS]) if IFLA_ADDRESS in a else "",
@@ -168,7 +175,7 @@ def decode_link(data, off, end):
                 link["vni"] = _u32(da[IFLA_VXLAN_ID])
     st = a.get(IFLA_STATS64)
     if st and len(st) >= 8 * len(STATS64_FIELDS):
-        link["stats"] = struct.unpack_from("=%dQ" % len(STATS64_FIELDS), st, 0)
+        link["stats"] = _STATS64.unpack_from(st, 0)
     return link
 
 

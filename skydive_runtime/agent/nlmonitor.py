@@ -85,6 +85,7 @@ class NetlinkMonitor(threading.Thread):
         self.pending_out = []
         self.ready = threading.Event()
         self.stats = {"events": 0, "dumps": 0, "resyncs": 0}
+        self.incomplete = {}   # (ns key, ifindex) -> attempts: veths announced before their peer was set
 
     # ---- called from the loop ---------------------------------------------------------------------
     def _command(self, *cmd):
@@ -113,6 +114,8 @@ class NetlinkMonitor(threading.Thread):
         self.ready.set()
         while self.running:
             timeout = max(0.0, next_metrics - time.monotonic())
+            if self.incomplete:
+                timeout = min(timeout, 0.02)
             try:
                 events = self.sel.select(timeout)
             except OSError as exc:
@@ -132,6 +135,11 @@ class NetlinkMonitor(threading.Thread):
                         self._read_events(key.data)
                 except Exception:   # the monitor must outlive any namespace's oddity
                     log.exception("netlink: monitor error")
+            if self.incomplete:
+                try:
+                    self._retry_incomplete()
+                except Exception:
+                    log.exception("netlink: veth peer lookup failed")
             if time.monotonic() >= next_metrics:
                 next_metrics = time.monotonic() + self.metrics_interval
                 try:
@@ -247,6 +255,9 @@ class NetlinkMonitor(threading.Thread):
         ns.links, ns.addrs, ns.routes, ns.neighs = links, addrs, routes, neighs
         ns.eth_cache = {i: v for i, v in ns.eth_cache.items() if i in links}
         ns.unresolved = set(i for i, l in links.items() if l["link_netnsid"] is not None)
+        for i, l in links.items():
+            if l["kind"] == "veth" and not l["link"]:
+                self.incomplete[(ns.key, i)] = 0
         self._resolve_nsids(ns)
         now = now_ms()
         for i, l in links.items():
@@ -431,6 +442,31 @@ class NetlinkMonitor(threading.Thread):
             self.pending_out.append((ns.key, False, entries))
             self._refresh_peers(ns, dirty)
 
+    def _retry_incomplete(self):
+        """A veth pair created straight into two namespaces announces the first end before the
+        pair is joined (no IFLA_LINK) and sends nothing afterwards: ask again until it is."""
+        for (key, index), attempts in list(self.incomplete.items()):
+            ns = self.ns.get(key)
+            if ns is None or ns.req is None or index not in ns.links or attempts > 50:
+                del self.incomplete[(key, index)]
+                continue
+            try:
+                fresh = ns.req.get_link(index)
+            except OSError:
+                fresh = None
+            if fresh is None:
+                del self.incomplete[(key, index)]
+                continue
+            if not fresh["link"]:
+                self.incomplete[(key, index)] = attempts + 1
+                continue
+            del self.incomplete[(key, index)]
+            ns.links[index] = fresh
+            if fresh["link_netnsid"] is not None:
+                ns.unresolved.add(index)
+                self._resolve_nsids(ns)
+            self.pending_out.append((ns.key, False, {index: self._entry(ns, index)}))
+
     def _refresh_peers(self, ns, dirty):
         """The kernel sends no event to a veth whose peer moved to another namespace: re-read
         the peer side of every veth that changed here and publish it when its link changed."""
@@ -470,6 +506,8 @@ class NetlinkMonitor(threading.Thread):
                     ns.metrics[i] = (l["stats"], now, now)
             if l["link_netnsid"] is not None:
                 ns.unresolved.add(i)
+            if l["kind"] == "veth" and not l["link"]:
+                self.incomplete[(ns.key, i)] = 0
             dirty.add(i)
         elif t == nl.RTM_DELLINK:
             l = nl.decode_link(data, off, end)

@@ -96,6 +96,22 @@ class Agent:
         self.app = app
         return app
 
+    def _client_ssl(self):
+        """TLS towards the analyzers when tls.ca_cert or a client certificate is configured."""
+        cfg = self.config
+        ca, cert, key = (cfg.get_string("tls.ca_cert"), cfg.get_string("tls.client_cert"),
+                         cfg.get_string("tls.client_key"))
+        if not (ca or cert):
+            return None
+        import ssl
+        try:
+            ctx = ssl.create_default_context(cafile=ca or None)
+            if cert:
+                ctx.load_cert_chain(cert, key or None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError("tls: cannot load the agent's certificates: %s" % exc) from None
+        return ctx
+
     def locate_interface(self, node_id):
         """{"NetNsPath", "NetNsName", "Name", "IfIndex"} of the interface behind a node (capture
         probes open their socket in NetNsPath, "" = the agent's namespace), or None."""
@@ -139,13 +155,16 @@ class Agent:
         except asyncio.TimeoutError:
             log.warning("agent: initial netlink dump incomplete after %.1fs", wait_initial)
         analyzers = cfg.get_list("analyzers")
-        scheme = "https" if cfg.get_string("tls.client_cert") or cfg.get_string("tls.ca_cert") else "http"
+        ssl_ctx = self._client_ssl()
+        scheme = "https" if ssl_ctx is not None else "http"
         self.forwarder = Forwarder(self.graph, [str(a) for a in analyzers], self.host_id,
                                    username=cfg.get_string("agent.auth.cluster.username"),
                                    password=cfg.get_string("agent.auth.cluster.password"),
                                    cookies=cfg.get_map("http.cookie"),
                                    queue_size=cfg.get_int("http.ws.queue_size", 10000, minimum=1),
-                                   scheme=scheme, bulk_max=cfg.get_int("http.ws.bulk_maxmsgs", 100, minimum=1))
+                                   scheme=scheme, bulk_max=cfg.get_int("http.ws.bulk_maxmsgs", 100, minimum=1),
+                                   heartbeat=cfg.get_float("http.ws.ping_delay") + cfg.get_float("http.ws.pong_timeout"),
+                                   ssl_context=ssl_ctx)
         await self.forwarder.start()
         self._build_app()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
