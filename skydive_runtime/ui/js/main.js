@@ -27,7 +27,7 @@ let lastEventAt = 0;
 const renderer = new Renderer(svg, store, layout, {
   onSelect: (sel) => {
     details.show(sel);
-    if (sel && sel.kind === "node") captures.target_node(store.node(sel.id));
+    if (sel && sel.kind === "node") captures.targetNode(store.node(sel.id));
     body.dataset.selected = sel ? sel.id : "";
   },
   onActivity: () => schedule(),
@@ -38,7 +38,7 @@ const details = new DetailsPanel($("details"), store, {
   select: (sel) => { renderer.select(sel); if (sel.kind === "node") renderer.centerOn(sel.id); },
   capture: (id) => {
     tabs.show("tab-captures");
-    captures.target_node(store.node(id));
+    captures.targetNode(store.node(id));
     $("capture-bpf").focus();
   },
   query: (q) => { tabs.show("tab-query"); console_.setQuery(q); console_.run(); },

@@ -138,7 +138,7 @@ export class CapturesPanel {
   }
 
   // Prefill the form for a node: by TID when it has one (survives re-creation), else by ID.
-  target_node(node) {
+  targetNode(node) {
     if (!node) {
       this.target.textContent = "No node selected: select a node in the graph, or type a Gremlin query.";
       return;
