@@ -49,6 +49,7 @@ class Agent:
         self.netns = None
         self.ovsdb = None
         self.forwarder = None
+        self.captures = None       # agent/captures.py: OnDemandCapture probes
         self.engine = None
         self.ws = None
         self.app = None
@@ -166,6 +167,9 @@ class Agent:
                                    heartbeat=cfg.get_float("http.ws.ping_delay") + cfg.get_float("http.ws.pong_timeout"),
                                    ssl_context=ssl_ctx)
         await self.forwarder.start()
+        from .captures import AgentCaptures
+        self.captures = AgentCaptures(self)
+        self.captures.start()
         self._build_app()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -184,6 +188,9 @@ class Agent:
         return self
 
     async def stop(self):
+        if self.captures is not None:
+            await self.captures.stop()
+            self.captures = None
         if self.forwarder is not None:
             await self.forwarder.stop()
             self.forwarder = None
