@@ -362,6 +362,9 @@ class NetlinkSocket:
 # ---- ethtool ------------------------------------------------------------------------------------
 SIOCETHTOOL = 0x8946
 ETHTOOL_GSET, ETHTOOL_GDRVINFO = 0x1, 0x3
+ETHTOOL_GSTRINGS, ETHTOOL_GSSET_INFO, ETHTOOL_GFEATURES = 0x1B, 0x37, 0x3A
+ETH_SS_FEATURES = 4
+_feature_names = None   # the kernel's feature strings: the same for every interface and namespace
 
 
 class Ethtool:
@@ -388,6 +391,43 @@ class Ethtool:
             return "", ""
         raw = self._drv.raw
         return _str(raw[4:36]), _str(raw[100:132])
+
+    def _feature_strings(self, name):
+        global _feature_names
+        if _feature_names is not None:
+            return _feature_names
+        info = ctypes.create_string_buffer(4 + 4 + 8 + 4)
+        struct.pack_into("=IIQ", info, 0, ETHTOOL_GSSET_INFO, 0, 1 << ETH_SS_FEATURES)
+        ifreq = struct.pack("16sP", name.encode()[:15], ctypes.addressof(info)) + b"\0" * 16
+        fcntl.ioctl(self.sock.fileno(), SIOCETHTOOL, ifreq)
+        count = struct.unpack_from("=I", info.raw, 16)[0]
+        buf = ctypes.create_string_buffer(12 + 32 * count)
+        struct.pack_into("=III", buf, 0, ETHTOOL_GSTRINGS, ETH_SS_FEATURES, count)
+        ifreq = struct.pack("16sP", name.encode()[:15], ctypes.addressof(buf)) + b"\0" * 16
+        fcntl.ioctl(self.sock.fileno(), SIOCETHTOOL, ifreq)
+        raw = buf.raw
+        _feature_names = [_str(raw[12 + 32 * i:12 + 32 * (i + 1)]) for i in range(count)]
+        return _feature_names
+
+    def features(self, name):
+        """{feature: active} as `ethtool -k` shows them (empty when unsupported)."""
+        try:
+            names = self._feature_strings(name)
+            blocks = (len(names) + 31) // 32
+            buf = ctypes.create_string_buffer(8 + 16 * blocks)
+            struct.pack_into("=II", buf, 0, ETHTOOL_GFEATURES, blocks)
+            ifreq = struct.pack("16sP", name.encode()[:15], ctypes.addressof(buf)) + b"\0" * 16
+            fcntl.ioctl(self.sock.fileno(), SIOCETHTOOL, ifreq)
+        except OSError:
+            return {}
+        raw = buf.raw
+        out = {}
+        for i, fname in enumerate(names):
+            if not fname:
+                continue
+            active = struct.unpack_from("=I", raw, 8 + 16 * (i // 32) + 8)[0]
+            out[fname] = bool(active & (1 << (i % 32)))
+        return out
 
     def speed(self, name):
         try:

@@ -37,6 +37,7 @@ class _Ns:
         self.routes = {}     # key -> route
         self.neighs = {}     # key -> neigh
         self.eth_cache = {}  # index -> (name, driver, bus, speed)
+        self.features = {}   # index -> {feature: active}, re-read on every link event
         self.nsids = {}      # nsid -> ns key
         self.metrics = {}    # index -> (counters tuple, start ms, last ms)
         self.unresolved = set()  # indexes whose link netnsid is not mapped yet
@@ -254,6 +255,7 @@ class NetlinkMonitor(threading.Thread):
                     neighs[n["key"]] = n
         ns.links, ns.addrs, ns.routes, ns.neighs = links, addrs, routes, neighs
         ns.eth_cache = {i: v for i, v in ns.eth_cache.items() if i in links}
+        ns.features = {i: ns.eth.features(l["name"]) for i, l in links.items()}
         ns.unresolved = set(i for i, l in links.items() if l["link_netnsid"] is not None)
         for i, l in links.items():
             if l["kind"] == "veth" and not l["link"]:
@@ -374,6 +376,9 @@ class NetlinkMonitor(threading.Thread):
         elif l["link"] and l["link"] != index and l["link_netnsid"] is None:
             md["ParentIndex"] = l["link"]
             rel["parent"] = l["link"]
+        feats = ns.features.get(index)
+        if feats:
+            md["Features"] = feats
         if l["vlan"] is not None:
             md["Vlan"] = l["vlan"]
         if l["vni"] is not None:
@@ -508,6 +513,7 @@ class NetlinkMonitor(threading.Thread):
                 ns.unresolved.add(i)
             if l["kind"] == "veth" and not l["link"]:
                 self.incomplete[(ns.key, i)] = 0
+            ns.features[i] = ns.eth.features(l["name"]) if ns.eth else {}
             dirty.add(i)
         elif t == nl.RTM_DELLINK:
             l = nl.decode_link(data, off, end)
@@ -515,6 +521,7 @@ class NetlinkMonitor(threading.Thread):
             ns.links.pop(i, None)
             ns.addrs.pop(i, None)
             ns.eth_cache.pop(i, None)
+            ns.features.pop(i, None)
             ns.metrics.pop(i, None)
             ns.unresolved.discard(i)
             for k in [k for k, n in ns.neighs.items() if n["index"] == i]:

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.fixtures.topology import wait_until
+from tests.fixtures.topology import run, wait_until
 
 pytestmark = pytest.mark.needs_root
 
@@ -259,3 +259,12 @@ def test_ovs_ownership_links(stack, ovs_bridges, names):
     # removing a tunnel port removes its node
     ovs_bridges.vsctl("del-port", br, vx)
     stack.wait_count("G.V().Has('Name','%s')" % vx, 0)  # port and interface
+
+
+def test_interface_features(stack, net, names):
+    a, b = names("a"), names("b")
+    net.add_veth(a, b)
+    stack.wait_count("G.V().Has('Name','%s','Features.highdma',true)" % a, 1)
+    stack.wait_count("G.V().Has('Name','%s','Features.tx-tcp-segmentation',true)" % a, 1)
+    run(["ethtool", "-K", a, "tso", "off"])
+    stack.wait_count("G.V().Has('Name','%s','Features.tx-tcp-segmentation',false)" % a, 1)
