@@ -70,6 +70,7 @@ class Analyzer:
         self.resources = None
         self.ws = None
         self.rules = None
+        self.flows = None          # analyzer/flows.py FlowService (captures, flows, /api/pcap)
         self.app = None
         self.port = None
         self._runner = None
@@ -128,6 +129,8 @@ class Analyzer:
             authenticators=authn,
             endpoints=(graph_ws.SUBSCRIBER, graph_ws.PUBLISHER, graph_ws.PUBSUB, graph_ws.AGENT))
         self.rules = TopologyRules(self.graph, self.engine, self.resources)
+        from .flows import install_flows
+        self.flows = install_flows(self, app, guard)
         self.app = app
         return app
 
@@ -166,6 +169,7 @@ class Analyzer:
         if self.app is None:
             self.build()
         self.rules.start()
+        self.flows.start()
         self._startup_capture()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -198,6 +202,8 @@ class Analyzer:
         self._tasks = []
         if self.rules is not None:
             self.rules.stop()
+        if self.flows is not None:
+            self.flows.stop()
         if self.ws is not None:
             await self.ws.server.close_all()
         if self._runner is not None:

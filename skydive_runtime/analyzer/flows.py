@@ -1,0 +1,315 @@
+"""Flows on the analyzer: live flow cache, flow history, the flow feed and POST /api/pcap.
+
+    svc = install_flows(analyzer, app, guard)   # from Analyzer.build(); svc.start() / svc.stop()
+
+- Agents send `{"Namespace": "Flow", "Type": "FlowUpdate", "Obj": {"Flows": [Flow JSON...],
+  "Stats": {...}}}` on their `/ws/agent/topology` link (agent/captures.py). Every flow is kept in
+  the live cache (per agent, by UUID; dropped when it carries a FinishType, when its capture is
+  deleted, when its agent disconnects, or `flow.expire` + 2 x `flow.update` after its `Last`)
+  and written to the flow store (`store_flows`) for `G.At(...).Flows()` and flow `Metrics()`.
+- `/ws/subscriber/flow`: namespace `flow` (Type `store`, Obj = the batch of flows), namespace
+  `flow/<CaptureID>` (same, only that capture's flows; sent to clients that asked for that
+  namespace explicitly) and `stats` (Type `stats`, Obj = a capture's counters).
+- `POST /api/pcap` (body: a pcap file): decoded into a temporary flow table on packet time and
+  stored (202); bad pcap -> 400 with the reason.
+- Gremlin flow steps (analyzer/flow_steps.py) read the live cache and the store through the
+  query context extras `flow_cache` and `flow_store`.
+"""
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from ..api import graph_ws
+from ..api.http import HTTPError
+from ..api.ws import Endpoint
+from ..common.timeutil import now_ms
+
+log = logging.getLogger(__name__)
+
+FLOW_NAMESPACE = "Flow"
+FLOW_UPDATE = "FlowUpdate"
+FLOW_SUBSCRIBER = "/ws/subscriber/flow"
+MAX_PCAP_BYTES = 256 * 1024 * 1024
+
+
+class FlowCache:
+    """Live flows by UUID (and by agent), each the latest Flow JSON received."""
+
+    def __init__(self, expire_ms=600000, update_ms=60000):
+        self.flows = {}             # uuid -> flow dict
+        self.host_of = {}           # uuid -> agent host id
+        self.by_host = {}           # host -> set(uuid)
+        self.grace_ms = expire_ms + 2 * update_ms
+        self.stopped = {}           # capture id -> time it was deleted (ms)
+        self.received = 0
+
+    def __len__(self):
+        return len(self.flows)
+
+    def update(self, host, flows):
+        stopped = self.stopped
+        for f in flows:
+            u = f["UUID"]
+            if f.get("FinishType") or (stopped and f.get("CaptureID") in stopped):
+                self._drop(u)
+                continue
+            old_host = self.host_of.get(u)
+            if old_host != host:
+                if old_host is not None:
+                    self.by_host.get(old_host, set()).discard(u)
+                self.host_of[u] = host
+                self.by_host.setdefault(host, set()).add(u)
+            self.flows[u] = f
+        self.received += len(flows)
+
+    def _drop(self, u):
+        if self.flows.pop(u, None) is not None:
+            h = self.host_of.pop(u, None)
+            s = self.by_host.get(h)
+            if s is not None:
+                s.discard(u)
+
+    def drop_host(self, host):
+        for u in self.by_host.pop(host, ()):
+            self.flows.pop(u, None)
+            self.host_of.pop(u, None)
+
+    def drop_capture(self, cid):
+        self.stopped[cid] = now_ms()
+        for u in [u for u, f in self.flows.items() if f.get("CaptureID") == cid]:
+            self._drop(u)
+
+    def expire(self, now=None):
+        now = now if now is not None else now_ms()
+        cutoff = now - self.grace_ms
+        old = [u for u, f in self.flows.items() if (f.get("Last") or 0) < cutoff]
+        for u in old:
+            self._drop(u)
+        for cid in [c for c, t in self.stopped.items() if t < now - 3600000]:
+            del self.stopped[cid]
+        return len(old)
+
+    def all(self):
+        return list(self.flows.values())
+
+    def by_node_tids(self, tids):
+        return [f for f in self.flows.values() if f.get("NodeTID") in tids]
+
+
+class FlowSubscriberEndpoint(Endpoint):
+    path = FLOW_SUBSCRIBER
+    auth = "api"
+
+
+class FlowService:
+    def __init__(self, analyzer, app, guard):
+        self.analyzer = analyzer
+        cfg = analyzer.config
+        self.update_ms = max(1, int(cfg.get_float("flow.update", 60) * 1000))
+        self.expire_ms = max(1, int(cfg.get_float("flow.expire", 600) * 1000))
+        self.max_buffer = cfg.get_int("analyzer.flow.max_buffer_size", 100000, minimum=1)
+        self.cache = FlowCache(self.expire_ms, self.update_ms)
+        self.store = self._flow_store()
+        self.server = analyzer.ws.server
+        self.stored = 0
+        self.store_errors = 0
+        self.dropped = 0
+        self.stats = {}            # capture id -> last stats
+        self._task = None
+        self.captures = None
+        self.server.namespace_handlers[FLOW_NAMESPACE] = self.on_agent_message
+        self.server.add_endpoint(app, FlowSubscriberEndpoint())
+        self.server.listeners.append(self)
+        self._mount_pcap(app, guard)
+        from . import flow_steps
+        flow_steps.register()
+        analyzer.engine.extras["flow_cache"] = self.cache
+        analyzer.engine.extras["flow_store"] = self.store
+        from .captures import CaptureManager
+        self.captures = CaptureManager(analyzer, flows=self)
+
+    def _flow_store(self):
+        a = self.analyzer
+        from ..config import ConfigError
+        from ..storage import StoreError, open_store
+        tname = a.config.get_string("analyzer.topology.backend") or "memory"
+        fname = a.config.get_string("analyzer.flow.backend") or "memory"
+        if fname == tname:
+            store = a.store
+        else:
+            name, section = a.config.storage_section("analyzer.flow.backend")
+            try:
+                store = open_store(section, name)
+            except StoreError as exc:
+                raise ConfigError("analyzer.flow.backend: %s" % exc) from None
+            self._own_store = store
+        if store is None or not getattr(store, "supports_flows", False):
+            return None
+        return store
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self):
+        self._task = asyncio.ensure_future(self._expiry_loop())
+        self.captures.start()
+
+    def stop(self):
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self.captures.stop()
+        own = getattr(self, "_own_store", None)
+        if own is not None:
+            try:
+                own.close()
+            except Exception:
+                log.exception("closing the flow store failed")
+            self._own_store = None
+
+    async def _expiry_loop(self):
+        while True:
+            await asyncio.sleep(max(1.0, min(10.0, self.update_ms / 1000.0)))
+            try:
+                self.cache.expire()
+            except Exception:
+                log.exception("flow cache expiry failed")
+
+    def status(self):
+        return {"LiveFlows": len(self.cache), "Received": self.cache.received, "Stored": self.stored,
+                "Dropped": self.dropped}
+
+    # ---- agents -------------------------------------------------------------------------------
+    def on_ws_connect(self, conn):
+        pass
+
+    def on_ws_disconnect(self, conn):
+        if conn.path == graph_ws.AGENT:
+            self.cache.drop_host(conn.host_id)
+
+    def capture_stopped(self, cid):
+        self.cache.drop_capture(cid)
+
+    def on_agent_message(self, conn, msg):
+        if conn.path != graph_ws.AGENT:
+            log.debug("flow message on %s ignored", conn.path)
+            return
+        if msg.get("Type") != FLOW_UPDATE:
+            return
+        obj = msg.get("Obj")
+        if not isinstance(obj, dict):
+            return
+        flows = obj.get("Flows") or []
+        if not isinstance(flows, list):
+            return
+        good = [f for f in flows if isinstance(f, dict) and isinstance(f.get("UUID"), str) and f["UUID"]]
+        if len(good) != len(flows):
+            log.warning("agent %s: %d malformed flows dropped", conn.host_id, len(flows) - len(good))
+        if good:
+            self.ingest(conn.host_id, good)
+        st = obj.get("Stats")
+        if isinstance(st, dict) and st.get("CaptureID"):
+            self.stats[st["CaptureID"]] = st
+            self._broadcast_stats(st)
+
+    def ingest(self, host, flows):
+        self.cache.update(host, flows)
+        self.store_history(flows)
+        self._broadcast_flows(flows)
+
+    def store_history(self, flows):
+        if self.store is None:
+            return
+        batch = []
+        for f in flows:
+            if "LastRawPackets" in f:
+                f = {k: v for k, v in f.items() if k != "LastRawPackets"}
+            batch.append(f)
+        if len(batch) > self.max_buffer:
+            self.dropped += len(batch) - self.max_buffer
+            batch = batch[:self.max_buffer]
+        try:
+            self.store.store_flows(batch)
+            self.stored += len(batch)
+        except Exception as exc:
+            self.store_errors += 1
+            log.warning("storing %d flows failed: %s", len(batch), exc)
+
+    # ---- /ws/subscriber/flow --------------------------------------------------------------------
+    def _broadcast_flows(self, flows):
+        conns = self.server.connections(FLOW_SUBSCRIBER)
+        if not conns:
+            return
+        public = [_public(f) for f in flows]
+        self.server.broadcast(FLOW_SUBSCRIBER, "flow", "store", public)
+        explicit = [c for c in conns.values() if "*" not in c.namespaces]
+        if not explicit:
+            return
+        by_capture = {}
+        for f in public:
+            by_capture.setdefault(f.get("CaptureID", ""), []).append(f)
+        for cid, fl in by_capture.items():
+            ns = "flow/%s" % cid
+            for c in explicit:
+                if ns in c.namespaces:
+                    c.send(ns, "store", fl)
+
+    def _broadcast_stats(self, st):
+        if self.server.connections(FLOW_SUBSCRIBER):
+            self.server.broadcast(FLOW_SUBSCRIBER, "stats", "stats", st)
+
+    # ---- POST /api/pcap --------------------------------------------------------------------------
+    def _mount_pcap(self, app, guard):
+        async def post_pcap(request):
+            guard(request, "pcap", "write")
+            if request.content_length is not None and request.content_length > MAX_PCAP_BYTES:
+                raise HTTPError(413, "pcap too large (max %d bytes)" % MAX_PCAP_BYTES)
+            data = await request.read()
+            if self.store is None:
+                raise HTTPError(400, "No storage backend has been configured")
+            loop = asyncio.get_event_loop()
+            try:
+                flows = await loop.run_in_executor(None, pcap_flows, data, self.analyzer.config)
+            except ValueError as exc:
+                raise HTTPError(400, "invalid pcap: %s" % exc) from None
+            self.store_history(flows)
+            self._broadcast_flows(flows)
+            return web.Response(status=202, body=b"", headers={"Content-Type": "text/plain; charset=utf-8"})
+        app.router.add_post("/api/pcap", post_pcap)
+        app.router.add_post("/api/pcap/", post_pcap)
+
+
+def pcap_flows(data, config=None):
+    """Flows of a whole pcap file (bytes), decoded on packet time into a temporary table."""
+    from ..flow.capture import ingest_pcap
+    from ..flow.pcapfile import PcapError
+    from ..flow.table import FlowTable
+    if not data:
+        raise ValueError("empty body")
+    ports = {}
+    mode = "L2"
+    if config is not None:
+        for proto in ("tcp", "udp"):
+            m = config.get("flow.application_ports.%s" % proto) or {}
+            if isinstance(m, dict):
+                ports.update(m)
+        mode = config.get_string("flow.default_layer_key_mode") or "L2"
+    table = FlowTable(layer_key_mode=mode, application_ports=ports or None)
+    t0 = time.monotonic()
+    try:
+        flows = ingest_pcap(bytes(data), table)
+    except PcapError as exc:
+        raise ValueError(str(exc)) from None
+    log.info("pcap of %d bytes: %d flows in %.3fs", len(data), len(flows), time.monotonic() - t0)
+    return flows
+
+
+def _public(f):
+    if "LastRawPackets" in f:
+        return {k: v for k, v in f.items() if k != "LastRawPackets"}
+    return f
+
+
+def install_flows(analyzer, app, guard):
+    return FlowService(analyzer, app, guard)
