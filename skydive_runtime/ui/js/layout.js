@@ -35,8 +35,8 @@ class Point {
 
 // --------------------------------------------------------------------------- Barnes-Hut
 class Quad {
-  constructor(x0, y0, size) {
-    this.x0 = x0; this.y0 = y0; this.size = size;
+  constructor() {
+    this.x0 = 0; this.y0 = 0; this.size = 0;
     this.kids = null;         // 4 sub-quads once split
     this.pts = null;          // leaf: points (several only when coincident)
     this.value = 0;           // summed charge
@@ -44,14 +44,28 @@ class Quad {
   }
 }
 
+// Quads are recycled from one tick to the next: no garbage per tick.
+const pool = [];
+let poolUsed = 0;
+
+function newQuad(x0, y0, size) {
+  let q = pool[poolUsed];
+  if (!q) pool[poolUsed] = q = new Quad();
+  poolUsed++;
+  q.x0 = x0; q.y0 = y0; q.size = size;
+  q.kids = null; q.pts = null; q.value = 0; q.cx = 0; q.cy = 0;
+  return q;
+}
+
 function buildQuadtree(points) {
+  poolUsed = 0;
   let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
   for (const p of points) {
     if (p.x < x0) x0 = p.x; if (p.x > x1) x1 = p.x;
     if (p.y < y0) y0 = p.y; if (p.y > y1) y1 = p.y;
   }
   const size = Math.max(x1 - x0, y1 - y0, 1) * 1.0001;
-  const root = new Quad(x0, y0, size);
+  const root = newQuad(x0, y0, size);
   for (const p of points) insert(root, p, 0);
   accumulate(root);
   return root;
@@ -63,7 +77,7 @@ function insert(q, p, depth) {
       const h = q.size / 2;
       const i = (p.x >= q.x0 + h ? 1 : 0) | (p.y >= q.y0 + h ? 2 : 0);
       let k = q.kids[i];
-      if (!k) k = q.kids[i] = new Quad(q.x0 + (i & 1 ? h : 0), q.y0 + (i & 2 ? h : 0), h);
+      if (!k) k = q.kids[i] = newQuad(q.x0 + (i & 1 ? h : 0), q.y0 + (i & 2 ? h : 0), h);
       q = k; depth++;
       continue;
     }
@@ -78,9 +92,12 @@ function insert(q, p, depth) {
   }
 }
 
+const accOrder = [];
+
 function accumulate(q) {
   // iterative post-order
-  const stack = [q], order = [];
+  const stack = [q], order = accOrder;
+  order.length = 0;
   while (stack.length) {
     const n = stack.pop();
     order.push(n);
