@@ -138,9 +138,21 @@ class Agent:
                 "TopologyProbes": probes, "FlowProbes": []}
 
     # ---- lifecycle ----------------------------------------------------------------------------------
+    @staticmethod
+    def _raise_fd_limit():
+        """Each watched namespace holds 4 descriptors: lift the soft limit to the hard one."""
+        try:
+            import resource
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            if hard == resource.RLIM_INFINITY or hard > soft:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+        except (ImportError, ValueError, OSError):
+            pass
+
     async def start(self, wait_initial=2.0):
         if self.started:
             return self
+        self._raise_fd_limit()
         cfg = self.config
         self._build_probes()
         self.netlink.start()

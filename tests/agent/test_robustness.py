@@ -198,3 +198,36 @@ def test_netns_flicker(stack, net, names, tmp_path):
     stack.wait_count("G.V().Has('Type','netns','Name',Regex('%sf.*'))" % prefix, 0, timeout=20)
     assert agent_query(stack, "G.V().Has('Name',Regex('%sf.*')).Count()" % prefix) == 0
     assert agent_status(stack)["TopologyProbes"]["netlink"]["State"] == "running"
+
+
+def test_agent_subscriber_ws(stack, net, names):
+    """The agent's own /ws/subscriber: SyncReply with its graph, then live events."""
+    import asyncio
+    import json
+
+    import aiohttp
+
+    a, b = names("a"), names("b")
+
+    async def run_ws():
+        hdr = {"X-Host-ID": "t-%s" % names.tag, "X-Client-Type": "test"}
+        url = stack.agent.url.replace("http://", "ws://") + "/ws/subscriber"
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url, headers=hdr) as ws:
+                await ws.send_str(json.dumps({"Namespace": "Graph", "Type": "SyncRequest", "UUID": "1", "Obj": {}}))
+                reply = None
+                while reply is None:
+                    msg = json.loads((await ws.receive(timeout=10)).data)
+                    for m in (msg if isinstance(msg, list) else [msg]):
+                        if m.get("Type") == "SyncReply":
+                            reply = m
+                hosts = [n for n in reply["Obj"]["Nodes"] if n["Metadata"].get("Type") == "host"]
+                assert [h["Metadata"]["Name"] for h in hosts] == [stack.agent_host_id]
+                await asyncio.get_running_loop().run_in_executor(None, net.add_veth, a, b)
+                seen = set()
+                while not {a, b} <= seen:
+                    msg = json.loads((await ws.receive(timeout=10)).data)
+                    for m in (msg if isinstance(msg, list) else [msg]):
+                        if m.get("Type") == "NodeAdded":
+                            seen.add(m["Obj"]["Metadata"].get("Name"))
+    asyncio.run(run_ws())
