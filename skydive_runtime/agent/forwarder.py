@@ -192,7 +192,14 @@ class Forwarder(GraphListener):
         return None
 
     def register_handler(self, namespace, fn):
+        """fn(msg) -> reply message (see `reply_to`), an awaitable of one, or None."""
         self.handlers[namespace] = fn
+
+    @staticmethod
+    def reply_to(msg, type_, obj, status=200):
+        """The reply envelope the analyzer matches to its request (same Namespace and UUID)."""
+        return {"Namespace": msg.get("Namespace", ""), "Type": type_, "UUID": msg.get("UUID", ""),
+                "Status": status, "Obj": obj}
 
     async def dispatch(self, link, msg):
         fn = self.handlers.get(msg.get("Namespace"))
