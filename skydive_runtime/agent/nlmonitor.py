@@ -351,10 +351,14 @@ class NetlinkMonitor(threading.Thread):
             driver = "bridge"
         md = {
             "Name": l["name"], "Type": ltype, "EncapType": nl.ENCAP_TYPES.get(l["arphrd"], "unknown"),
-            "IfIndex": index, "MAC": l["mac"], "MTU": l["mtu"], "Driver": driver,
+            "IfIndex": index, "Driver": driver,
             "State": nl.OPERSTATES[l["operstate"]] if l["operstate"] < len(nl.OPERSTATES) else "UNKNOWN",
             "LinkFlags": [n for n, bit in nl.LINK_FLAGS if l["flags"] & bit],
         }
+        if l["mac"]:
+            md["MAC"] = l["mac"]
+        if l["mtu"]:
+            md["MTU"] = l["mtu"]
         if bus:
             md["BusInfo"] = bus
         if speed:
