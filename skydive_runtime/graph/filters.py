@@ -67,7 +67,7 @@ class Eq(Predicate):
 
 
 class NE(Predicate):
-    """Key present and value different."""
+    """Key present and no value equal (on a list: no element equal)."""
     name = "NE"
 
     def __init__(self, value):
@@ -76,19 +76,19 @@ class NE(Predicate):
     def match(self, value):
         return not values_equal(value, self.value)
 
+    def match_values(self, values):
+        if values is None:
+            return self.match_missing
+        return not any(values_equal(v, self.value) for v in values)
+
     def args(self):
         return (self.value,)
 
 
 class NEE(NE):
-    """Value different, or key absent."""
+    """No value equal, or key absent."""
     name = "NEE"
     match_missing = True
-
-    def match_values(self, values):
-        if values is None or not values:
-            return True
-        return not any(values_equal(v, self.value) for v in values)
 
 
 class _Compare(Predicate):
@@ -175,10 +175,17 @@ class Within(Predicate):
 
 
 class Without(Within):
+    """No value equal to any of the given ones; also true when the key is absent."""
     name = "Without"
+    match_missing = True
 
     def match(self, value):
         return not any(values_equal(value, v) for v in self.values)
+
+    def match_values(self, values):
+        if values is None:
+            return True
+        return not any(Within.match(self, v) for v in values)
 
 
 class Regex(Predicate):

@@ -12,6 +12,36 @@ class GraphError(ValueError):
     pass
 
 
+_ADJ_LIST_MAX = 32
+
+
+def _adj_add(adj, node_id, edge):
+    m = adj.get(node_id)
+    if m is None:
+        adj[node_id] = [edge]
+    elif isinstance(m, list):
+        m.append(edge)
+        if len(m) > _ADJ_LIST_MAX:
+            adj[node_id] = {e.ID: e for e in m}
+    else:
+        m[edge.ID] = edge
+
+
+def _adj_remove(adj, node_id, edge):
+    m = adj.get(node_id)
+    if m is None:
+        return
+    if isinstance(m, list):
+        for i, e in enumerate(m):
+            if e is edge:
+                del m[i]
+                break
+    else:
+        m.pop(edge.ID, None)
+    if not m:
+        del adj[node_id]
+
+
 class Graph:
     def __init__(self, host_id="", origin="", node_index_keys=DEFAULT_NODE_KEYS,
                  edge_index_keys=DEFAULT_EDGE_KEYS):
@@ -19,8 +49,10 @@ class Graph:
         self.origin = origin
         self.nodes = {}
         self.edges = {}
-        self._out = {}   # node id -> {edge id: Edge} where node is Parent
-        self._in = {}    # node id -> {edge id: Edge} where node is Child
+        # adjacency: node id -> edges where the node is Parent (_out) / Child (_in); a list
+        # while small (most nodes have a handful of edges), a dict {edge id: Edge} when large
+        self._out = {}
+        self._in = {}
         self.node_index = ValueIndex(node_index_keys)
         self.edge_index = ValueIndex(edge_index_keys)
         self.events = EventBus()
@@ -40,20 +72,22 @@ class Graph:
         return self.edges.get(edge_id)
 
     def out_edges(self, node):
-        m = self._out.get(node.ID if not isinstance(node, str) else node)
-        return list(m.values()) if m else []
+        return list(self.iter_out_edges(node if isinstance(node, str) else node.ID))
 
     def in_edges(self, node):
-        m = self._in.get(node.ID if not isinstance(node, str) else node)
-        return list(m.values()) if m else []
+        return list(self.iter_in_edges(node if isinstance(node, str) else node.ID))
 
     def iter_out_edges(self, node_id):
         m = self._out.get(node_id)
-        return m.values() if m else ()
+        if m is None:
+            return ()
+        return m if isinstance(m, list) else m.values()
 
     def iter_in_edges(self, node_id):
         m = self._in.get(node_id)
-        return m.values() if m else ()
+        if m is None:
+            return ()
+        return m if isinstance(m, list) else m.values()
 
     def children(self, node, edge_filter=None):
         return [self.nodes[e.Child] for e in self.iter_out_edges(node.ID)
@@ -93,7 +127,7 @@ class Graph:
     # ---- node writes -----------------------------------------------------------------------
     def new_node(self, metadata=None, id=None, host=None, origin=None, t=None):
         t = t or now_ms()
-        node = Node(id or gen_id(), metadata if metadata is not None else {},
+        node = Node(id or gen_id(), dict(metadata) if metadata is not None else {},
                     host=self.host_id if host is None else host,
                     origin=self.origin if origin is None else origin,
                     created_at=t, updated_at=t, revision=1)
@@ -203,15 +237,15 @@ class Graph:
         if edge.Child not in self.nodes:
             raise GraphError("Child node not found")
         self.edges[edge.ID] = edge
-        self._out.setdefault(edge.Parent, {})[edge.ID] = edge
-        self._in.setdefault(edge.Child, {})[edge.ID] = edge
+        _adj_add(self._out, edge.Parent, edge)
+        _adj_add(self._in, edge.Child, edge)
         self.edge_index.add(edge)
         self.events.emit("on_edge_added", edge)
         return edge
 
     def new_edge(self, parent, child, metadata, id=None, host=None, origin=None, t=None):
         t = t or now_ms()
-        edge = Edge(id or gen_id(), parent.ID, child.ID, metadata,
+        edge = Edge(id or gen_id(), parent.ID, child.ID, dict(metadata),
                     host=self.host_id if host is None else host,
                     origin=self.origin if origin is None else origin,
                     created_at=t, updated_at=t, revision=1)
@@ -247,16 +281,8 @@ class Graph:
         if edge is None or edge.ID not in self.edges:
             return False
         del self.edges[edge.ID]
-        out = self._out.get(edge.Parent)
-        if out is not None:
-            out.pop(edge.ID, None)
-            if not out:
-                del self._out[edge.Parent]
-        inn = self._in.get(edge.Child)
-        if inn is not None:
-            inn.pop(edge.ID, None)
-            if not inn:
-                del self._in[edge.Child]
+        _adj_remove(self._out, edge.Parent, edge)
+        _adj_remove(self._in, edge.Child, edge)
         self.edge_index.remove(edge)
         edge.DeletedAt = t or now_ms()
         self.events.emit("on_edge_deleted", edge)

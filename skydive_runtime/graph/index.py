@@ -1,4 +1,9 @@
-"""Value indexes over chosen metadata keys: key -> value -> ordered set of element IDs."""
+"""Value indexes over chosen metadata keys: key -> value -> element IDs.
+
+Memory matters (the analyzer holds every node of a cloud): a value held by one element maps
+to its ID string directly; only shared values get a dict (an ordered set) of IDs. Strings are
+used as keys as they are; numbers and booleans are wrapped so that True and 1 stay apart.
+"""
 
 from .metadata import get_values
 
@@ -8,12 +13,12 @@ DEFAULT_EDGE_KEYS = ("RelationType",)
 
 def index_token(value):
     """A hashable token, or None when the value is not indexable."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return ("b", value)
     if isinstance(value, (int, float)):
         return ("n", value)
-    if isinstance(value, str):
-        return ("s", value)
     return None
 
 
@@ -24,15 +29,16 @@ class ValueIndex:
         self.keys = tuple(keys)
         self._maps = {k: {} for k in self.keys}
 
-    def _tokens(self, element, key):
+    @staticmethod
+    def _tokens(element, key):
         values = get_values(element, key)
         if not values:
             return ()
-        toks = set()
-        for v in values:
-            t = index_token(v)
-            if t is not None:
-                toks.add(t)
+        if len(values) == 1:
+            t = index_token(values[0])
+            return (t,) if t is not None else ()
+        toks = {index_token(v) for v in values}
+        toks.discard(None)
         return toks
 
     def add(self, element):
@@ -41,7 +47,10 @@ class ValueIndex:
             for tok in self._tokens(element, key):
                 bucket = m.get(tok)
                 if bucket is None:
-                    m[tok] = {eid: None}
+                    m[tok] = eid
+                elif isinstance(bucket, str):
+                    if bucket != eid:
+                        m[tok] = {bucket: None, eid: None}
                 else:
                     bucket[eid] = None
 
@@ -50,10 +59,17 @@ class ValueIndex:
         for key, m in self._maps.items():
             for tok in self._tokens(element, key):
                 bucket = m.get(tok)
-                if bucket is not None:
-                    bucket.pop(eid, None)
-                    if not bucket:
+                if bucket is None:
+                    continue
+                if isinstance(bucket, str):
+                    if bucket == eid:
                         del m[tok]
+                    continue
+                bucket.pop(eid, None)
+                if len(bucket) == 1:
+                    m[tok] = next(iter(bucket))
+                elif not bucket:
+                    del m[tok]
 
     def candidates(self, equalities):
         """IDs that may match all the equalities, or None when no indexed key is involved."""
@@ -66,8 +82,10 @@ class ValueIndex:
             if tok is None:
                 continue
             bucket = m.get(tok)
-            if not bucket:
+            if bucket is None:
                 return ()
+            if isinstance(bucket, str):
+                return (bucket,)
             if best is None or len(bucket) < len(best):
                 best = bucket
         return best

@@ -87,31 +87,6 @@ def to_int64(v, what):
     raise GremlinError("%s values should be of int64 type" % what)
 
 
-class NotEqual(F.NE):
-    """NE(v): the key exists and none of its values equals v (upstream And(NotNull, Not(Term)))."""
-    name = "NE"
-
-    def match_values(self, values):
-        if values is None:
-            return False
-        return not any(F.values_equal(v, self.value) for v in values)
-
-
-class WithoutValues(F.Without):
-    """Without(v1, ...): no value of the key equals any vi (upstream And of Not(Term));
-    a missing key matches."""
-    name = "Without"
-    match_missing = True
-
-    def match_values(self, values):
-        if not values:
-            return True
-        return not any(self.match_any(v) for v in values)
-
-    def match_any(self, value):
-        return any(F.values_equal(value, w) for w in self.values)
-
-
 def _pred_error(exc):
     return GremlinError(str(exc))
 
@@ -134,7 +109,7 @@ def build_predicate(name, args):
                                % (name, fmt_value(a)))
     try:
         if name == "NE":
-            return NotEqual(norm_number(one()))
+            return F.NE(norm_number(one()))
         if name == "NEE":
             return F.NEE(norm_number(one()))
         if name in ("LT", "GT", "LTE", "GTE"):
@@ -149,7 +124,7 @@ def build_predicate(name, args):
         if name == "WITHIN":
             return F.Within(*(norm_number(a) for a in args))
         if name == "WITHOUT":
-            return WithoutValues(*(norm_number(a) for a in args))
+            return F.Without(*(norm_number(a) for a in args))
         if name == "REGEX":
             v = one()
             if not isinstance(v, str):
