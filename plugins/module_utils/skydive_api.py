@@ -472,45 +472,65 @@ def resolve_connection(flat, provider=None, environ=None):
     provider = dict(provider or {})
     if provider.get("analyzer") is None and provider.get("endpoint") is not None:
         provider["analyzer"] = provider["endpoint"]
-    settings = {}
-    origin = {}
-    for key in CONNECTION_KEYS:
-        value, where = None, None
-        if flat.get(key) is not None:
-            value, where = flat[key], "option %s" % key
-        elif provider.get(key) is not None:
-            value, where = provider[key], "provider.%s" % key
-        else:
-            for name in CONNECTION_ENV[key]:
-                if environ.get(name) not in (None, ""):
-                    value, where = environ[name], "environment variable %s" % name
-                    break
-            if value is not None:
+
+    def from_env(key):
+        for name in CONNECTION_ENV[key]:
+            if environ.get(name) not in (None, ""):
+                value = environ[name]
                 try:
                     if key in ("ssl", "validate_certs", "insecure"):
-                        value = _env_bool(value)
-                    elif key == "timeout":
-                        value = int(value)
+                        return _env_bool(value), name
+                    if key == "timeout":
+                        return int(value), name
                 except (TypeError, ValueError):
                     raise SkydiveError("%s=%r is not a valid %s" % (
-                        where.split()[-1], value, "integer" if key == "timeout" else "boolean"))
-        settings[key], origin[key] = value, where
+                        name, value, "integer" if key == "timeout" else "boolean"))
+                return value, name
+        return None, None
 
-    validate = settings.pop("validate_certs")
-    insecure = settings.pop("insecure")
-    if validate is not None and insecure is not None and bool(validate) == bool(insecure):
-        raise SkydiveError("%s=%s and %s=%s contradict each other (insecure is the inverse of "
-                           "validate_certs); set only one" % (origin["validate_certs"], validate,
-                                                              origin["insecure"], insecure))
+    levels = (("option ", flat), ("provider.", provider))
+    settings = {}
+    for key in CONNECTION_KEYS:
+        if key in ("validate_certs", "insecure"):
+            continue
+        value = None
+        for _prefix, source in levels:
+            if source.get(key) is not None:
+                value = source[key]
+                break
+        if value is None:
+            value = from_env(key)[0]
+        settings[key] = value
+
+    # validate_certs and its inverse insecure form one setting, taken from the first level
+    # (flat options, provider, environment) that sets either.
+    validate = None
+    env_level = dict((k, from_env(k)) for k in ("validate_certs", "insecure"))
+    sources = [(prefix, source.get("validate_certs"), source.get("insecure")) for prefix, source in levels]
+    sources.append(("environment variable ", env_level["validate_certs"][0], env_level["insecure"][0]))
+    for prefix, valid, insec in sources:
+        if valid is None and insec is None:
+            continue
+        if valid is not None and insec is not None and bool(valid) == bool(insec):
+            if prefix.startswith("environment"):
+                names = (env_level["validate_certs"][1], env_level["insecure"][1])
+            else:
+                names = (prefix + "validate_certs", prefix + "insecure")
+            raise SkydiveError("%s=%s and %s=%s contradict each other (insecure is the inverse of "
+                               "validate_certs); set only one" % (names[0].strip(), valid,
+                                                                  names[1].strip(), insec))
+        validate = bool(valid) if valid is not None else not insec
+        break
     if validate is None:
-        validate = True if insecure is None else not insecure
+        validate = True
+    settings["validate_certs"] = validate
     timeout = settings["timeout"]
     if timeout is not None and timeout <= 0:
         raise SkydiveError("timeout must be a positive number of seconds, got %s" % timeout)
     return dict(
         analyzer=settings["analyzer"] or DEFAULT_ANALYZER,
         ssl=bool(settings["ssl"]),
-        validate_certs=bool(validate),
+        validate_certs=settings["validate_certs"],
         ca_path=settings["ca_path"],
         username=settings["username"],
         password=settings["password"],

@@ -51,7 +51,6 @@ CONNECTION_ARGUMENT_SPEC = dict(
 )
 
 
-
 def _is_empty(value):
     return value is None or value == "" or value == [] or value == {} or value is False or (
         not isinstance(value, bool) and isinstance(value, (int, float)) and value == 0)
