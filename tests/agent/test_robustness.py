@@ -231,3 +231,48 @@ def test_agent_subscriber_ws(stack, net, names):
                         if m.get("Type") == "NodeAdded":
                             seen.add(m["Obj"]["Metadata"].get("Name"))
     asyncio.run(run_ws())
+
+
+def test_two_analyzers_and_ovsdb_over_tcp(tmp_path, net, names):
+    """Every analyzer of `analyzers` gets the whole graph; ovs.ovsdb may be tcp://."""
+    from tests.agent.conftest import agent_config
+    from tests.fixtures.processes import SkydiveProcess, analyzer_config
+    from tests.fixtures.topology import free_port
+    if not PrivateOVS.available():
+        pytest.skip("Open vSwitch is not installed")
+    ovs = PrivateOVS(str(tmp_path / "ovs"))
+    procs = []
+    try:
+        ovs.start()
+        port = free_port()
+        run(["ovs-appctl", "-t", os.path.join(ovs.dir, "ovsdb-server.ctl"), "ovsdb-server/add-remote",
+             "ptcp:%d:127.0.0.1" % port])
+        br = names("ob")
+        ovs.add_bridge(br)
+        analyzers = []
+        for i in range(2):
+            cfg = analyzer_config(tmp_path / ("an%d" % i))
+            cfg["analyzer"]["topology"]["backend"] = "memory"
+            cfg["host_id"] = "an%d-%s" % (i, names.tag)
+            p = SkydiveProcess("analyzer", str(tmp_path / ("an%d" % i)), cfg)
+            procs.append(p)
+            analyzers.append(p.start())
+        cfg = agent_config(None, "tcp://127.0.0.1:%d" % port)
+        cfg["analyzers"] = [a.address for a in analyzers]
+        agent = SkydiveProcess("agent", str(tmp_path / "agent"), cfg)
+        procs.append(agent)
+        agent.start()
+        a, b = names("a"), names("b")
+        net.add_veth(a, b)
+        for an in analyzers:
+            wait_until(lambda: an.query("G.V().Has('Name','%s').Both('Name','%s').Count()" % (a, b)) == 1,
+                       message="veth on %s" % an.address)
+            wait_until(lambda: an.query("G.V().Has('Type','ovsbridge','Name','%s').Count()" % br) == 1,
+                       message="OVS bridge (over tcp) on %s" % an.address)
+        st = requests.get(agent.url + "/api/status", timeout=5).json()
+        assert sorted(v["IsConnected"] for v in st["Analyzers"].values()) == [True, True]
+        assert sum(v["IsMaster"] for v in st["Analyzers"].values()) == 1
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        ovs.stop()

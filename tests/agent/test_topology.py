@@ -268,3 +268,41 @@ def test_interface_features(stack, net, names):
     stack.wait_count("G.V().Has('Name','%s','Features.tx-tcp-segmentation',true)" % a, 1)
     run(["ethtool", "-K", a, "tso", "off"])
     stack.wait_count("G.V().Has('Name','%s','Features.tx-tcp-segmentation',false)" % a, 1)
+
+
+def test_ovs_system_port_merged(stack, net, ovs_bridges, names):
+    """A veth plugged into OVS is one node: netlink's veth with OVS's UUID/OfPort, below its ovsport."""
+    br, a, b = names("ob"), names("a"), names("b")
+    ovs_bridges.add(br)
+    net.add_veth(a, b)
+    ovs_bridges.vsctl("add-port", br, a, "--", "set", "interface", a, "external_ids:attached-mac=02:00:00:00:00:01")
+    stack.wait_count("G.V().Has('Type','ovsport','Name','%s').Out('Name','%s','Type','veth').HasKey('UUID')" % (a, a), 1)
+    assert stack.count("G.V().Has('Name','%s','Type',NE('ovsport'))" % a) == 1
+    md = stack.node(a, ",'Type','veth'")["Metadata"]
+    assert md["Driver"] == "veth" and md["OfPort"] >= 1 and md["ExtID"]["attached-mac"] == "02:00:00:00:00:01"
+    host = "G.V().Has('Type','host','Name','%s')" % stack.agent_host_id
+    assert stack.count(host + ".OutE().Has('RelationType','ownership').OutV().Has('Name','%s','Type','veth')" % a) == 1
+    # leaving OVS keeps the interface, without its OVS keys
+    ovs_bridges.vsctl("del-port", br, a)
+    stack.wait_count("G.V().Has('Name','%s','Type','veth').HasKey('UUID')" % a, 0)
+    assert stack.count("G.V().Has('Name','%s','Type','veth')" % a) == 1
+    assert "ExtID" not in stack.node(a, ",'Type','veth'")["Metadata"]
+
+
+def test_link_flicker(stack, net, names, tmp_path):
+    """Links created and deleted faster than the agent can look at them leave nothing behind."""
+    pairs = [(names("x"), names("y")) for _ in range(60)]
+    keep = (names("k"), names("l"))
+    lines = []
+    for a, b in pairs:
+        lines += ["link add %s type veth peer name %s\n" % (a, b), "link set %s mtu 1400\n" % a,
+                  "link set %s name %sr\n" % (b, b), "link del %s\n" % a]
+    lines.append("link add %s type veth peer name %s\n" % keep)
+    batch = tmp_path / "flicker.batch"
+    batch.write_text("".join(lines))
+    net.links.extend((None, a) for a, _ in pairs)
+    net.track_link(keep[0])
+    run(["ip", "-force", "-batch", str(batch)], timeout=60)
+    stack.wait_count("G.V().Has('Name','%s').Both('Type','veth','Name','%s')" % keep, 1)
+    prefix = names.prefix + names.tag
+    stack.wait_count("G.V().Has('Name',Regex('%s[xy].*'))" % prefix, 0)
