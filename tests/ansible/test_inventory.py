@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.ansible import topology_data
-from tests.ansible.conftest import requires_analyzer, run_inventory
+from tests.ansible.conftest import plain, requires_analyzer, run_inventory
 
 FIXTURES = topology_data.FIXTURES
 UNIT_COPY = os.path.join(topology_data.FIXTURES, "..", "..", "unit", "plugins", "inventory", "fixtures",
@@ -32,18 +32,6 @@ CONSTRUCTED_CONFIG = {
     "groups": {"jumbo": "skydive_interfaces | selectattr('mtu', 'equalto', 9000) | list | length > 0"},
     "keyed_groups": [{"key": "skydive_metadata.Role | default('unmanaged')", "prefix": "role"}],
 }
-
-
-def plain(value):
-    """ansible-inventory (2.19+) writes strings that are not trusted templates -- everything
-    read from the analyzer -- as {"__ansible_unsafe": "..."}; unwrap for the spot checks."""
-    if isinstance(value, dict):
-        if list(value) == ["__ansible_unsafe"]:
-            return value["__ansible_unsafe"]
-        return dict((k, plain(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def write_config(tmp_path, name, config):
