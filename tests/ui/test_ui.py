@@ -295,6 +295,58 @@ def test_details_panel_shows_metadata_tree(analyzer, topo, page):
     page.wait_for(q_value("Metadata.Metric.RxBytes") + ".textContent === '123456'", message="details refreshed")
 
 
+def test_search_and_collapse_groups(analyzer, topo, page):
+    base = analyzer.url
+    ns1, inner = topo["h1"]["ns1"], topo["h1"]["ns1/eth0"]
+    page.eval("window.skydive.tabs.show('tab-details')")
+
+    def search_pick(text):
+        page.eval("{ const i = document.getElementById('node-search'); i.value = %s;"
+                  "i.dispatchEvent(new Event('input')); }" % js(text))
+        page.wait_for("document.getElementById('search-results').dataset.query === %s && "
+                      "document.querySelectorAll('#search-results button').length === 1" % js(text.lower()),
+                      message="one search hit")
+        page.eval("document.querySelector('#search-results button').click()")
+
+    search_pick(ns1["ID"])
+    page.wait_for("document.body.dataset.selected === %s" % js(ns1["ID"]))
+    page.eval("document.getElementById('details-fold').click()")
+    page.wait_for(q_node(inner["ID"]) + ".getAttribute('display') === 'none'", message="the netns folded")
+    assert page.eval(q_node(ns1["ID"]) + ".classList.contains('collapsed')")
+    assert page.eval(q_node(ns1["ID"]) + ".querySelector('.fold-count').textContent") == "+1"
+    assert page.eval("document.querySelector(%s)" % js('#layer-groups [data-group="%s"]' % ns1["ID"])) is None
+    # edges of folded nodes are hidden too
+    owner_edge = [e for e in api_edges(base).values() if e["Child"] == inner["ID"] and e["Parent"] == ns1["ID"]][0]
+    assert page.eval(q_edge(owner_edge["ID"]) + ".getAttribute('display')") == "none"
+    assert page.eval("document.getElementById('details-fold').textContent") == "Expand group"
+    # a node arriving in a folded group is counted, not shown
+    nid = str(uuid.uuid4())
+    post_node(base, nid, ns1["Host"], {"Name": "lo", "Type": "device"})
+    post_edge(base, ns1["ID"], nid, "ownership", ns1["Host"])
+    page.wait_for(q_node(ns1["ID"]) + ".querySelector('.fold-count').textContent === '+2'")
+    assert page.eval(q_node(nid) + ".getAttribute('display')") == "none"
+    # finding a folded node unfolds its group
+    search_pick(inner["ID"])
+    page.wait_for(q_node(inner["ID"]) + ".getAttribute('display') === null && document.body.dataset.selected === %s"
+                  % js(inner["ID"]), message="the group unfolded by the search")
+    assert not page.eval(q_node(ns1["ID"]) + ".classList.contains('collapsed')")
+    # toolbar: fold every namespace and bridge, then unfold everything
+    folders = {e["Parent"] for e in api_edges(base).values() if e["Metadata"]["RelationType"] == "ownership"}
+    nodes = api_nodes(base)
+    expected = {i for i in folders if nodes[i]["Metadata"]["Type"] in ("netns", "ovsbridge", "bridge", "container")}
+    page.eval("document.getElementById('btn-collapse').click()")
+    page.wait_for("document.querySelectorAll('#layer-nodes .node.collapsed').length === %d" % len(expected))
+    assert set(page.eval("[...document.querySelectorAll('#layer-nodes .node.collapsed')].map(e => e.dataset.id)")) == expected
+    hidden = set(page.eval("[...document.querySelectorAll('#layer-nodes .node[display=none]')].map(e => e.dataset.id)"))
+    owned = {e["Child"] for e in api_edges(base).values() if e["Metadata"]["RelationType"] == "ownership" and e["Parent"] in expected}
+    assert hidden == owned
+    page.eval("document.getElementById('btn-expand').click()")
+    page.wait_for("document.querySelectorAll('#layer-nodes .node[display=none]').length === 0 && "
+                  "document.querySelectorAll('#layer-nodes .node.collapsed').length === 0")
+    requests.delete(base + "/api/node/" + nid, timeout=10)
+    page.wait_for(q_node(nid) + " === null")
+
+
 def _api_subgraph(base, query):
     r = requests.post(base + "/api/topology", json={"GremlinQuery": query}, headers={"Accept": "application/json"}, timeout=10)
     r.raise_for_status()

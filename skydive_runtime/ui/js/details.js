@@ -95,7 +95,9 @@ export class DetailsPanel {
       h("button", { type: "button", onclick: () => this.actions.center(n.ID) }, "Center"),
       h("button", { type: "button", onclick: () => this.actions.capture(n.ID) }, "Capture…"),
       h("button", { type: "button", onclick: () => this.actions.query(`G.V('${n.ID}').Both()`) }, "Neighbours query"),
-      h("button", { type: "button", onclick: () => this.actions.unpin(n.ID) }, "Unpin")));
+      h("button", { type: "button", onclick: () => this.actions.unpin(n.ID) }, "Unpin"),
+      this.store.isGroup(n.ID) ? h("button", { type: "button", id: "details-fold", "aria-pressed": this.actions.isCollapsed(n.ID) ? "true" : "false",
+        onclick: () => this.actions.fold(n.ID) }, this.actions.isCollapsed(n.ID) ? "Expand group" : "Collapse group") : null));
     this.el.append(this._kv([
       ["ID", n.ID], ["Host", n.Host], ["Origin", n.Origin],
       ["Created", formatTime(n.CreatedAt)], ["Updated", formatTime(n.UpdatedAt)], ["Revision", n.Revision],

@@ -169,6 +169,8 @@ export class Layout {
     this.links = [];
     this.groups = [];
     this.siblingSets = [];
+    this.collapsed = new Set();  // group ids whose subtree is folded into them
+    this.hiddenBy = new Map();   // hidden node id -> its top-most collapsed ancestor
     this.alpha = 0;
     this.ticks = 0;
     this.frozen = false;
@@ -217,26 +219,55 @@ export class Layout {
     }
   }
 
+  _computeHidden() {
+    const store = this.store;
+    const hidden = new Map();
+    for (const id of [...this.collapsed]) if (!store.isGroup(id)) this.collapsed.delete(id);
+    if (this.collapsed.size) {
+      for (const id of store.nodes.keys()) {
+        let cur = store.ownerId(id), top;
+        const seen = new Set([id]);
+        while (cur !== undefined && !seen.has(cur)) {
+          seen.add(cur);
+          if (this.collapsed.has(cur)) top = cur;
+          cur = store.ownerId(cur);
+        }
+        if (top !== undefined) hidden.set(id, top);
+      }
+    }
+    this.hiddenBy = hidden;
+  }
+
   _rebuild() {
     const store = this.store;
+    this._computeHidden();
+    const hidden = this.hiddenBy;
     this.list = [];
     for (const [id, n] of store.nodes) {
       const p = this.points.get(id);
       const group = store.isGroup(id);
-      p.r = radiusFor(nodeType(n), group);
+      p.r = radiusFor(nodeType(n), group) + (this.collapsed.has(id) ? 3 : 0);
       p.charge = group || nodeType(n) === "host" ? GROUP_CHARGE : CHARGE;
       p.degree = 0;
-      this.list.push(p);
+      if (!hidden.has(id)) this.list.push(p);
     }
     this.subtree = this._subtreeSizes();
     const links = [];
+    const proxied = new Set();       // links through a collapsed group: one per pair
     for (const e of store.edges.values()) {
-      const s = this.points.get(e.Parent), t = this.points.get(e.Child);
+      const a = hidden.get(e.Parent) || e.Parent, b = hidden.get(e.Child) || e.Child;
+      const s = this.points.get(a), t = this.points.get(b);
       if (!s || !t || s === t) continue;
+      if (a !== e.Parent || b !== e.Child) {
+        const key = a < b ? a + "|" + b : b + "|" + a;
+        if (proxied.has(key)) continue;
+        proxied.add(key);
+      }
       const r = rel(e);
       let dist, k;
       if (r === OWNERSHIP) {
-        dist = s.r + t.r + 18 + 9 * Math.sqrt(this.subtree.get(e.Child) || 1);
+        const size = this.collapsed.has(b) ? 1 : this.subtree.get(b) || 1;
+        dist = s.r + t.r + 18 + 9 * Math.sqrt(size);
         k = 1.0;
       } else if (r === LAYER2) {
         dist = s.r + t.r + 45;
@@ -266,7 +297,9 @@ export class Layout {
     const store = this.store;
     const groups = new Map();          // id -> {members: Point[], cx, cy, r, sx, sy}
     for (const p of this.list) {
-      if (store.isGroup(p.id)) groups.set(p.id, { id: p.id, members: [], cx: 0, cy: 0, r: 0, sx: 0, sy: 0 });
+      if (store.isGroup(p.id) && !this.collapsed.has(p.id)) {
+        groups.set(p.id, { id: p.id, members: [], cx: 0, cy: 0, r: 0, sx: 0, sy: 0 });
+      }
     }
     for (const p of this.list) {
       let cur = p.id;
@@ -497,6 +530,72 @@ export class Layout {
     }
     this.ticks++;
     if (!this.dragging) this.alpha += (0 - this.alpha) * this.decay;
+  }
+
+  // Fold groups' ownership subtrees into them (or unfold them), with one rebuild. Hidden
+  // nodes remember their offset to the group that hid them and come back around it.
+  setCollapsed(id, on) { return this.setCollapsedMany([id], on) > 0; }
+
+  setCollapsedMany(ids, on) {
+    const store = this.store;
+    const todo = ids.filter((id) => this.points.has(id) && store.isGroup(id) && on !== this.collapsed.has(id));
+    if (!todo.length) return 0;
+    const depth = new Map(todo.map((id) => [id, store.depth(id)]));
+    // collapsing: inner groups first (their nodes keep offsets to them); expanding: outer first
+    todo.sort((a, b) => on ? depth.get(b) - depth.get(a) : depth.get(a) - depth.get(b));
+    const descendants = (id) => {
+      const out = [], stack = [...store.children(id)], seen = new Set([id]);
+      while (stack.length) {
+        const c = stack.pop();
+        if (seen.has(c)) continue;
+        seen.add(c);
+        out.push(c);
+        for (const cc of store.children(c)) stack.push(cc);
+      }
+      return out;
+    };
+    if (on) {
+      const assigned = new Set();
+      for (const id of todo) {
+        const g = this.points.get(id);
+        for (const c of descendants(id)) {
+          const p = this.points.get(c);
+          if (!p || assigned.has(c) || this.hiddenBy.has(c)) continue;
+          assigned.add(c);
+          p.ox = p.x - g.x; p.oy = p.y - g.y; p.oref = id;
+        }
+        this.collapsed.add(id);
+      }
+      this._rebuild();
+    } else {
+      for (const id of todo) this.collapsed.delete(id);
+      this._rebuild();
+      for (const id of todo) {
+        const g = this.points.get(id);
+        for (const c of descendants(id)) {
+          const p = this.points.get(c);
+          if (!p || this.hiddenBy.has(c) || p.oref === undefined) continue;
+          const ref = this.points.get(p.oref) || g;
+          p.x = ref.x + p.ox; p.y = ref.y + p.oy; p.vx = 0; p.vy = 0;
+          p.oref = undefined;
+        }
+      }
+    }
+    this.reheat(0.2);
+    return todo.length;
+  }
+
+  // Unfold every collapsed ancestor of a node (so that it can be shown).
+  reveal(id) {
+    let changed = false;
+    let top = this.hiddenBy.get(id);
+    while (top !== undefined) {
+      changed = this.setCollapsed(top, false) || changed;
+      const next = this.hiddenBy.get(id);
+      if (next === top) break;
+      top = next;
+    }
+    return changed;
   }
 
   // Discard the positions and lay everything out again.

@@ -35,7 +35,13 @@ const renderer = new Renderer(svg, store, layout, {
 
 const details = new DetailsPanel($("details"), store, {
   center: (id) => renderer.centerOn(id),
-  select: (sel) => { renderer.select(sel); if (sel.kind === "node") renderer.centerOn(sel.id); },
+  select: (sel) => {
+    if (sel.kind === "node") renderer.reveal(sel.id);
+    renderer.select(sel);
+    if (sel.kind === "node") renderer.centerOn(sel.id);
+  },
+  fold: (id) => { renderer.toggleCollapse(id); details.render(); },
+  isCollapsed: (id) => layout.collapsed.has(id),
   capture: (id) => {
     tabs.show("tab-captures");
     captures.targetNode(store.node(id));
@@ -49,7 +55,7 @@ const tabs = new Tabs(document.querySelector('[role="tablist"]'));
 const console_ = new QueryConsole(store, renderer);
 const captures = new CapturesPanel(store);
 const status = new StatusBar();
-new NodeSearch(store, (id) => { renderer.select({ kind: "node", id }); renderer.centerOn(id); });
+new NodeSearch(store, (id) => { renderer.reveal(id); renderer.select({ kind: "node", id }); renderer.centerOn(id); });
 
 let capturesTimer = null;
 tabs.onChange((id) => {
@@ -233,6 +239,8 @@ btnLayout.addEventListener("click", () => {
   if (!layout.frozen) layout.reheat(0.2);
   schedule();
 });
+$("btn-collapse").addEventListener("click", () => renderer.foldAll(new Set(["netns", "ovsbridge", "bridge", "container"])));
+$("btn-expand").addEventListener("click", () => renderer.foldAll(null));
 $("btn-relayout").addEventListener("click", () => { layout.relayout(); renderer.userView = false; schedule(); });
 $("chk-labels").addEventListener("change", (ev) => svg.classList.toggle("no-labels", !ev.target.checked));
 $("chk-ownership").addEventListener("change", (ev) => svg.classList.toggle("no-ownership", !ev.target.checked));

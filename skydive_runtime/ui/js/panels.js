@@ -311,6 +311,7 @@ export class NodeSearch {
   search() {
     const q = this.input.value.trim().toLowerCase();
     this.results.textContent = "";
+    this.results.dataset.query = q;
     if (!q) { this.results.hidden = true; return; }
     const hits = [];
     let total = 0;

@@ -110,6 +110,7 @@ export class Renderer {
     if (this.highlighted.has(id)) cls += " highlighted";
     const p = this.layout.point(id);
     if (p && p.fx !== null) cls += " pinned";
+    if (this.layout.collapsed.has(id)) cls += " collapsed";
     if (cls !== r.cls) { r.cls = cls; r.g.setAttribute("class", cls); }
     r.g.setAttribute("data-captures", cap);
   }
@@ -172,8 +173,10 @@ export class Renderer {
     for (const [id, r] of this.nodeEls) {
       if (store.isGroup(id) !== r.group) this._upsertNode(id, store.node(id));
     }
+    this._visibility();
+    const boxed = (id) => store.isGroup(id) && !this.layout.collapsed.has(id) && !this.layout.hiddenBy.has(id);
     for (const [id, box] of this.groupEls) {
-      if (!store.isGroup(id)) { box.remove(); this.groupEls.delete(id); }
+      if (!boxed(id)) { box.remove(); this.groupEls.delete(id); }
     }
     const depths = new Map();
     for (const id of store.nodes.keys()) depths.set(id, store.depth(id));
@@ -181,7 +184,7 @@ export class Renderer {
     this.order = [...store.nodes.keys()].sort((a, b) => depths.get(b) - depths.get(a));
     this.owners = this.order.map((id) => store.ownerId(id));
     // outer groups first in the DOM so that inner ones are painted on top
-    const groups = this.order.filter((id) => store.isGroup(id)).reverse();
+    const groups = this.order.filter(boxed).reverse();
     for (const id of groups) {
       let box = this.groupEls.get(id);
       const n = store.node(id);
@@ -197,6 +200,42 @@ export class Renderer {
     }
   }
 
+  // Nodes folded into a collapsed group are not displayed, nor are their edges; the
+  // collapsed group shows how many nodes it holds.
+  _visibility() {
+    const hidden = this.layout.hiddenBy;
+    const counts = new Map();
+    for (const top of hidden.values()) counts.set(top, (counts.get(top) || 0) + 1);
+    for (const [id, r] of this.nodeEls) {
+      const hide = hidden.has(id);
+      if (hide !== !!r.hidden) {
+        r.hidden = hide;
+        if (hide) r.g.setAttribute("display", "none"); else r.g.removeAttribute("display");
+        r.lx = NaN;
+      }
+      const n = counts.get(id) || 0;
+      if (n || r.badge) {
+        if (!r.badge) {
+          r.badge = el("text", { class: "fold-count" });
+          r.g.append(r.badge);
+        }
+        r.badge.textContent = n ? `+${n}` : "";
+        r.badge.setAttribute("x", r.rad + 2);
+        r.badge.setAttribute("y", -r.rad + 2);
+        r.g.classList.toggle("collapsed", n > 0);
+        r.cls = r.g.getAttribute("class");
+      }
+    }
+    for (const r of this.edgeEls.values()) {
+      const hide = hidden.has(r.parent) || hidden.has(r.child);
+      if (hide !== !!r.hidden) {
+        r.hidden = hide;
+        if (hide) r.line.setAttribute("display", "none"); else r.line.removeAttribute("display");
+        r.lx = NaN;
+      }
+    }
+  }
+
   // ------------------------------------------------------------------ per-frame drawing
   draw() {
     const force = this.forceDraw;
@@ -204,6 +243,7 @@ export class Renderer {
     let moved = false;
     const movedIds = new Set();
     for (const [id, r] of this.nodeEls) {
+      if (r.hidden) continue;
       const p = this.layout.point(id);
       if (!p) continue;
       if (force || Math.abs(p.x - r.lx) > 0.25 || Math.abs(p.y - r.ly) > 0.25 || Number.isNaN(r.lx)) {
@@ -214,6 +254,7 @@ export class Renderer {
       }
     }
     for (const r of this.edgeEls.values()) {
+      if (r.hidden) continue;
       if (!force && !Number.isNaN(r.lx) && !movedIds.has(r.parent) && !movedIds.has(r.child)) continue;
       const a = this.layout.point(r.parent), b = this.layout.point(r.child);
       if (!a || !b) continue;
@@ -230,8 +271,10 @@ export class Renderer {
     const store = this.store;
     const boxes = new Map();
     const owners = this.owners;
+    const hidden = this.layout.hiddenBy;
     for (let i = 0; i < this.order.length; i++) {
       const id = this.order[i];
+      if (hidden.has(id)) continue;
       const p = this.layout.point(id);
       if (!p) continue;
       let b = boxes.get(id);
@@ -323,6 +366,42 @@ export class Renderer {
   toWorld(clientX, clientY) {
     const r = this.svg.getBoundingClientRect();
     return { x: (clientX - r.left - this.view.tx) / this.view.k, y: (clientY - r.top - this.view.ty) / this.view.k };
+  }
+
+  // ------------------------------------------------------------------ collapse / expand
+  setCollapsed(id, on) {
+    if (!this.layout.setCollapsed(id, on)) return false;
+    this._afterFold([id]);
+    return true;
+  }
+
+  toggleCollapse(id) { return this.setCollapsed(id, !this.layout.collapsed.has(id)); }
+
+  reveal(id) {
+    if (this.layout.reveal(id)) this._afterFold([]);
+  }
+
+  // collapse every group of one of these types (or expand everything with types = null)
+  foldAll(types) {
+    const ids = [];
+    for (const [id, n] of this.store.nodes) {
+      if (!this.store.isGroup(id)) continue;
+      const want = types ? types.has(nodeType(n)) : false;
+      if (want !== this.layout.collapsed.has(id)) ids.push(id);
+    }
+    const n = types ? this.layout.setCollapsedMany(ids, true) : this.layout.setCollapsedMany(ids, false);
+    this._afterFold(ids);
+    return n;
+  }
+
+  _afterFold(ids) {
+    this._restructure();
+    for (const id of ids) {
+      const r = this.nodeEls.get(id);
+      if (r) { r.cls = ""; this._upsertNode(id, this.store.node(id)); }
+    }
+    this.forceDraw = true;
+    if (this.handlers.onActivity) this.handlers.onActivity();
   }
 
   // ------------------------------------------------------------------ selection / highlight
@@ -437,6 +516,7 @@ export class Renderer {
       const nodeG = ev.target.closest && ev.target.closest(".node");
       if (!nodeG) { this.zoom(1.6, ev.clientX - svg.getBoundingClientRect().left, ev.clientY - svg.getBoundingClientRect().top); return; }
       const id = nodeG.getAttribute("data-id");
+      if (this.store.isGroup(id)) { this.toggleCollapse(id); return; }
       this.layout.unpin(id);
       const r = this.nodeEls.get(id);
       if (r) { r.cls = ""; this._upsertNode(id, this.store.node(id)); }
