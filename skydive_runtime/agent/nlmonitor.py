@@ -217,7 +217,7 @@ class NetlinkMonitor(threading.Thread):
                 continue
             changed = self._resolve_nsids(other)
             if changed:
-                self.pending_out.append((other.key, False, {i: self._entry(other, i) for i in changed}))
+                self.pending_out.append((other.key, False, self._entries(other, changed)))
 
     def _open_sockets(self, ns):
         ns.evt = nl.NetlinkSocket(nl.ALL_GROUPS)
@@ -266,7 +266,7 @@ class NetlinkMonitor(threading.Thread):
             if i not in ns.metrics and l["stats"] is not None:
                 ns.metrics[i] = (l["stats"], now, now)
         ns.metrics = {i: m for i, m in ns.metrics.items() if i in links}
-        entries = {i: self._entry(ns, i, with_metric=True) for i in links}
+        entries = self._entries(ns, list(links), with_metric=True)
         self.pending_out.append((ns.key, True, entries))
 
     def _resolve_nsids(self, ns):
@@ -311,9 +311,22 @@ class NetlinkMonitor(threading.Thread):
         ns.eth_cache[i] = v
         return v
 
-    def _routing_tables(self, ns, index):
+    def _entries(self, ns, indexes, with_metric=False):
+        """Entries of several interfaces; routes and neighbours indexed once for big batches."""
+        idx = None
+        if len(indexes) > 4:
+            routes, neighs = {}, {}
+            for r in ns.routes.values():
+                for i in set(h["ifindex"] for h in r["hops"]):
+                    routes.setdefault(i, []).append(r)
+            for n in ns.neighs.values():
+                neighs.setdefault(n["index"], []).append(n)
+            idx = (routes, neighs)
+        return {i: self._entry(ns, i, with_metric, idx) for i in indexes}
+
+    def _routing_tables(self, ns, index, routes=None):
         tables = {}
-        for r in ns.routes.values():
+        for r in (ns.routes.values() if routes is None else routes):
             hops = [h for h in r["hops"] if h["ifindex"] == index]
             if not hops:
                 continue
@@ -338,7 +351,7 @@ class NetlinkMonitor(threading.Thread):
             t["Routes"].sort(key=lambda r: (r["Prefix"], r["Protocol"]))
         return out
 
-    def _entry(self, ns, index, with_metric=False):
+    def _entry(self, ns, index, with_metric=False, idx=None):
         l = ns.links.get(index)
         if l is None:
             return None
@@ -395,11 +408,11 @@ class NetlinkMonitor(threading.Thread):
                 md["IPV4"] = v4
             if v6:
                 md["IPV6"] = v6
-        rt = self._routing_tables(ns, index)
+        rt = self._routing_tables(ns, index, idx[0].get(index, ()) if idx else None)
         if rt:
             md["RoutingTables"] = rt
         neighbors, fdb = [], []
-        for n in ns.neighs.values():
+        for n in (idx[1].get(index, ()) if idx else ns.neighs.values()):
             if n["index"] == index:
                 (fdb if n["family"] == nl.AF_BRIDGE else neighbors).append(nl.neigh_json(n))
         if neighbors:
@@ -447,7 +460,7 @@ class NetlinkMonitor(threading.Thread):
         if dirty:
             if ns.unresolved:
                 dirty |= self._resolve_nsids(ns)
-            entries = {i: self._entry(ns, i) for i in dirty}
+            entries = self._entries(ns, dirty)
             self.pending_out.append((ns.key, False, entries))
             self._refresh_peers(ns, dirty)
 
