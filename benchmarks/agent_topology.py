@@ -171,6 +171,16 @@ def dump_ratio(samples=20):
         t0 = time.perf_counter()
         subprocess.run(["ip", "-j", "link", "show"], capture_output=True, check=True)
         ipj.append(time.perf_counter() - t0)
+    pyr = []
+    try:
+        from pyroute2 import IPRoute
+        with IPRoute() as ipr:
+            for _ in range(3):
+                t0 = time.perf_counter()
+                [l.get_attr("IFLA_IFNAME") for l in ipr.get_links()]
+                pyr.append(time.perf_counter() - t0)
+    except ImportError:
+        pass
     mon = NetlinkMonitor(None, None)
     for _ in range(5):
         ns = _Ns("", "", None)
@@ -184,7 +194,8 @@ def dump_ratio(samples=20):
     return {"links": n, "raw_link_dump_ms": statistics.median(raw) * 1000,
             "ip_j_link_show_ms": statistics.median(ipj) * 1000,
             "ratio_ip_over_raw": statistics.median(ipj) / statistics.median(raw),
-            "agent_full_dump_ms": statistics.median(full) * 1000}
+            "agent_full_dump_ms": statistics.median(full) * 1000,
+            "pyroute2_get_links_ms": statistics.median(pyr) * 1000 if pyr else float("nan")}
 
 
 def main():
