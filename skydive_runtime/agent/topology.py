@@ -8,6 +8,7 @@ is the namespace root of the netlink layer when netlink knows the interface, els
 """
 
 import logging
+import os
 import socket
 
 from ..common.ids import gen_id
@@ -18,6 +19,30 @@ log = logging.getLogger(__name__)
 PRIO_OVS_LOW = 0     # what OVS knows of an interface netlink does not see (MAC, Name)
 PRIO_NETLINK = 10
 PRIO_OVS = 20        # OVS Type/Driver/UUID/OfPort/ExtID override netlink
+
+
+def host_info():
+    """OS facts upstream's host node carries (gopsutil host.Info naming)."""
+    info = {"OS": "linux"}
+    try:
+        info["KernelVersion"] = os.uname().release
+    except OSError:
+        pass
+    try:
+        with open("/etc/os-release") as fh:
+            rel = dict(line.rstrip("\n").split("=", 1) for line in fh if "=" in line)
+        if rel.get("ID"):
+            info["Platform"] = rel["ID"].strip('"')
+        if rel.get("VERSION_ID"):
+            info["PlatformVersion"] = rel["VERSION_ID"].strip('"')
+    except OSError:
+        pass
+    try:
+        with open("/var/lib/cloud/data/instance-id") as fh:
+            info["InstanceID"] = fh.read().strip()
+    except OSError:
+        pass
+    return info
 
 
 def _same(a, b):
@@ -50,6 +75,7 @@ class Topology:
         self.graph = graph
         self.host_id = host_id
         md = {"Name": host_id, "Type": "host", "Hostname": socket.gethostname()}
+        md.update(host_info())
         for k, v in (extra_metadata or {}).items():
             md[k] = v
         md["Name"] = host_id

@@ -2,6 +2,7 @@
 fed by a real agent. Every test scopes its queries to the unique names it created."""
 
 import json
+import os
 
 import pytest
 
@@ -119,6 +120,7 @@ def test_agent_metadata(stack):
     assert stack.count(host + ".Has('myarrays.strings','cat')") == 1
     assert stack.count(host + ".Has('myarrays.bools',true)") == 1
     assert stack.count(host + ".HasKey('Hostname')") == 1
+    assert stack.count(host + ".Has('OS','linux','KernelVersion','%s')" % os.uname().release) == 1
 
 
 def test_route_table(stack, net, names):
