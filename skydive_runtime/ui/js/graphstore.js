@@ -52,6 +52,7 @@ export class GraphStore {
     this.owned = new Map();        // parent id -> Set(child id)
     this.changes = new ChangeSet();
     this.events = 0;               // messages applied since load
+    this._depths = null;
   }
 
   // ---- queries -----------------------------------------------------------------------------
@@ -65,6 +66,23 @@ export class GraphStore {
   }
   children(id) { return this.owned.get(id) || new Set(); }
   isGroup(id) { const c = this.owned.get(id); return !!c && c.size > 0; }
+  // id -> number of ownership ancestors, for every node; cached until ownership changes
+  depths() {
+    if (this._depths) return this._depths;
+    const d = new Map();
+    for (const id of this.nodes.keys()) {
+      if (d.has(id)) continue;
+      const chain = [];
+      const seen = new Set();
+      let cur = id;
+      while (cur !== undefined && !d.has(cur) && !seen.has(cur)) { seen.add(cur); chain.push(cur); cur = this.ownerId(cur); }
+      let base = cur !== undefined && d.has(cur) ? d.get(cur) + 1 : 0;   // a cycle counts as a root
+      for (let i = chain.length - 1; i >= 0; i--) d.set(chain[i], base++);
+    }
+    this._depths = d;
+    return d;
+  }
+
   // number of ownership ancestors (0 for a root)
   depth(id) {
     let d = 0;
@@ -121,6 +139,7 @@ export class GraphStore {
     if (!this.nodes.has(id)) return;
     for (const eid of [...this.edgesOf(id)]) this.deleteEdge(eid);
     this.nodes.delete(id);
+    this._depths = null;
     this.adj.delete(id);
     this.owned.delete(id);
     const c = this.changes;
@@ -212,6 +231,7 @@ export class GraphStore {
 
   // ---- internals ---------------------------------------------------------------------------
   _putNode(n) {
+    this._depths = null;
     if (!n.Metadata || typeof n.Metadata !== "object") n.Metadata = {};
     this.nodes.set(n.ID, n);
     if (!this.adj.has(n.ID)) this.adj.set(n.ID, new Set());
@@ -228,6 +248,7 @@ export class GraphStore {
 
   _indexOwnership(e) {
     if (rel(e) !== OWNERSHIP || e.Parent === e.Child) return;
+    this._depths = null;
     const prev = this.ownerId(e.Child);           // a node has at most one owner: the latest wins
     if (prev !== undefined && prev !== e.Parent) {
       const ps = this.owned.get(prev);
@@ -241,6 +262,7 @@ export class GraphStore {
 
   _unindexOwnership(e, relation) {
     if (relation !== OWNERSHIP) return;
+    this._depths = null;
     if (this.ownerOf.get(e.Child) === e.ID) this.ownerOf.delete(e.Child);
     if (this.ownerId(e.Child) !== e.Parent) {
       const s = this.owned.get(e.Parent);

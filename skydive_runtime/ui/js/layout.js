@@ -383,7 +383,7 @@ export class Layout {
     const size = new Map();
     // process deepest first: sort by ownership depth (cheap: depth is small)
     const ids = [...store.nodes.keys()];
-    const depth = new Map(ids.map((id) => [id, store.depth(id)]));
+    const depth = store.depths();
     ids.sort((a, b) => depth.get(b) - depth.get(a));
     for (const id of ids) {
       let s = 1;

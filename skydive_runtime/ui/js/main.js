@@ -177,6 +177,7 @@ function schedule() {
 let drawStart = 0;          // when the last position write happened (0: none pending)
 let renderCost = 0;         // measured: write + style + paint of the last draw, ms
 let nextDrawAt = 0;
+let nextApplyAt = 0;        // events are applied in batches no closer than this
 
 function frame(now) {
   frameRequested = false;
@@ -185,17 +186,24 @@ function frame(now) {
     drawStart = 0;
     nextDrawAt = renderCost < 40 ? 0 : now + 2 * renderCost;
   }
-  const msgs = subscriber.drain();
-  for (const m of msgs) store.apply(m);
-  if (msgs.length) lastEventAt = Date.now();
-  const changes = store.takeChanges();
+  // Apply the queued events. When that was expensive (big graph, structural change), the
+  // next batch waits a little so that events coalesce instead of costing a rebuild each.
   let structural = false;
-  if (!changes.empty) {
-    layout.sync(changes);
-    renderer.apply(changes);
-    details.changed(changes);
-    updateCounters();
-    structural = changes.structure;
+  if (subscriber.queue.length && now >= nextApplyAt) {
+    const t0 = performance.now();
+    const msgs = subscriber.drain();
+    for (const m of msgs) store.apply(m);
+    lastEventAt = Date.now();
+    const changes = store.takeChanges();
+    if (!changes.empty) {
+      layout.sync(changes);
+      renderer.apply(changes);
+      details.changed(changes);
+      updateCounters();
+      structural = changes.structure;
+    }
+    const cost = performance.now() - t0;
+    nextApplyAt = cost > 8 ? now + Math.min(500, 3 * cost) : 0;
   }
   layout.step(LAYOUT_BUDGET_MS);
   const running = layout.running;

@@ -178,13 +178,15 @@ export class Renderer {
     for (const [id, box] of this.groupEls) {
       if (!boxed(id)) { box.remove(); this.groupEls.delete(id); }
     }
-    const depths = new Map();
-    for (const id of store.nodes.keys()) depths.set(id, store.depth(id));
+    const depths = store.depths();
     this.depths = depths;
     this.order = [...store.nodes.keys()].sort((a, b) => depths.get(b) - depths.get(a));
     this.owners = this.order.map((id) => store.ownerId(id));
     // outer groups first in the DOM so that inner ones are painted on top
     const groups = this.order.filter(boxed).reverse();
+    const orderKey = groups.join(" ");
+    const reorder = orderKey !== this._groupOrderKey;
+    this._groupOrderKey = orderKey;
     for (const id of groups) {
       let box = this.groupEls.get(id);
       const n = store.node(id);
@@ -194,9 +196,10 @@ export class Renderer {
         this.groupEls.set(id, box);
       }
       const d = Math.min(depths.get(id), 2);
-      box.setAttribute("class", `group-box ${typeClass(nodeType(n))} depth-${d}` +
-        (this.selected && this.selected.kind === "node" && this.selected.id === id ? " selected" : ""));
-      this.gGroups.appendChild(box);       // re-append keeps the paint order by depth
+      const cls = `group-box ${typeClass(nodeType(n))} depth-${d}` +
+        (this.selected && this.selected.kind === "node" && this.selected.id === id ? " selected" : "");
+      if (box.getAttribute("class") !== cls) box.setAttribute("class", cls);
+      if (reorder || !box.parentNode) this.gGroups.appendChild(box);   // paint order by depth
     }
   }
 
