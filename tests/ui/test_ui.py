@@ -347,6 +347,47 @@ def test_search_and_collapse_groups(analyzer, topo, page):
     page.wait_for(q_node(nid) + " === null")
 
 
+def test_graph_store_semantics(page):
+    """The page's own store (module loaded in the page): partial updates, ownership moves,
+    dangling edges, coalesced change sets."""
+    r = page.eval("""(async () => {
+      const { GraphStore } = await import('/statics/js/graphstore.js');
+      const s = new GraphStore();
+      const N = (id, name, extra) => ({ ID: id, Metadata: Object.assign({ Name: name, Type: 'device' }, extra || {}) });
+      const E = (id, p, c, rel) => ({ ID: id, Parent: p, Child: c, Metadata: { RelationType: rel } });
+      s.reset([N('h', 'host'), N('a', 'a'), N('b', 'b')], [E('o1', 'h', 'a', 'ownership')]);
+      s.takeChanges();
+      const out = {};
+      s.apply({ Type: 'NodePartiallyUpdated', Obj: { ID: 'a', Revision: 5, Ops: [
+        { Type: 1, Key: 'Metric.RxBytes', Value: 10 }, { Type: 1, Key: 'MTU', Value: 9000 }, { Type: 2, Key: 'Name' }] } });
+      out.partial = s.node('a').Metadata; out.rev = s.node('a').Revision;
+      s.apply({ Type: 'EdgeAdded', Obj: E('dangling', 'a', 'missing', 'layer2') });
+      out.dangling = s.edge('dangling') === undefined;
+      // a second ownership edge moves 'a' from h to b
+      s.apply({ Type: 'EdgeAdded', Obj: E('o2', 'b', 'a', 'ownership') });
+      out.owner = s.ownerId('a'); out.hChildren = [...s.children('h')]; out.bChildren = [...s.children('b')];
+      out.depthA = s.depths().get('a');
+      s.apply({ Type: 'EdgeDeleted', Obj: E('o1', 'h', 'a', 'ownership') });
+      out.ownerAfter = s.ownerId('a');
+      // added then deleted in one batch: nothing to render
+      s.takeChanges();
+      s.apply({ Type: 'NodeAdded', Obj: N('tmp', 'tmp') });
+      s.apply({ Type: 'NodeDeleted', Obj: N('tmp', 'tmp') });
+      const c = s.takeChanges();
+      out.transient = [c.addedNodes.size, c.removedNodes.size];
+      // deleting a node removes its edges first
+      s.apply({ Type: 'NodeDeleted', Obj: N('b', 'b') });
+      out.afterDelete = [s.edges.size, s.ownerId('a') === undefined, s.adj.get('a').size];
+      return out;
+    })()""")
+    assert r["partial"] == {"Type": "device", "Metric": {"RxBytes": 10}, "MTU": 9000} and r["rev"] == 5
+    assert r["dangling"] is True
+    assert r["owner"] == "b" and r["hChildren"] == [] and r["bChildren"] == ["a"] and r["depthA"] == 1
+    assert r["ownerAfter"] == "b"
+    assert r["transient"] == [0, 0]
+    assert r["afterDelete"] == [0, True, 0]
+
+
 def _api_subgraph(base, query):
     r = requests.post(base + "/api/topology", json={"GremlinQuery": query}, headers={"Accept": "application/json"}, timeout=10)
     r.raise_for_status()
