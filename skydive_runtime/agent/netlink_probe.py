@@ -177,8 +177,6 @@ class NetlinkProbe:
         if rec is None:
             return
         self.topo.drop_layer(rec, view.layer)
-        if self.ovs is not None and not rec.deleted:
-            self.ovs.netlink_dropped(rec)
 
     def _relations(self, items):
         g = self.graph

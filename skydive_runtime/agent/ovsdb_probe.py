@@ -212,9 +212,6 @@ class OvsdbProbe:
                 return self.ifaces.get(uuid)
         return None
 
-    def netlink_dropped(self, rec):
-        pass
-
     def _find_netlink(self, row):
         if row["type"] not in MERGEABLE:
             return None

@@ -82,7 +82,6 @@ class Topology:
         md["Type"] = "host"
         md["TID"] = gen_id(host_id)
         self.host = graph.new_node(metadata=md, id=gen_id(host_id))
-        self.probes = {}
 
     # ---- records ---------------------------------------------------------------------------------
     def set_layer(self, rec, layer, priority, md, owner=None, extra=None):
