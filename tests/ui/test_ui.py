@@ -514,6 +514,12 @@ def test_captures_panel(analyzer, topo, page):
     assert page.eval("document.getElementById('capture-error').textContent") == "Capture not created: HTTP 400: " + r.text.strip()
     assert len(requests.get(base + "/api/capture", timeout=10).json()) == 1
 
+    # Show: the nodes matched by the capture's query are highlighted
+    page.eval("[...document.querySelectorAll('#capture-table tbody tr button')].find(b => b.textContent === 'Show').click()")
+    page.wait_for("document.getElementById('capture-note').textContent === '1 node highlighted'")
+    assert page.eval("[...document.querySelectorAll('#layer-nodes .node.highlighted')].map(e => e.dataset.id)") == [dev["ID"]]
+    page.eval("window.skydive.renderer.highlight([])")
+
     # delete through the row's button
     page.eval("document.querySelector('#capture-table tbody tr button.danger').click()")
     page.wait_for("document.querySelectorAll('#capture-table tbody tr').length === 0", message="capture deleted")

@@ -8,8 +8,8 @@ import { Layout } from "./layout.js";
 import { Renderer } from "./renderer.js";
 import { Subscriber } from "./subscriber.js";
 import { DetailsPanel } from "./details.js";
-import { Tabs, QueryConsole, CapturesPanel, StatusBar, NodeSearch } from "./panels.js";
-import { login, setLoginHandler } from "./api.js";
+import { Tabs, QueryConsole, CapturesPanel, StatusBar, NodeSearch, collectNodeIds } from "./panels.js";
+import { login, setLoginHandler, gremlin } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 const LAYOUT_BUDGET_MS = 12;
@@ -53,7 +53,17 @@ const details = new DetailsPanel($("details"), store, {
 
 const tabs = new Tabs(document.querySelector('[role="tablist"]'));
 const console_ = new QueryConsole(store, renderer);
-const captures = new CapturesPanel(store);
+const captures = new CapturesPanel(store, async (query) => {
+  try {
+    const r = await gremlin(query);
+    const n = renderer.highlight(collectNodeIds(r.data, store));
+    const first = [...renderer.highlighted][0];
+    if (first) renderer.fit(true, [...renderer.highlighted]);
+    captures.note(n ? `${n} node${n === 1 ? "" : "s"} highlighted` : "no node of the graph matches this query");
+  } catch (err) {
+    captures.note(err.message, true);
+  }
+});
 const status = new StatusBar();
 new NodeSearch(store, (id) => { renderer.reveal(id); renderer.select({ kind: "node", id }); renderer.centerOn(id); });
 

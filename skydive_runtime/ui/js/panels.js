@@ -118,8 +118,9 @@ export class QueryConsole {
 
 // ------------------------------------------------------------------------------ captures
 export class CapturesPanel {
-  constructor(store) {
+  constructor(store, onShow) {
     this.store = store;
+    this.onShow = onShow;          // (gremlinQuery) => highlight the capture's nodes
     this.form = $("capture-form");
     this.error = $("capture-error");
     this.tbody = document.querySelector("#capture-table tbody");
@@ -148,6 +149,12 @@ export class CapturesPanel {
     this.query.value = tid ? `G.V().Has('TID', ${tid})` : `G.V('${node.ID}')`;
     this.target.textContent = `Target: ${nodeName(node)} (${nodeType(node) || "no type"}) on ${node.Host || "no host"}`;
     if (!this.name.value) this.name.value = `capture-${nodeName(node)}`.slice(0, 60);
+  }
+
+  note(text, isError = false) {
+    const el = $("capture-note");
+    el.textContent = text;
+    el.className = isError ? "error" : "hint";
   }
 
   async refresh() {
@@ -231,6 +238,13 @@ export class CapturesPanel {
       td4.textContent = String(count);
       td4.title = "nodes where the capture is active";
       const td5 = document.createElement("td");
+      const show = document.createElement("button");
+      show.type = "button";
+      show.textContent = "Show";
+      show.title = "Highlight the nodes matched by the capture's query";
+      show.setAttribute("aria-label", `Show the nodes of capture ${c.Name || c.GremlinQuery}`);
+      show.addEventListener("click", () => this.onShow && this.onShow(c.GremlinQuery));
+      td5.append(show, " ");
       const del = document.createElement("button");
       del.type = "button";
       del.className = "danger";
