@@ -159,7 +159,7 @@ class NetlinkProbe:
         if rec is None:
             rec = None
             if self.ovs is not None:
-                rec = self.ovs.claim(md.get("Name"), view.key, md.get("Driver"))
+                rec = self.ovs.claim(md.get("Name"), view.key, md.get("Driver"), md.get("MAC"))
             if rec is None:
                 rec = IfaceRecord()
             view.recs[index] = rec

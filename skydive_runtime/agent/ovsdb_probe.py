@@ -202,14 +202,22 @@ class OvsdbProbe:
         self.error = error
 
     # ---- merging with netlink -------------------------------------------------------------------
-    def claim(self, name, ns_key, driver):
-        """A netlink interface appears: the OVS record of the same interface, if any."""
+    def claim(self, name, ns_key, driver, mac=None):
+        """A netlink interface appears: the OVS record of the same interface, if any. A record
+        another namespace's netlink still holds (a port being moved) is only shared when the MAC
+        says it is the same device."""
         for uuid, row in self.iface_rows.items():
             if row["name"] != name:
                 continue
             if (ns_key == ROOT and row["type"] in MERGEABLE) or \
                     (row["type"] == "internal" and driver in ("tun", "openvswitch")):
-                return self.ifaces.get(uuid)
+                rec = self.ifaces.get(uuid)
+                if rec is None:
+                    return None
+                held = [md for layer, (_p, md) in rec.layers.items() if layer.startswith("nl:")]
+                if held and mac and all(md.get("MAC") != mac for md in held):
+                    return None
+                return rec
         return None
 
     def _find_netlink(self, row):

@@ -232,6 +232,14 @@ def test_ovs_internal_moved_to_namespace(stack, net, ovs_bridges, names):
     stack.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s','Type','internal')" % (ns, intf), 1)
     assert stack.count("G.V().Has('Name','%s','Type','internal')" % intf) == 1
     assert stack.count("G.V().Has('Name','%s').In('Type','ovsport')" % intf) == 1
+    node_id = stack.node(intf, ",'Type','internal'")["ID"]
+    # and back to the host: still the same single node, owned by the host again
+    net.ip("link", "set", intf, "netns", "1", netns=ns)
+    host = "G.V().Has('Type','host','Name','%s')" % stack.agent_host_id
+    stack.wait_count(host + ".OutE().Has('RelationType','ownership').OutV().Has('Name','%s','Type','internal')"
+                     % intf, 1)
+    assert stack.count("G.V().Has('Name','%s','Type','internal')" % intf) == 1
+    assert stack.node(intf, ",'Type','internal'")["ID"] == node_id
 
 
 def test_ovs_ownership_links(stack, ovs_bridges, names):
