@@ -217,9 +217,12 @@ class SkydiveClient(object):
         if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
             return ("Skydive analyzer at %s does not speak TLS (%s); set ssl=false or use an "
                     "http:// address" % (self.endpoint, text))
+        hint = ""
+        if self.scheme == "http" and ("Remote end closed" in text or "reset by peer" in text):
+            hint = " (if it serves HTTPS, set ssl=true or use an https:// address)"
         return ("cannot reach the Skydive analyzer at %s (%s %s): %s; check the analyzer address "
-                "(option analyzer or SKYDIVE_ANALYZER) and that the analyzer is running"
-                % (self.endpoint, method, url, text))
+                "(option analyzer or SKYDIVE_ANALYZER) and that the analyzer is running%s"
+                % (self.endpoint, method, url, text, hint))
 
     def login(self):
         """``POST /login`` with the configured credentials; keeps the ``authtoken`` cookie."""
@@ -354,7 +357,7 @@ class SkydiveClient(object):
         """``GET /api/<resource>/<id>``; ``None`` when it does not exist."""
         try:
             return self.request("GET", "/api/%s/%s" % (resource, quote(ident, safe="")),
-                                what="%s %s" % (resource, ident))[1]
+                                what="reading %s %s" % (resource, ident))[1]
         except SkydiveNotFound:
             return None
 
