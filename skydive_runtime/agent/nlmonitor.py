@@ -71,6 +71,8 @@ class NetlinkMonitor(threading.Thread):
     """Owns every netlink socket. `sink(batches)` is called on the loop with a list of
     (ns_key, full, {ifindex: entry or None}) where entry = (metadata, relations, metric_update)."""
 
+    EVENT_RCVBUF = 8 << 20   # per event socket; an overflow (ENOBUFS) costs a redump of the namespace
+
     def __init__(self, loop, sink, metrics_interval=30.0, on_ns_error=None):
         threading.Thread.__init__(self, name="netlink-monitor", daemon=True)
         self.loop = loop
@@ -220,7 +222,7 @@ class NetlinkMonitor(threading.Thread):
                 self.pending_out.append((other.key, False, self._entries(other, changed)))
 
     def _open_sockets(self, ns):
-        ns.evt = nl.NetlinkSocket(nl.ALL_GROUPS)
+        ns.evt = nl.NetlinkSocket(nl.ALL_GROUPS, rcvbuf=self.EVENT_RCVBUF)
         ns.evt.sock.setblocking(False)
         ns.req = nl.NetlinkSocket(0, rcvbuf=1 << 20)
         ns.eth = nl.Ethtool()
