@@ -134,8 +134,13 @@ class Agent:
                     clients.update(self.ws.server.status(path))
                 except Exception:
                     pass
+        flow_probes, captures = [], {}
+        if self.captures is not None:
+            from .captures import NODE_CAPTURE_TYPES
+            flow_probes = sorted({t for types, _default in NODE_CAPTURE_TYPES.values() for t in types})
+            captures = self.captures.status()
         return {"Clients": clients, "Analyzers": self.forwarder.status() if self.forwarder else {},
-                "TopologyProbes": probes, "FlowProbes": []}
+                "TopologyProbes": probes, "FlowProbes": flow_probes, "Captures": captures}
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     @staticmethod

@@ -30,6 +30,7 @@ def test_agent_api(stack, net, names):
     link = list(st["Analyzers"].values())[0]
     assert link["IsConnected"] is True and link["ClientProtocol"] == "json" and link["IsMaster"] is True
     assert st["TopologyProbes"]["netlink"]["State"] == "running"
+    assert "afpacket" in st["FlowProbes"]
     assert st["TopologyProbes"]["ovsdb"]["State"] == "connected"
     a, b = names("a"), names("b")
     net.add_veth(a, b)
