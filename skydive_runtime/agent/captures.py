@@ -26,6 +26,7 @@ import json
 import logging
 import shutil
 import subprocess
+import time
 
 from ..flow.capture import CaptureRunner
 from ..flow.table import FlowTable, FlowTableError
@@ -271,9 +272,10 @@ class AgentCaptures(GraphListener):
             probe.entry["SFlowSocket"] = src.address
         else:
             raise CaptureStartError(400, "%s capture is not available on this agent" % ctype)
-        if bpf and ctype not in ("afpacket", "pcap"):
+        if (bpf and ctype not in ("afpacket", "pcap")) or ctype == "pcapsocket":
             # the source cannot filter in the kernel: filter in user space before the table
-            table = _BPFTable(table, bpf)
+            table = _WrappedTable(table, bpf if ctype not in ("afpacket", "pcap") else None,
+                                  packet_clock=ctype == "pcapsocket")
         probe.source = src
         runner = CaptureRunner(src, table, on_flows=self._on_flows, on_stats=lambda st, p=probe: self._on_stats(p, st),
                                update_ms=self.update_ms, stats_ms=self.stats_ms, loop=self.loop,
@@ -429,25 +431,44 @@ class AgentCaptures(GraphListener):
             asyncio.ensure_future(self._stop_probe(probe))
 
 
-class _BPFTable(object):
+class _WrappedTable(object):
     """A FlowTable behind a user-space BPF filter (sources that cannot filter in the kernel:
-    pcapsocket, sflow, ovssflow). Quacks like the FlowTable for CaptureRunner."""
+    pcapsocket, sflow, ovssflow) and/or on a packet clock (pcapsocket: a replayed pcap keeps its
+    own timestamps, so timers run on packet time that then elapses with the wall clock: flows are
+    neither expired at once nor stamped with the replay time). Quacks like the FlowTable for
+    CaptureRunner."""
 
-    def __init__(self, table, expr):
-        from ..flow.bpf import BPFMatcher
+    def __init__(self, table, expr=None, packet_clock=False):
         self._t = table
-        self._m = BPFMatcher(expr)
+        self._m = None
+        if expr:
+            from ..flow.bpf import BPFMatcher
+            self._m = BPFMatcher(expr)
+        self.packet_clock = packet_clock
+        self._pkt_ms = 0
+        self._wall_ms = 0
         self.capture_id = table.capture_id
 
     def process(self, data, ts_ns, wire_len=0, linktype=None):
-        if self._m.match(data, wire_len or len(data)):
-            self._t.process(data, ts_ns, wire_len, linktype)
+        if self._m is not None and not self._m.match(data, wire_len or len(data)):
+            return
+        if self.packet_clock:
+            ms = ts_ns // 1000000
+            if ms >= self._pkt_ms:
+                self._pkt_ms = ms
+                self._wall_ms = time.time_ns() // 1000000
+        self._t.process(data, ts_ns, wire_len, linktype)
+
+    def _now(self, now_ms):
+        if self.packet_clock and self._pkt_ms:
+            return self._pkt_ms + max(0, now_ms - self._wall_ms)
+        return now_ms
 
     def tick(self, now_ms):
-        return self._t.tick(now_ms)
+        return self._t.tick(self._now(now_ms))
 
     def flush(self, now_ms):
-        return self._t.flush(now_ms)
+        return self._t.flush(self._now(now_ms))
 
     def stats(self):
         return self._t.stats()

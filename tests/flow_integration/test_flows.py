@@ -1,0 +1,315 @@
+"""Flow scenarios of spec §11 with real traffic (ping, UDP) between namespaces, through a Linux
+bridge and through Open vSwitch (userspace datapath), with exact packet counts."""
+
+import asyncio
+import json
+import os
+import sys
+
+import aiohttp
+import pytest
+
+from tests.flow_integration.conftest import Pair, ping, read_pcap, run, udp_send, wait_until
+
+pytestmark = pytest.mark.needs_root
+
+ICMP4 = "Ethernet/IPv4/ICMPv4"
+
+
+def test_gremlin_metrics_predicates_rtt_sort_sum(stack, net, names):
+    """afpacket (default) on a veth inside a namespace: TestFlowGremlin / TestFlowMetrics /
+    TestSort / TestFlowSumStep / TestFlowCaptureNodeStep / TestFlowsWithIpv4Range / UDP."""
+    p = Pair(net, names)
+    nq = "G.V().Has('Name','%s')" % p.a
+    cid = stack.capture(GremlinQuery=nq, Name="metrics")
+    stack.wait_active(cid, nq)
+    tid = stack.node(p.a)["Metadata"]["TID"]
+    ping(p.ns_a, p.ip_b, 5)
+    udp_send(p.ns_a, p.ip_b, 7777, 3, sport=40777)
+    base = "G.Flows().Has('CaptureID','%s','LayersPath','%s','Network.A','%s')" % (cid, ICMP4, p.ip_a)
+    stack.wait_q(base + ".Values('Metric.ABPackets')", [5])
+    stack.wait_q(base + ".Values('Metric.BAPackets')", [5])
+    udp = "G.Flows().Has('CaptureID','%s','Transport', 7777)" % cid
+    stack.wait_q(udp + ".Values('Metric.ABPackets')", [3])
+    flow = stack.q(base)[0]
+    assert flow["NodeTID"] == tid and flow["CaptureID"] == cid
+    assert flow["Network"] == {"Protocol": "IPV4", "A": p.ip_a, "B": p.ip_b, "ID": 0}
+    assert flow["ICMP"]["Type"] == "ECHO" and flow["Application"] == "ICMPv4"
+    ab_bytes = flow["Metric"]["ABBytes"]
+    assert ab_bytes == 5 * 98
+    # the same flow from the capture node, with Flows(k, v...) arguments and Has()
+    # (the UDP datagrams got ICMP port unreachable answers: a second ICMPv4 flow, B -> A)
+    assert stack.q("%s.Flows().Has('LayersPath','%s','NodeTID','%s').Count()" % (nq, ICMP4, tid)) == 2
+    assert stack.q("%s.Flows().Has('LayersPath','%s','NodeTID','%s','ICMP.Type','ECHO').Count()" % (nq, ICMP4, tid)) == 1
+    assert stack.q("%s.Flows('LayersPath','%s','NodeTID','%s','ICMP.Type','ECHO').Count()" % (nq, ICMP4, tid)) == 1
+    assert stack.q("G.Flows('CaptureID','%s').Has('LayersPath', Regex('.*ICMPv4.*')).Count()" % cid) == 2
+    assert stack.q("G.Flows('CaptureID','%s').Has('ICMP.Type','DESTINATION_UNREACHABLE').Values('Metric.ABPackets')" % cid) == [3]
+    # every comparison predicate around the exact byte count
+    m = base + ".Has('Metric.ABBytes', %s).Count()"
+    for pred, n in (("GT(%d)" % (ab_bytes - 1), 1), ("GT(%d)" % ab_bytes, 0), ("GTE(%d)" % ab_bytes, 1),
+                    ("GTE(%d)" % (ab_bytes + 1), 0), ("LT(%d)" % (ab_bytes + 1), 1), ("LT(%d)" % ab_bytes, 0),
+                    ("LTE(%d)" % ab_bytes, 1), ("LTE(%d)" % (ab_bytes - 1), 0),
+                    ("Inside(%d, %d)" % (ab_bytes - 1, ab_bytes + 1), 1), ("Inside(%d, %d)" % (ab_bytes, ab_bytes + 1), 0),
+                    ("Between(%d, %d)" % (ab_bytes, ab_bytes + 1), 1), ("Between(%d, %d)" % (ab_bytes - 1, ab_bytes), 0),
+                    ("NE(%d)" % ab_bytes, 0), ("Within(1, %d)" % ab_bytes, 1), ("Without(%d)" % ab_bytes, 0)):
+        assert stack.q(m % pred) == n, pred
+    assert stack.q(base + ".Has('Metric.ABPackets', 5, 'Metric.RTT', GT(0)).Count()") == 1
+    # bare Network matches either side; Ipv4Range; HasEither
+    # (echo A -> B and port unreachable B -> A)
+    assert stack.q("G.Flows().Has('CaptureID','%s','Network','%s','LayersPath','%s').Count()" % (cid, p.ip_b, ICMP4)) == 2
+    assert stack.q("G.Flows().Has('CaptureID','%s','Network.B','%s','LayersPath','%s').Count()" % (cid, p.ip_b, ICMP4)) == 1
+    assert stack.q("G.Flows().Has('CaptureID','%s','Network', Ipv4Range('%s.0/24'),'LayersPath','%s').Count()"
+                   % (cid, p.prefix, ICMP4)) == 2
+    assert stack.q("G.Flows().Has('CaptureID','%s','Network.A', Ipv4Range('%s.0/30'),'ICMP.Type','ECHO').Count()"
+                   % (cid, p.prefix)) == 1
+    assert stack.q("G.Flows().Has('CaptureID','%s','Network', Ipv4Range('203.0.113.0/24')).Count()" % cid) == 0
+    assert stack.q("G.Flows().Has('CaptureID','%s').HasEither('Transport.B', 7777, 'ICMP.Type', 'ECHO').Count()" % cid) == 2
+    # UDP: 3 datagrams, no reply
+    u = stack.q(udp)[0]
+    assert u["Transport"] == {"Protocol": "UDP", "A": 40777, "B": 7777, "ID": 0}
+    assert u["Metric"]["BAPackets"] == 0 and u["LayersPath"] == "Ethernet/IPv4/UDP"
+    # Sum, Sort, Dedup, Values, Keys, Limit, CaptureNode/Hops/Node
+    both = "G.Flows().Has('CaptureID','%s').HasEither('Transport.B', 7777, 'ICMP.Type', 'ECHO')" % cid
+    assert stack.q(both + ".Sum('Metric.ABPackets')") == 8
+    assert stack.q(both + ".Dedup().Sum('Metric.ABPackets')") == 8
+    asc = stack.q(both + ".Sort()")
+    assert [f["Last"] for f in asc] == sorted(f["Last"] for f in asc)
+    desc = stack.q(both + ".Sort(DESC, 'Start')")
+    assert [f["Start"] for f in desc] == sorted((f["Start"] for f in desc), reverse=True)
+    assert sorted(stack.q(both + ".Values('Application')")) == ["ICMPv4", "UDP"]
+    assert "Metric.ABPackets" in stack.q(both + ".Keys()")
+    assert stack.q(both + ".Limit(1).Count()") == 1
+    assert stack.q(both + ".Range(1, 2).Count()") == 1
+    for step in ("CaptureNode()", "Hops()", "Node()"):
+        nodes = stack.q(both + "." + step)
+        assert [n["Metadata"]["Name"] for n in nodes] == [p.a], step
+    assert stack.q(base + ".CaptureNode().Count()") == 1
+    # Nodes(): capture node + the nodes holding Link.A / Link.B
+    node_names = {n["Metadata"]["Name"] for n in stack.q(base + ".Nodes()")}
+    assert {p.a, p.b} <= node_names
+    # In()/Out(): the interface whose MAC is the source / destination
+    assert p.a in {n["Metadata"]["Name"] for n in stack.q(base + ".In()")}
+    assert p.b in {n["Metadata"]["Name"] for n in stack.q(base + ".Out()")}
+    # flow history in the store: the flow, its metrics (sum of the updates = the totals)
+    hist = "G.At('-0s', 300).Flows().Has('CaptureID','%s','LayersPath','%s','ICMP.Type','ECHO')" % (cid, ICMP4)
+    stack.wait_q(hist + ".Values('Metric.ABPackets')", [5])
+    msum = stack.q(hist + ".Metrics().Sum()")
+    assert msum["ABPackets"] == 5 and msum["BAPackets"] == 5 and msum["ABBytes"] == ab_bytes
+    assert stack.q(hist + ".Metrics().Aggregates(10)")[0]["Aggregated"]
+    live_metrics = stack.q(base + ".Metrics()")
+    assert list(live_metrics[0].keys()) == [flow["UUID"]]
+    r = stack.delete_capture(cid)
+    assert r.status_code == 200
+    stack.wait_q(nq + ".Has('Captures').Count()", 0)
+    stack.wait_q("G.Flows().Has('CaptureID','%s').Count()" % cid, 0)
+
+
+def test_two_capture_points_tracking_id_shortest_path(stack, net, names):
+    """One conversation seen on both ends: same TrackingID, different UUIDs (TestFlowHops,
+    TestFlowsWithShortestPath, Group/MoreThan), and an IPv6 ping (TestIPv6FlowHopsIPv6),
+    plus ICMP ids (TestICMP)."""
+    p = Pair(net, names, v6=True)
+    nq = "G.V().Has('Name', Within('%s', '%s'))" % (p.a, p.b)
+    cid = stack.capture(GremlinQuery=nq)
+    stack.wait_active(cid, nq, count=2)
+    ping(p.ns_a, p.ip_b, 4)
+    q = "G.Flows().Has('CaptureID','%s','LayersPath','%s')" % (cid, ICMP4)
+    stack.wait_q(q + ".Values('Metric.ABPackets')", [4, 4])
+    flows = stack.q(q)
+    assert len({f["TrackingID"] for f in flows}) == 1
+    assert len({f["UUID"] for f in flows}) == 2
+    assert len({f["NodeTID"] for f in flows}) == 2
+    tracking = flows[0]["TrackingID"]
+    assert stack.q("G.Flows().Has('TrackingID','%s').Count()" % tracking) == 2
+    hops = {n["Metadata"]["Name"] for n in stack.q("G.Flows().Has('TrackingID','%s').Hops()" % tracking)}
+    nodes = {n["Metadata"]["Name"] for n in stack.q("G.Flows().Has('TrackingID','%s').Nodes()" % tracking)}
+    assert hops == {p.a, p.b} and hops <= nodes
+    groups = stack.q(q + ".Group().MoreThan()")
+    assert list(groups[0].keys()) == [tracking] and len(groups[0][tracking]) == 2
+    assert stack.q(q + ".Dedup().Count()") == 1
+    # flows along the shortest path a -> b over layer2 links (a, pa, br, pb, b)
+    path = "G.V().Has('Name','%s').ShortestPathTo(Metadata('Name','%s'), Metadata('RelationType','layer2'))" % (p.a, p.b)
+    assert len(stack.q(path)[0]) == 5
+    assert stack.q(path + ".Flows().Has('LayersPath','%s','CaptureID','%s').Count()" % (ICMP4, cid)) == 2
+    # IPv6
+    ping(p.ns_a, p.ip6_b, 3, extra=("-6",))
+    q6 = "G.Flows().Has('CaptureID','%s','LayersPath','Ethernet/IPv6/ICMPv6/ICMPv6Echo','Network.A','%s')" % (cid, p.ip6_a)
+    stack.wait_q(q6 + ".Values('Metric.ABPackets')", [3, 3])
+    f6 = stack.q(q6)
+    assert f6[0]["ICMP"]["Type"] == "ECHO" and f6[0]["Network"]["Protocol"] == "IPV6"
+    assert f6[0]["TrackingID"] == f6[1]["TrackingID"]
+    # ICMP ids: two pings with their own identifiers are two flows
+    ping(p.ns_a, p.ip_b, 2, extra=("-e", "123"))
+    ping(p.ns_a, p.ip_b, 3, extra=("-e", "456"))
+    for ident, n in ((123, 2), (456, 3)):
+        qi = "G.Flows().Has('CaptureID','%s','NodeTID','%s','ICMP.ID', %d)" % (cid, stack.node(p.a)["Metadata"]["TID"], ident)
+        stack.wait_q(qi + ".Values('Metric.ABPackets')", [n])
+    t1 = stack.q("G.Flows().Has('CaptureID','%s','ICMP.ID', 123).Values('TrackingID')" % cid)
+    t2 = stack.q("G.Flows().Has('CaptureID','%s','ICMP.ID', 456).Values('TrackingID')" % cid)
+    assert len(set(t1)) == 1 and len(set(t2)) == 1 and set(t1) != set(t2)
+    stack.delete_capture(cid)
+
+
+def test_bpf_raw_packets_pcap_output(stack, net, names, tmp_path):
+    """TestBPF + TestRawPackets: kernel BPF filter, 9 raw packets kept, RawPackets().BPF() and pcap."""
+    p = Pair(net, names)
+    nq = "G.V().Has('Name','%s')" % p.a
+    cid = stack.capture(GremlinQuery=nq, BPFFilter="icmp and host %s and icmp[icmptype] != icmp-unreach" % p.ip_b,
+                        RawPacketLimit=9,
+                        HeaderSize=128)
+    stack.wait_active(cid, nq)
+    udp_send(p.ns_a, p.ip_b, 7001, 4)
+    ping(p.ns_a, p.ip_b, 5)
+    q = "G.Flows().Has('CaptureID','%s')" % cid
+    stack.wait_q(q + ".Values('Metric.ABPackets')", [5])
+    assert stack.q(q + ".Values('LayersPath')") == [ICMP4]       # the UDP datagrams were filtered out
+    assert stack.q(q + ".Values('RawPacketsCaptured')") == [9]
+    raw = stack.q(q + ".RawPackets()")
+    (uuid, pkts), = raw[0].items()
+    assert len(pkts) == 9 and [x["Index"] for x in pkts] == list(range(9))
+    assert all(x["LinkType"] == 1 for x in pkts)
+    assert stack.q(q + ".RawPackets().BPF('icmp[icmptype] == 0').Count()") == 4     # replies among the 9
+    assert stack.q(q + ".RawPackets().BPF('icmp[icmptype] == 8').Count()") == 5
+    r = stack.post_query(q + ".RawPackets()", accept="application/vnd.tcpdump.pcap")
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/vnd.tcpdump.pcap")
+    frames = read_pcap(r.content)
+    assert len(frames) == 9 and all(len(f) == 98 for _, f in frames)
+    r = stack.post_query(q + ".RawPackets().BPF('icmp[icmptype] == 0')", accept="application/vnd.tcpdump.pcap")
+    assert len(read_pcap(r.content)) == 4
+    r = stack.post_query(q + ".RawPackets().BPF('this is not bpf')")
+    assert r.status_code == 400 and "syntax error" in r.text
+    # the CLI asks for pcap the same way
+    out = os.path.join(str(tmp_path), "raw.pcap")
+    run([sys.executable, "-m", "skydive_runtime.cli.main", "client", "--analyzer", stack.analyzer.address,
+         "query", "--format", "pcap", "--output", out, q + ".RawPackets()"], cwd="/work/main")
+    with open(out, "rb") as fh:
+        assert [f for _, f in read_pcap(fh.read())] == [f for _, f in frames]
+    stack.delete_capture(cid)
+
+
+def test_pcap_probe_on_bridge_port_and_flow_feed(stack, net, names):
+    """TestPCAPProbe: libpcap capture on a Linux bridge port; the /ws/subscriber/flow feed."""
+    p = Pair(net, names)
+    nq = "G.V().Has('Name','%s')" % p.pa
+    cid = stack.capture(GremlinQuery=nq, Type="pcap")
+    stack.wait_active(cid, nq)
+    assert stack.q(nq + ".Values('Captures.Type')") == ["pcap"]
+
+    async def feed():
+        async with aiohttp.ClientSession() as s:
+            async with s.ws_connect(stack.url.replace("http", "ws") + "/ws/subscriber/flow",
+                                    headers={"X-Client-Type": "test", "X-Websocket-Namespace": "flow/%s" % cid}) as ws:
+                loop = asyncio.get_event_loop()
+                pinger = loop.run_in_executor(None, ping, p.ns_b, p.ip_a, 4)
+                got = {}
+                deadline = loop.time() + 20
+                while loop.time() < deadline:
+                    try:
+                        msg = await ws.receive(timeout=max(0.1, deadline - loop.time()))
+                    except asyncio.TimeoutError:
+                        break
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    m = json.loads(msg.data)
+                    assert m["Namespace"] == "flow/%s" % cid
+                    for f in m["Obj"]:
+                        assert f["CaptureID"] == cid
+                        got[f["UUID"]] = f
+                    if any(f.get("LayersPath") == ICMP4 and f["Metric"]["ABPackets"] == 4 for f in got.values()):
+                        break
+                await pinger
+                return got
+    got = asyncio.new_event_loop().run_until_complete(feed())
+    icmp = [f for f in got.values() if f.get("LayersPath") == ICMP4]
+    assert icmp and icmp[0]["Metric"]["ABPackets"] == 4 and icmp[0]["Network"]["A"] == p.ip_b
+    q = "G.Flows().Has('CaptureID','%s','LayersPath','%s')" % (cid, ICMP4)
+    assert stack.q(q + ".Values('Metric.BAPackets')") == [4]
+    stack.delete_capture(cid)
+
+
+def test_ovssflow_on_bridge_and_src_dst_interfaces(stack, ovs, net, names):
+    """TestFlowGremlin on an ovssflow capture (default type for an ovsbridge) + TestSFlowSrcDstPath,
+    ICMP and UDP through OVS (userspace datapath, tx checksum offload off)."""
+    prefix = "10.%d.%d" % tuple(__import__("random").randint(1, 250) for _ in range(2))
+    br = names("ob")
+    ovs.add_bridge(br)
+    try:
+        ns, ifs, ips = [], [], []
+        for i in (1, 2):
+            n = net.add_netns(names("on"))
+            inner, outer = names("oi"), names("oo")
+            net.add_veth(outer, inner, netns_b=n)
+            ovs.vsctl("add-port", br, outer)
+            net.ip("link", "set", outer, "up")
+            net.ip("addr", "add", "%s.%d/24" % (prefix, i), "dev", inner, netns=n)
+            net.ip("link", "set", inner, "up", netns=n)
+            run(["ip", "netns", "exec", n, "ethtool", "-K", inner, "tx", "off"], check=False)
+            ns.append(n), ifs.append(inner), ips.append("%s.%d" % (prefix, i))
+        run(["ip", "link", "set", br, "up"], check=False)
+        bq = "G.V().Has('Name','%s','Type','ovsbridge')" % br
+        stack.wait_q(bq + ".Count()", 1)
+        cid = stack.capture(GremlinQuery=bq)
+        stack.wait_active(cid, bq)
+        assert stack.q(bq + ".Values('Captures.Type')") == ["ovssflow"]
+        sflow = ovs.vsctl("get", "bridge", br, "sflow").stdout.strip()
+        assert sflow and sflow != "[]"
+        ping(ns[0], ips[1], 5)
+        udp_send(ns[0], ips[1], 9999, 4, sport=41999)
+        tid = stack.q(bq)[0]["Metadata"]["TID"]
+        q = "%s.Flows().Has('LayersPath','%s','NodeTID','%s','ICMP.Type','ECHO')" % (bq, ICMP4, tid)
+        stack.wait_q(q + ".Values('Metric.ABPackets')", [5], timeout=25)
+        assert stack.q(q + ".Values('Metric.BAPackets')") == [5]
+        uq = "%s.Flows().Has('Transport.B', 9999)" % bq
+        stack.wait_q(uq + ".Values('Metric.ABPackets')", [4], timeout=25)
+        stack.wait_q("%s.Flows('ICMP.Type','DESTINATION_UNREACHABLE').Values('Metric.ABPackets')" % bq, [4])
+        assert stack.q("%s.Flows('LayersPath','%s','NodeTID','%s').Count()" % (bq, ICMP4, tid)) == 2   # + unreachable
+        assert stack.q(q + ".Count()") == 1
+        # source / destination interfaces of the sampled flow (by MAC)
+        src = {n["Metadata"]["Name"] for n in stack.q("G.Flows().Has('Network.A','%s','CaptureID','%s').In()" % (ips[0], cid))}
+        dst = {n["Metadata"]["Name"] for n in stack.q("G.Flows().Has('Network.A','%s','CaptureID','%s').Out()" % (ips[0], cid))}
+        assert ifs[0] in src and ifs[1] not in src
+        assert ifs[1] in dst and ifs[0] not in dst
+        assert stack.q(q + ".Both().Dedup().Count()") >= 2
+        assert stack.q(q + ".CaptureNode().Values('Name')") == [br]
+        stack.delete_capture(cid)
+        stack.wait_q(bq + ".Has('Captures').Count()", 0)
+        wait_until(lambda: ovs.vsctl("get", "bridge", br, "sflow").stdout.strip() == "[]", timeout=10,
+                   message="sFlow removed from the bridge")
+    finally:
+        ovs.del_bridge(br)
+
+
+def test_pcapsocket_replay_and_api_pcap_history(stack, net, names):
+    """TestReplayCapture (pcapsocket, Captures[].PCAPSocket) and TestPcapInject (POST /api/pcap
+    then G.At(<time of the pcap>).Flows().Has('Application','DNS'))."""
+    import socket
+    import requests
+    from tests.flow_integration.conftest import sample_pcap
+    p = Pair(net, names)
+    nq = "G.V().Has('Name','%s')" % p.pa
+    cid = stack.capture(GremlinQuery=nq, Type="pcapsocket")
+    stack.wait_active(cid, nq)
+    addr = stack.q(nq + ".Values('Captures.PCAPSocket')")[0]
+    host, port = addr.rsplit(":", 1)
+    data, exp = sample_pcap(1454659514)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(data)
+    q = "G.Flows().Has('CaptureID','%s')" % cid
+    stack.wait_q(q + ".Count()", exp["flows"], timeout=20)
+    assert stack.q(q + ".Has('Application','DNS').Count()") == exp["dns"]
+    assert stack.q(q + ".Sum('Metric.ABPackets')") + stack.q(q + ".Sum('Metric.BAPackets')") == exp["packets"]
+    assert stack.q(q + ".Has('Transport.B', 80).Values('Metric.RTT')")[0] > 0
+    stack.delete_capture(cid)
+    # POST /api/pcap: stored (not live), queried back in time
+    data2, exp2 = sample_pcap(1454000000)
+    r = requests.post(stack.url + "/api/pcap", data=data2, timeout=10)
+    assert r.status_code == 202, r.text
+    at = "G.At(%d, 60).Flows()" % exp2["end_ms"]
+    stack.wait_q(at + ".Has('Application','DNS').Count()", exp2["dns"])
+    assert stack.q(at + ".Count()") == exp2["flows"]
+    assert stack.q(at + ".Has('Network', '93.184.216.34').Values('Transport.B')") == [80]
+    assert stack.q("G.At(%d).Flows().Has('Application','ARP').Count()" % (1454000000 * 1000)) == 1
+    r = requests.post(stack.url + "/api/pcap", data=b"not a pcap at all, really", timeout=10)
+    assert r.status_code == 400 and "pcap" in r.text.lower() and "Traceback" not in r.text
+    r = requests.post(stack.url + "/api/pcap", data=data2[:40], timeout=10)
+    assert r.status_code == 400
