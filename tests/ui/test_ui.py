@@ -340,9 +340,22 @@ def test_search_and_collapse_groups(analyzer, topo, page):
     hidden = set(page.eval("[...document.querySelectorAll('#layer-nodes .node[display=none]')].map(e => e.dataset.id)"))
     owned = {e["Child"] for e in api_edges(base).values() if e["Metadata"]["RelationType"] == "ownership" and e["Parent"] in expected}
     assert hidden == owned
+    # links leaving a folded group are drawn once between the visible ends
+    top = {e["Child"]: e["Parent"] for e in api_edges(base).values()
+           if e["Metadata"]["RelationType"] == "ownership" and e["Parent"] in expected}
+    proxies = set()
+    for e in api_edges(base).values():
+        if e["Metadata"]["RelationType"] == "ownership" or not (e["Parent"] in top or e["Child"] in top):
+            continue
+        a, b = top.get(e["Parent"], e["Parent"]), top.get(e["Child"], e["Child"])
+        if a != b:
+            proxies.add("|".join(sorted((a, b))))
+    assert proxies
+    assert set(page.eval("[...document.querySelectorAll('#layer-edges path.proxy')].map(e => e.dataset.proxy)")) == proxies
     page.eval("document.getElementById('btn-expand').click()")
     page.wait_for("document.querySelectorAll('#layer-nodes .node[display=none]').length === 0 && "
-                  "document.querySelectorAll('#layer-nodes .node.collapsed').length === 0")
+                  "document.querySelectorAll('#layer-nodes .node.collapsed').length === 0 && "
+                  "document.querySelectorAll('#layer-edges path.proxy').length === 0")
     requests.delete(base + "/api/node/" + nid, timeout=10)
     page.wait_for(q_node(nid) + " === null")
 

@@ -30,6 +30,7 @@ export class Renderer {
     this.nodeEls = new Map();              // id -> record
     this.edgeEls = new Map();              // id -> record
     this.groupEls = new Map();             // owner id -> rect
+    this.proxyEls = new Map();             // "a|b" -> {line, a, b}: links through folded groups
     this.order = [];                       // node ids, deepest ownership level first
     this.depths = new Map();
     this.view = { k: 1, tx: 0, ty: 0 };
@@ -229,13 +230,38 @@ export class Renderer {
         r.cls = r.g.getAttribute("class");
       }
     }
-    for (const r of this.edgeEls.values()) {
+    const proxies = new Map();
+    for (const [id, r] of this.edgeEls) {
       const hide = hidden.has(r.parent) || hidden.has(r.child);
       if (hide !== !!r.hidden) {
         r.hidden = hide;
         if (hide) r.line.setAttribute("display", "none"); else r.line.removeAttribute("display");
         r.lx = NaN;
       }
+      if (!hide) continue;
+      // a non-ownership link leaving a folded group is drawn once between the visible ends
+      const e = this.store.edge(id);
+      const relation = rel(e);
+      if (!e || relation === OWNERSHIP) continue;
+      const a = hidden.get(r.parent) || r.parent, b = hidden.get(r.child) || r.child;
+      if (a === b) continue;
+      const key = a < b ? `${a}|${b}` : `${b}|${a}`;
+      if (!proxies.has(key)) proxies.set(key, { a, b, relation, n: 0 });
+      proxies.get(key).n++;
+    }
+    for (const [key, pr] of this.proxyEls) {
+      if (!proxies.has(key)) { pr.line.remove(); this.proxyEls.delete(key); }
+    }
+    for (const [key, want] of proxies) {
+      let pr = this.proxyEls.get(key);
+      if (!pr) {
+        pr = { line: el("path", { "data-proxy": key }), a: want.a, b: want.b, lx: NaN };
+        this.proxyEls.set(key, pr);
+        this.gEdges.appendChild(pr.line);
+      }
+      pr.line.setAttribute("class", `edge proxy ${want.relation === LAYER2 ? "rel-layer2" : "rel-other"}`);
+      pr.line.setAttribute("data-links", String(want.n));
+      pr.lx = NaN;
     }
   }
 
@@ -263,6 +289,13 @@ export class Renderer {
       if (!a || !b) continue;
       r.lx = a.x;
       r.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
+    }
+    for (const pr of this.proxyEls.values()) {
+      if (!force && !Number.isNaN(pr.lx) && !movedIds.has(pr.a) && !movedIds.has(pr.b)) continue;
+      const a = this.layout.point(pr.a), b = this.layout.point(pr.b);
+      if (!a || !b) continue;
+      pr.lx = a.x;
+      pr.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
     }
     if (moved || force) this._drawGroups();
     if (!this.userView && (moved || force)) this.fit(false);
