@@ -98,7 +98,7 @@ function showConnState(state, detail) {
     const s = Math.max(0, Math.ceil((subscriber.retryAt - Date.now()) / 1000));
     connEl.textContent = `Disconnected — retrying in ${s} s`;
   };
-  connEl.title = detail || "";
+  connEl.title = `${detail || "disconnected"} — click to reconnect now`;
   render();
   retryTicker = setInterval(render, 1000);
 }
