@@ -34,11 +34,11 @@ def agent_config(analyzer, ovsdb="unix:///nonexistent/db.sock", host_id=None, **
 class Stack:
     """analyzer + agent subprocesses; `q(query)` runs Gremlin on the analyzer."""
 
-    def __init__(self, workdir, ovsdb, start_agent=True, agent_host_id=None):
+    def __init__(self, workdir, ovsdb, start_agent=True, agent_host_id=None, backend="memory"):
         self.workdir = workdir
         cfg = analyzer_config(workdir)
-        cfg["analyzer"]["topology"]["backend"] = "memory"
-        cfg["analyzer"]["flow"]["backend"] = "memory"
+        cfg["analyzer"]["topology"]["backend"] = backend
+        cfg["analyzer"]["flow"]["backend"] = backend
         self.analyzer = SkydiveProcess("analyzer", os.path.join(str(workdir), "analyzer"), cfg)
         self.ovsdb = ovsdb
         self.agent = None

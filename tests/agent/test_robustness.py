@@ -80,8 +80,10 @@ def _analyzer_ids(stack):
             {e["ID"] for e in g["Edges"] if e["Origin"] == origin})
 
 
-def test_analyzer_restart(tmp_path, net, names):
-    s = Stack(tmp_path, "unix:///nonexistent/db.sock")
+@pytest.mark.parametrize("backend", ["memory", "sqlite"])
+def test_analyzer_restart(tmp_path, net, names, backend):
+    """With sqlite the analyzer reloads the agent's old elements at restart: the Sync replaces them."""
+    s = Stack(tmp_path, "unix:///nonexistent/db.sock", backend=backend)
     try:
         s.start()
         a, b, c, d = names("a"), names("b"), names("c"), names("d")
