@@ -17,6 +17,7 @@ Malformed or truncated input never raises out of `decode`: decoding stops at
 the last complete layer (gopacket's DecodeFailure is not part of LayersPath).
 """
 
+import socket as _socket
 import struct
 
 LINKTYPE_ETHERNET = 1
@@ -145,14 +146,11 @@ class Packet(object):
 
 
 def mac_str(b):
-    return "%02x:%02x:%02x:%02x:%02x:%02x" % tuple(b)
+    return bytes(b).hex(":")
 
 
 def ip_str(b):
-    if len(b) == 4:
-        return "%d.%d.%d.%d" % tuple(b)
-    import ipaddress
-    return str(ipaddress.IPv6Address(bytes(b)))
+    return _socket.inet_ntop(_socket.AF_INET if len(b) == 4 else _socket.AF_INET6, bytes(b))
 
 
 def decode(data, linktype=LINKTYPE_ETHERNET, wire_len=None):
