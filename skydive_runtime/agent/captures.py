@@ -83,6 +83,7 @@ class _Probe:
         self.entry = {}
         self.bridge = None          # ovssflow: bridge name configured
         self.stats = {}
+        self.retry_task = None
 
 
 class AgentCaptures(GraphListener):
@@ -335,6 +336,9 @@ class AgentCaptures(GraphListener):
             "--", "set", "bridge", bridge, "sflow=@s")
 
     async def _stop_probe(self, probe):
+        t, probe.retry_task = probe.retry_task, None
+        if t is not None and t is not asyncio.current_task():
+            t.cancel()
         if probe.bridge:
             try:
                 await self.loop.run_in_executor(None, self._vsctl, "--if-exists", "clear", "bridge",
@@ -395,6 +399,43 @@ class AgentCaptures(GraphListener):
         probe.entry["State"] = "error"
         probe.entry["Error"] = str(exc) or type(exc).__name__
         self._publish(probe)
+        # the interface may come back (link down, namespace churn): retry with backoff while
+        # the node exists; a deleted node stops the capture (on_node_deleted)
+        if self.running and probe.retry_task is None:
+            probe.retry_task = asyncio.ensure_future(self._retry(probe))
+
+    async def _retry(self, probe):
+        delay = 1.0
+        key = (probe.node_id, probe.cid)
+        try:
+            while self.running and self.probes.get(key) is probe:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                node = self.graph.get_node(probe.node_id)
+                if node is None or self.probes.get(key) is not probe:
+                    return
+                old, probe.runner = probe.runner, None
+                if old is not None:
+                    await self.loop.run_in_executor(None, old.stop)
+                try:
+                    await self._start_probe(probe, node)
+                except CaptureStartError as exc:
+                    probe.entry["Error"] = str(exc)
+                    self._publish(probe)
+                    continue
+                await asyncio.sleep(0.3)          # did it survive its first reads?
+                r = probe.runner
+                if r is not None and r.running and self.probes.get(key) is probe:
+                    probe.entry["State"] = "active"
+                    probe.entry.pop("Error", None)
+                    self._publish(probe)
+                    log.info("capture %s on %s recovered", probe.cid, probe.node_id)
+                    return
+                if self.probes.get(key) is not probe:
+                    await self._stop_probe(probe)
+                    return
+        finally:
+            probe.retry_task = None
 
     async def _stats_loop(self):
         # the runner's own stats come every stats_ms while it runs; this only refreshes
