@@ -158,6 +158,35 @@ function applyCharge(root, p, alpha, stack) {
   }
 }
 
+// Overlapping nodes (radius + room for the label) are pushed apart; only the quadtree cells
+// within reach of a point are visited.
+const COLLIDE_PAD = 7;
+
+function applyCollide(root, p, maxR, stack) {
+  const reach = p.r + maxR + COLLIDE_PAD;
+  const x0 = p.x - reach, x1 = p.x + reach, y0 = p.y - reach, y1 = p.y + reach;
+  stack.length = 0;
+  stack.push(root);
+  while (stack.length) {
+    const q = stack.pop();
+    if (q.x0 > x1 || q.x0 + q.size < x0 || q.y0 > y1 || q.y0 + q.size < y0) continue;
+    if (q.kids) { for (const k of q.kids) if (k) stack.push(k); continue; }
+    for (const o of q.pts) {
+      if (o === p || o.id < p.id) continue;            // each pair once
+      let dx = p.x - o.x, dy = p.y - o.y;
+      const min = p.r + o.r + COLLIDE_PAD;
+      let d2 = dx * dx + dy * dy;
+      if (d2 >= min * min) continue;
+      if (d2 === 0) { dx = jiggle() * 1e6; dy = jiggle() * 1e6; d2 = dx * dx + dy * dy; }
+      const d = Math.sqrt(d2);
+      const f = (min - d) / d * 0.35;
+      const w = o.r * o.r / (p.r * p.r + o.r * o.r);        // the smaller node moves more
+      p.vx += dx * f * w; p.vy += dy * f * w;
+      o.vx -= dx * f * (1 - w); o.vy -= dy * f * (1 - w);
+    }
+  }
+}
+
 function jiggle() { return (Math.random() - 0.5) * 1e-6; }
 
 // --------------------------------------------------------------------------- layout
@@ -510,11 +539,13 @@ export class Layout {
       t.vx -= x * l.bias; t.vy -= y * l.bias;
       s.vx += x * (1 - l.bias); s.vy += y * (1 - l.bias);
     }
-    // repulsion
+    // repulsion and collisions
     if (list.length > 1) {
       const root = buildQuadtree(list);
       const stack = this._stack;
-      for (const p of list) applyCharge(root, p, alpha, stack);
+      let maxR = 0;
+      for (const p of list) { applyCharge(root, p, alpha, stack); if (p.r > maxR) maxR = p.r; }
+      for (const p of list) applyCollide(root, p, maxR, stack);
     }
     this._separateGroups(alpha);
     // gravity and integration
