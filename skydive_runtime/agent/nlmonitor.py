@@ -198,9 +198,14 @@ class NetlinkMonitor(threading.Thread):
                 ns.fd = os.dup(self.home_fd)
                 self._open_sockets(ns)
             else:
-                ns.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-                nl.setns(ns.fd)
+                path_fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
                 try:
+                    nl.setns(path_fd)
+                finally:
+                    os.close(path_fd)   # an fd on the bind mount would keep `umount` busy
+                try:
+                    # the same namespace through nsfs, not through the mount point
+                    ns.fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
                     self._open_sockets(ns)
                 finally:
                     nl.setns(self.home_fd)

@@ -50,3 +50,53 @@ def test_event_overflow_resyncs(net, names, tmp_path, monkeypatch):
         finally:
             await agent.stop()
     asyncio.run(scenario())
+
+
+def test_private_run_path_created_late(tmp_path, names):
+    """agent.topology.netns.run_path that does not exist yet: watched once it appears; namespace
+    files bind-mounted there (not by `ip netns`) are namespaces like any other."""
+    run_path = tmp_path / "netns"
+    nsfile = run_path / names("q")
+
+    async def scenario():
+        agent = Agent(Config({"host_id": "rp-%s" % names.tag, "agent": {
+            "listen": "127.0.0.1:0", "topology": {"probes": [], "netns": {"run_path": str(run_path)}}}}))
+        await agent.start()
+        loop = asyncio.get_running_loop()
+        mounted = False
+        try:
+            assert agent.netns.status()["State"].startswith("waiting")
+            run_path.mkdir()
+            nsfile.touch()
+            await loop.run_in_executor(None, run, ["unshare", "--net=%s" % nsfile, "ip", "link", "set", "lo", "up"])
+            mounted = True
+
+            def netns_nodes():
+                return [n for n in agent.graph.nodes.values()
+                        if n.Metadata.get("Type") == "netns" and n.Metadata.get("Path") == str(nsfile)]
+            for _ in range(100):
+                if netns_nodes() and agent.netns.status()["State"] == "running":
+                    break
+                await asyncio.sleep(0.05)
+            assert len(netns_nodes()) == 1
+            ns_node = netns_nodes()[0]
+            for _ in range(100):
+                los = [c for c in agent.graph.children(ns_node) if c.Metadata.get("Name") == "lo"]
+                if los and los[0].Metadata.get("State") == "UNKNOWN" and "UP" in los[0].Metadata["LinkFlags"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert los and "UP" in los[0].Metadata["LinkFlags"]
+            lo_id = los[0].ID
+            await loop.run_in_executor(None, run, ["umount", str(nsfile)])
+            mounted = False
+            nsfile.unlink()
+            for _ in range(100):
+                if not netns_nodes() and lo_id not in agent.graph.nodes:
+                    break
+                await asyncio.sleep(0.05)
+            assert not netns_nodes() and lo_id not in agent.graph.nodes
+        finally:
+            if mounted:
+                run(["umount", "-l", str(nsfile)], check=False)
+            await agent.stop()
+    asyncio.run(scenario())
