@@ -279,3 +279,29 @@ def test_two_analyzers_and_ovsdb_over_tcp(tmp_path, net, names):
         for p in reversed(procs):
             p.stop()
         ovs.stop()
+
+
+def test_interface_metrics_history(tmp_path, net, names):
+    """Upstream TestInterfaceMetrics on a history backend: the LastUpdateMetric revisions of `lo`
+    aggregate to every packet the pings sent."""
+    s = Stack(tmp_path, "unix:///nonexistent/db.sock", backend="sqlite")
+    try:
+        s.start()
+        ns = names("n")
+        net.add_netns(ns)
+        net.ip("link", "set", "lo", "up", netns=ns)
+        lo = "G.V().Has('Name','%s','Type','netns').Out('Name','lo')" % ns
+        s.wait_count(lo, 1)
+        net.spawn(["ping", "-c", "5", "-i", "0.2", "127.0.0.1"], netns=ns).wait(timeout=10)
+
+        def aggregated():
+            res = s.q("G.At('-1s', 300).%s.Metrics().Aggregates(10)" % lo[2:])
+            total = sum(a.get("TxPackets", 0) for a in res[0]["Aggregated"]) if res else 0
+            return res if total >= 10 else None
+        res = wait_until(aggregated, timeout=15, message="10 packets in the aggregated lo metrics")
+        for a in res[0]["Aggregated"]:
+            assert a["Start"] < a["Last"] and a["RxPackets"] == a["TxPackets"]
+        live = s.q(lo + ".Metrics().Sum()")
+        assert live["TxPackets"] > 0
+    finally:
+        s.stop()
