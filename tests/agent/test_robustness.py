@@ -305,3 +305,37 @@ def test_interface_metrics_history(tmp_path, net, names):
         assert live["TxPackets"] > 0
     finally:
         s.stop()
+
+
+def test_cluster_credentials(tmp_path, net, names):
+    """An analyzer with basic cluster auth takes the agent with the right credentials only."""
+    from tests.agent.conftest import agent_config
+    from tests.fixtures.processes import SkydiveProcess, analyzer_config
+    cfg = analyzer_config(tmp_path / "an")
+    cfg["analyzer"]["topology"]["backend"] = "memory"
+    cfg["analyzer"]["auth"] = {"cluster": {"backend": "clusterauth"}}
+    cfg["auth"] = {"clusterauth": {"type": "basic", "users": {"agentuser": "s3cret"}}}
+    analyzer = SkydiveProcess("analyzer", str(tmp_path / "an"), cfg)
+    agents = []
+    try:
+        analyzer.start()
+        for user, password in (("agentuser", "wrong"), ("agentuser", "s3cret")):
+            acfg = agent_config(analyzer)
+            acfg["agent"]["auth"] = {"cluster": {"username": user, "password": password}}
+            agent = SkydiveProcess("agent", str(tmp_path / ("ag-" + password)), acfg)
+            agents.append(agent)
+            agent.start()
+        bad, good = agents
+
+        def link_of(agent):
+            return list(requests.get(agent.url + "/api/status", timeout=5).json()["Analyzers"].values())[0]
+        wait_until(lambda: link_of(good)["IsConnected"], timeout=10, message="agent with credentials connected")
+        bad_link = wait_until(lambda: link_of(bad).get("Error") and link_of(bad), timeout=10,
+                              message="agent without credentials refused")
+        assert bad_link["IsConnected"] is False and "401" in bad_link["Error"]
+        host_ids = [a.config["host_id"] for a in agents]
+        st = requests.get(analyzer.url + "/api/status", timeout=5).json()
+        assert host_ids[1] in st["Agents"] and host_ids[0] not in st["Agents"]
+    finally:
+        for p in agents + [analyzer]:
+            p.stop()
