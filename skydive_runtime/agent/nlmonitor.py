@@ -446,8 +446,12 @@ class NetlinkMonitor(threading.Thread):
                 if exc.errno == errno.ENOBUFS:
                     resync = True
                     continue
-                log.info("netlink: event socket of %s failed: %s", ns.path or "host", exc)
-                break
+                # anything else: start this namespace over with fresh sockets (a broken socket
+                # left in the selector would spin)
+                log.warning("netlink: event socket of %s failed (%s), reopening", ns.path or "host", exc)
+                self._drop(ns)
+                self._add(ns.key, ns.name, ns.path)
+                return
             if n == 0:
                 break
             data = bytes(ns.evt.buf[:n])
