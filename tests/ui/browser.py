@@ -236,6 +236,28 @@ class Browser:
                 params.update(button="left", clickCount=1)
             self.page("Input.dispatchMouseEvent", **params)
 
+    def drag(self, x0, y0, x1, y1, steps=8):
+        self.page("Input.dispatchMouseEvent", type="mouseMoved", x=x0, y=y0)
+        self.page("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", buttons=1, clickCount=1)
+        for i in range(1, steps + 1):
+            x, y = x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps
+            self.page("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y, button="left", buttons=1)
+        self.page("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y1, button="left", buttons=0, clickCount=1)
+
+    def double_click(self, x, y):
+        self.page("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for count in (1, 2):
+            self.page("Input.dispatchMouseEvent", type="mousePressed", x=x, y=y, button="left", buttons=1, clickCount=count)
+            self.page("Input.dispatchMouseEvent", type="mouseReleased", x=x, y=y, button="left", buttons=0, clickCount=count)
+
+    def wheel(self, x, y, delta_y):
+        self.page("Input.dispatchMouseEvent", type="mouseWheel", x=x, y=y, deltaX=0, deltaY=delta_y)
+
+    def key(self, key, code=None, key_code=0):
+        for kind in ("rawKeyDown", "keyUp"):
+            self.page("Input.dispatchKeyEvent", type=kind, key=key, code=code or key,
+                      windowsVirtualKeyCode=key_code, nativeVirtualKeyCode=key_code)
+
     def screenshot(self, path):
         data = self.page("Page.captureScreenshot", format="png", timeout=60)["data"]
         with open(path, "wb") as fh:

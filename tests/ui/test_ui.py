@@ -401,6 +401,72 @@ def test_graph_store_semantics(page):
     assert r["afterDelete"] == [0, True, 0]
 
 
+def test_view_controls_with_real_input(topo, page):
+    """Wheel zoom, background pan, node drag (pins) and double-click (unpins), toolbar, tabs keyboard."""
+    page.eval("window.skydive.tabs.show('tab-details'); window.skydive.renderer.select(null);"
+              "document.getElementById('btn-fit').click()")
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    view = "[window.skydive.renderer.view.k, window.skydive.renderer.view.tx, window.skydive.renderer.view.ty]"
+    pane = page.eval("(() => { const r = document.getElementById('graph').getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })()")
+    cx, cy = pane[0] + pane[2] / 2, pane[1] + pane[3] / 2
+    k0, _, _ = page.eval(view)
+    page.wheel(cx, cy, -300)
+    page.wait_for("window.skydive.renderer.view.k > %f" % (k0 * 1.2), message="wheel zoom in")
+    assert page.eval("window.skydive.renderer.userView") is True
+    page.wheel(cx, cy, 300)
+    page.wait_for("Math.abs(window.skydive.renderer.view.k - %f) < 1e-6" % k0, message="wheel zoom back")
+    # pan from an empty spot: the graph's top-left corner has none after a fit (toolbar below it)
+    x0, y0 = pane[0] + 12, pane[1] + pane[3] - 80
+    assert page.eval("document.elementFromPoint(%f, %f).id" % (x0, y0)) == "graph"
+    _, tx0, ty0 = page.eval(view)
+    page.drag(x0, y0, x0 + 60, y0 - 40)
+    _, tx1, ty1 = page.eval(view)
+    assert abs(tx1 - tx0 - 60) < 1 and abs(ty1 - ty0 + 40) < 1, (tx0, ty0, tx1, ty1)
+    assert page.eval("document.body.dataset.selected || ''") == ""    # a pan is not a click
+    # drag a leaf: it is pinned where it was dropped; double-click unpins it
+    leaf = topo["h2"]["eth0"]["ID"]
+    page.eval("window.skydive.renderer.centerOn(%s)" % js(leaf))
+    x, y = page.eval("(() => { const r = %s.querySelector('.shape').getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()" % q_node(leaf))
+    page.drag(x, y, x + 50, y + 30)
+    page.wait_for(q_node(leaf) + ".classList.contains('pinned')", message="dragged node pinned")
+    k = page.eval("window.skydive.renderer.view.k")
+    p = page.eval("(() => { const p = window.skydive.layout.point(%s); return [p.fx, p.fy]; })()" % js(leaf))
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    q = page.eval("(() => { const p = window.skydive.layout.point(%s); return [p.x, p.y]; })()" % js(leaf))
+    assert abs(q[0] - p[0]) < 0.01 and abs(q[1] - p[1]) < 0.01      # stays where it was dropped
+    x, y = page.eval("(() => { const r = %s.querySelector('.shape').getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()" % q_node(leaf))
+    assert abs(x - (page.eval("window.skydive.renderer.view.tx") + p[0] * k) - pane[0]) < 2
+    page.double_click(x, y)
+    page.wait_for("!" + q_node(leaf) + ".classList.contains('pinned')", message="double-click unpins")
+    # toolbar
+    page.eval("document.getElementById('btn-layout').click()")
+    page.wait_for("document.body.dataset.layout === 'frozen'")
+    assert page.eval("document.getElementById('btn-layout').getAttribute('aria-pressed')") == "true"
+    page.eval("document.getElementById('btn-layout').click()")
+    page.wait_for("document.body.dataset.layout !== 'frozen'")
+    page.eval("document.getElementById('chk-labels').click()")
+    assert page.eval("getComputedStyle(%s.querySelector('.label')).display" % q_node(leaf)) == "none"
+    page.eval("document.getElementById('chk-labels').click()")
+    page.eval("document.getElementById('chk-ownership').click()")
+    assert page.eval("getComputedStyle(document.querySelector('#layer-edges .rel-ownership')).display") == "none"
+    page.eval("document.getElementById('chk-ownership').click()")
+    assert page.eval("getComputedStyle(document.querySelector('#layer-edges .rel-ownership')).display") != "none"
+    # tabs: arrow keys move between them (ARIA tabs pattern)
+    page.eval("document.getElementById('tab-details').focus()")
+    page.key("ArrowRight", key_code=39)
+    page.wait_for("document.activeElement.id === 'tab-query' && !document.getElementById('panel-query').hidden")
+    page.key("ArrowRight", key_code=39)
+    page.wait_for("document.activeElement.id === 'tab-captures' && document.getElementById('panel-query').hidden")
+    page.key("Home", key_code=36)
+    page.wait_for("document.activeElement.id === 'tab-details' && !document.getElementById('panel-details').hidden")
+    # Escape clears the selection
+    page.eval("window.skydive.renderer.select({kind: 'node', id: %s}); document.body.focus()" % js(leaf))
+    page.key("Escape", key_code=27)
+    page.wait_for("!document.body.dataset.selected")
+    page.eval("document.getElementById('btn-fit').click()")
+    assert not [c for c in page.console if c.startswith("exception")], page.console
+
+
 def _api_subgraph(base, query):
     r = requests.post(base + "/api/topology", json={"GremlinQuery": query}, headers={"Accept": "application/json"}, timeout=10)
     r.raise_for_status()

@@ -549,7 +549,9 @@ export class Renderer {
     svg.addEventListener("pointerup", end);
     svg.addEventListener("pointercancel", end);
     svg.addEventListener("dblclick", (ev) => {
-      const nodeG = ev.target.closest && ev.target.closest(".node");
+      // with pointer capture the event targets the <svg>: find what is under the pointer
+      const under = document.elementFromPoint(ev.clientX, ev.clientY);
+      const nodeG = under && under.closest && under.closest(".node");
       if (!nodeG) { this.zoom(1.6, ev.clientX - svg.getBoundingClientRect().left, ev.clientY - svg.getBoundingClientRect().top); return; }
       const id = nodeG.getAttribute("data-id");
       if (this.store.isGroup(id)) { this.toggleCollapse(id); return; }
