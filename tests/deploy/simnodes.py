@@ -130,6 +130,13 @@ class SimCluster:
 
     def _start(self):
         self.prefix = _free_subnet()
+        # a frozen copy of the runtime sources: the wheel stays the same for the whole
+        # session even while the working tree is being edited
+        self.source_dir = os.path.join(self.base, "src")
+        os.makedirs(self.source_dir)
+        shutil.copy(os.path.join(REPO, "pyproject.toml"), self.source_dir)
+        shutil.copytree(os.path.join(REPO, "skydive_runtime"), os.path.join(self.source_dir, "skydive_runtime"),
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         keydir = os.path.join(self.base, "keys")
         os.makedirs(keydir)
         self.client_key = os.path.join(keydir, "id_ed25519")
@@ -211,6 +218,7 @@ class SimCluster:
                 "skydive_install_source": "wheelhouse",
                 "skydive_service_manager": "systemctl-replacement",
                 "skydive_controller_cache_dir": self.cache_dir,
+                "skydive_source_dir": self.source_dir,
                 "skydive_check_retries": 40,
                 "skydive_check_delay": 1,
             }, **(common or {})),

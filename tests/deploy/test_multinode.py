@@ -27,7 +27,9 @@ def assert_deployed(cluster):
     agents = set((status.get("Agents") or {}).keys())
     assert set(cluster.names) <= agents, "agents connected: %s" % sorted(agents)
     for name in cluster.names:
-        nodes = cluster.gremlin("G.V().Has('Host', '%s', 'Name', 'eth0')" % name)
+        # an agent sends its topology right after connecting: allow it a moment
+        query = "G.V().Has('Host', '%s', 'Name', 'eth0')" % name
+        nodes = wait_until(lambda: cluster.gremlin(query), timeout=20) or []
         assert nodes, "no eth0 interface of %s in the graph" % name
         ip = cluster.nodes[name]["ip"]
         assert any(ip + "/24" in (n["Metadata"].get("IPV4") or []) for n in nodes), \
