@@ -29,7 +29,8 @@ def assert_deployed(cluster):
     for name in cluster.names:
         # an agent sends its topology right after connecting: allow it a moment
         query = "G.V().Has('Host', '%s', 'Name', 'eth0')" % name
-        nodes = wait_until(lambda: cluster.gremlin(query), timeout=20) or []
+        nodes = wait_until(lambda: cluster.gremlin(query), timeout=20)
+        nodes = nodes if isinstance(nodes, list) else []
         assert nodes, "no eth0 interface of %s in the graph" % name
         ip = cluster.nodes[name]["ip"]
         assert any(ip + "/24" in (n["Metadata"].get("IPV4") or []) for n in nodes), \
