@@ -304,7 +304,6 @@ export class Renderer {
 
   _drawGroups() {
     if (this.groupEls.size === 0) return;
-    const store = this.store;
     const boxes = new Map();
     const owners = this.owners;
     const hidden = this.layout.hiddenBy;
