@@ -25,10 +25,10 @@ from ..gremlin.params import fmt_params, params_to_filter
 from ..gremlin.registry import ExtensionStep, default_registry
 from ..gremlin.steps import HasStep
 from ..gremlin.values import (GraphValue, ListValue, NodesValue, PathsValue, TraversalValue, dedup_elements,
-                              sort_elements, values_of)
+                              dedup_key, sort_elements, values_of)
 from ..graph import filters as F
 from ..graph.metadata import MISSING, flatten_keys, get_raw
-from ..storage.base import FlowView, normalize_flow_filter
+from ..storage.base import FlowView, flow_pushdown, normalize_flow_filter
 
 NO_STORAGE = "No storage backend has been configured"
 
@@ -48,6 +48,21 @@ def _public(f):
 
 def _num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _plain(key):
+    return not key.startswith("@") and not key.startswith("Metadata.")
+
+
+def _path(f, path):
+    v = f
+    for p in path:
+        if not isinstance(v, dict):
+            return MISSING
+        v = v.get(p, MISSING)
+        if v is MISSING:
+            return MISSING
+    return v
 
 
 class FlowsValue(TraversalValue):
@@ -83,13 +98,48 @@ class FlowsValue(TraversalValue):
 
     def step_Dedup(self, step, state):
         keys = step.keys or ["TrackingID"]
-        views = dedup_elements([FlowView(f) for f in self.flows], keys)
-        return self._new([v.Metadata for v in views])
+        if not all(_plain(k) for k in keys):
+            views = dedup_elements([FlowView(f) for f in self.flows], keys)
+            return self._new([v.Metadata for v in views])
+        paths = [k.split(".") for k in keys]
+        seen, out = set(), []
+        for f in self.flows:
+            vals = [v for v in (_path(f, p) for p in paths) if v is not MISSING]
+            if not vals:
+                out.append(f)             # flows lacking every key are never removed
+                continue
+            try:
+                hk = tuple(vals)
+                hash(hk)
+            except TypeError:
+                hk = dedup_key(vals)
+            if hk in seen:
+                continue
+            seen.add(hk)
+            out.append(f)
+        return self._new(out)
 
     def step_Sort(self, step, state):
         key = step.explicit_key or "Last"
-        views = sort_elements([FlowView(f) for f in self.flows], key, step.descending)
-        return self._new([v.Metadata for v in views])
+        if not _plain(key):
+            views = sort_elements([FlowView(f) for f in self.flows], key, step.descending)
+            return self._new([v.Metadata for v in views])
+        path = key.split(".")
+        vals = [_path(f, path) for f in self.flows]
+        first = next((v for v in vals if v is not MISSING), MISSING)
+        if first is MISSING:
+            return self
+        numeric = _num(first)
+        keyed, rest = [], []
+        for f, v in zip(self.flows, vals):
+            if v is MISSING or (numeric and not _num(v)):
+                rest.append(f)
+            elif numeric:
+                keyed.append((v, f))
+            else:
+                keyed.append((v if isinstance(v, str) else dedup_key(v), f))
+        keyed.sort(key=lambda kv: kv[0], reverse=step.descending)
+        return self._new([f for _, f in keyed] + rest)
 
     def step_Range(self, step, state):
         return self._new(self.flows[step.lo:max(step.lo, step.hi)])
@@ -337,7 +387,10 @@ class FlowsStep(ExtensionStep):
             cache = state.ctx.get("flow_cache")
             if cache is None:
                 return FlowsValue([], graph)
-            flows = cache.all() if tids is None else cache.by_node_tids(tids)
+            constraints = flow_pushdown(flt) if flt is not None else []
+            if tids is not None:
+                constraints = constraints + [[("NodeTID", frozenset(tids))]]
+            flows = cache.candidates(constraints)
             if flt is not None:
                 flows = [f for f in flows if flt.match(FlowView(f))]
             return FlowsValue(flows, graph)

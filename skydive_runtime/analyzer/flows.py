@@ -35,19 +35,47 @@ FLOW_SUBSCRIBER = "/ws/subscriber/flow"
 MAX_PCAP_BYTES = 256 * 1024 * 1024
 
 
+INDEXED = (("UUID",), ("TrackingID",), ("NodeTID",), ("CaptureID",), ("Application",),
+           ("Network", "A"), ("Network", "B"), ("Link", "A"), ("Link", "B"))
+INDEXED_NAMES = tuple(".".join(k) for k in INDEXED)
+
+
+def _field(f, path):
+    v = f.get(path[0])
+    if len(path) > 1:
+        v = v.get(path[1]) if isinstance(v, dict) else None
+    return v
+
+
 class FlowCache:
-    """Live flows by UUID (and by agent), each the latest Flow JSON received."""
+    """Live flows by UUID (and by agent), each the latest Flow JSON received, with equality
+    indexes on the fields a flow search usually pins (storage.base.PUSHDOWN_FIELDS)."""
 
     def __init__(self, expire_ms=600000, update_ms=60000):
         self.flows = {}             # uuid -> flow dict
         self.host_of = {}           # uuid -> agent host id
         self.by_host = {}           # host -> set(uuid)
+        self.index = {name: {} for name in INDEXED_NAMES}   # field -> value -> set(uuid)
         self.grace_ms = expire_ms + 2 * update_ms
         self.stopped = {}           # capture id -> time it was deleted (ms)
         self.received = 0
 
     def __len__(self):
         return len(self.flows)
+
+    def _index(self, u, f, add):
+        for name, path in zip(INDEXED_NAMES, INDEXED):
+            v = _field(f, path)
+            if isinstance(v, str) and v:
+                bucket = self.index[name]
+                if add:
+                    bucket.setdefault(v, set()).add(u)
+                else:
+                    s = bucket.get(v)
+                    if s is not None:
+                        s.discard(u)
+                        if not s:
+                            del bucket[v]
 
     def update(self, host, flows):
         stopped = self.stopped
@@ -62,24 +90,32 @@ class FlowCache:
                     self.by_host.get(old_host, set()).discard(u)
                 self.host_of[u] = host
                 self.by_host.setdefault(host, set()).add(u)
+            old = self.flows.get(u)
+            if old is not None:
+                self._index(u, old, False)
             self.flows[u] = f
+            self._index(u, f, True)
         self.received += len(flows)
 
     def _drop(self, u):
-        if self.flows.pop(u, None) is not None:
+        f = self.flows.pop(u, None)
+        if f is not None:
+            self._index(u, f, False)
             h = self.host_of.pop(u, None)
             s = self.by_host.get(h)
             if s is not None:
                 s.discard(u)
 
     def drop_host(self, host):
-        for u in self.by_host.pop(host, ()):
-            self.flows.pop(u, None)
+        for u in list(self.by_host.pop(host, ())):
+            f = self.flows.pop(u, None)
+            if f is not None:
+                self._index(u, f, False)
             self.host_of.pop(u, None)
 
     def drop_capture(self, cid):
         self.stopped[cid] = now_ms()
-        for u in [u for u, f in self.flows.items() if f.get("CaptureID") == cid]:
+        for u in list(self.index["CaptureID"].get(cid, ())):
             self._drop(u)
 
     def expire(self, now=None):
@@ -96,7 +132,30 @@ class FlowCache:
         return list(self.flows.values())
 
     def by_node_tids(self, tids):
-        return [f for f in self.flows.values() if f.get("NodeTID") in tids]
+        return self.candidates([[("NodeTID", frozenset(tids))]])
+
+    def candidates(self, constraints):
+        """Flows meeting `constraints` (storage.base.flow_pushdown form: a list of disjunctions of
+        (field, values)); every flow when there is none. The caller still applies the filter."""
+        result = None
+        for disjunction in constraints:
+            ids = set()
+            for field, values in disjunction:
+                bucket = self.index.get(field)
+                if bucket is None:
+                    ids = None
+                    break
+                for v in values:
+                    ids.update(bucket.get(v, ()))
+            if ids is None:
+                continue
+            result = ids if result is None else (result & ids)
+            if not result:
+                return []
+        if result is None:
+            return list(self.flows.values())
+        flows = self.flows
+        return [flows[u] for u in result if u in flows]
 
 
 class FlowSubscriberEndpoint(Endpoint):
