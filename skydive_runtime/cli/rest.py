@@ -2,8 +2,6 @@
 
 import json
 
-import requests
-
 
 class ClientError(Exception):
     """Anything the CLI reports as a one-line error."""
@@ -12,6 +10,8 @@ class ClientError(Exception):
 class RestSession:
     def __init__(self, analyzer, username="", password="", cacert="", cert="", key="", insecure=False,
                  timeout=30.0):
+        import requests  # imported here: services started by the same CLI don't pay for it
+        self._exc = requests.exceptions
         scheme = "https" if (cacert or cert or insecure) else "http"
         if analyzer.startswith(("http://", "https://")):
             self.base = analyzer.rstrip("/")
@@ -39,12 +39,12 @@ class RestSession:
         hdrs.update(headers or {})
         try:
             resp = self.session.request(method, url, data=data, headers=hdrs, timeout=self.timeout)
-        except requests.exceptions.SSLError as exc:
+        except self._exc.SSLError as exc:
             raise ClientError("TLS error talking to %s: %s" % (self.analyzer, exc)) from None
-        except requests.exceptions.ConnectionError:
+        except self._exc.ConnectionError:
             raise ClientError("cannot reach the analyzer at %s (is it running? set --analyzer or SKYDIVE_ANALYZER)"
                               % self.analyzer) from None
-        except requests.exceptions.Timeout:
+        except self._exc.Timeout:
             raise ClientError("the analyzer at %s did not answer within %.0f s" % (self.analyzer, self.timeout)) from None
         if resp.status_code == 401:
             raise ClientError("authentication failed: wrong username or password (401)")
