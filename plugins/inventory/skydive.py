@@ -96,10 +96,10 @@ options:
 
 EXAMPLES = r"""
 # skydive.yml: every host known to the analyzer, ansible_host from eth0
+# (the password comes from the SKYDIVE_PASSWORD environment variable)
 plugin: skydive.skydive.skydive
 analyzer: analyzer.example.com:8082
 username: admin
-password: "{{ lookup('ansible.builtin.env', 'SKYDIVE_PASSWORD') }}"
 ansible_host_interface: eth0
 group_by: [host, captures]
 keyed_groups:

@@ -565,3 +565,30 @@ def test_basic_auth(auth_analyzer, runner):
     lookup = run["lookup_wrong"]
     assert lookup["failed"] and "HTTP 401" in lookup["msg"]
     assert ok(run["delete"])["changed"] is True
+
+
+def test_injection_wait_follows_node_state(analyzer, runner):
+    """wait=true follows the PacketInjections entries agents put on the source nodes (set here
+    over REST the way an agent reports them): still running -> timeout naming the node; gone
+    without ever being seen -> a warning and packets_sent 0."""
+    post_node(analyzer, "injw-src", "injw-src", "veth", host="injw-host", IPV4=["10.8.0.1/24"], MAC="02:00:00:00:01:01")
+    inj = {"src": "G.V().Has('Name', 'injw-src')", "dst_ip": "10.8.0.2", "dst_mac": "02:00:00:00:01:02",
+           "count": 2, "interval": 10}
+    created = ok(runner.play([{"name": "create", "skydive.skydive.skydive_injection": inj}],
+                             module_defaults=defaults(analyzer))["create"])
+    resp = api(analyzer, "PATCH", "/api/node/injw-src", json=[{"op": "add", "path": "/Metadata/PacketInjections", "value": [
+        {"ID": created["id"], "State": "active", "PacketCount": 1}]}])
+    assert resp.status_code == 200, resp.text
+    run = runner.play([{"name": "wait", "skydive.skydive.skydive_injection": dict(inj, wait=True, wait_timeout=2)}],
+                      module_defaults=defaults(analyzer))
+    assert run["wait"]["failed"] and "still running on injw-src after 2 s" in run["wait"]["msg"]
+    resp = api(analyzer, "PATCH", "/api/node/injw-src", json=[{"op": "remove", "path": "/Metadata/PacketInjections"}])
+    assert resp.status_code == 200, resp.text
+    run = runner.play([
+        {"name": "wait", "skydive.skydive.skydive_injection": dict(inj, wait=True, wait_timeout=5)},
+        {"name": "delete", "skydive.skydive.skydive_injection": dict(inj, state="absent")},
+    ], module_defaults=defaults(analyzer))
+    wait = ok(run["wait"])
+    assert wait["changed"] is False and wait["packets_sent"] == 0
+    assert any("never showed on a topology node" in w for w in wait.get("warnings", []))
+    assert ok(run["delete"])["changed"] is True
