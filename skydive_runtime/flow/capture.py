@@ -23,6 +23,7 @@ A failure inside the thread ends it; `error` holds the exception and
 `on_error(exc)` (if given) is called.
 """
 
+import collections
 import logging
 import threading
 import time
@@ -54,6 +55,7 @@ class CaptureRunner(object):
         self._last_stats = {"PacketsReceived": 0, "PacketsDropped": 0, "PacketsIfDropped": 0,
                             "FlowCount": 0, "FlowDropped": 0, "CaptureID": table.capture_id}
         self._clock_ms = 0
+        self._snapshots = collections.deque()
         self.cpu_seconds = 0.0
 
     # ---------------------------------------------------------------- control
@@ -90,6 +92,14 @@ class CaptureRunner(object):
 
     def stats(self):
         return dict(self._last_stats)
+
+    def request_snapshot(self, callback):
+        """Ask the capture thread for every live flow: within `poll_ms` it calls
+        callback(list of flow dicts) (on the loop when `loop` is set).  This is how
+        live Gremlin queries on the agent read the table without sharing it."""
+        if not self.running:
+            raise RuntimeError("capture is not running")
+        self._snapshots.append(callback)
 
     # ---------------------------------------------------------------- thread
     def _emit(self, cb, arg):
@@ -147,6 +157,8 @@ class CaptureRunner(object):
                     self.eof = True
                     break
                 now = self._now_ms()
+                while self._snapshots:
+                    self._emit(self._snapshots.popleft(), table.get_flows(now))
                 if next_tick is None:
                     if now:
                         next_tick = now + self.update_ms
@@ -160,6 +172,8 @@ class CaptureRunner(object):
                     self._emit(self.on_stats, self._collect_stats())
                     next_stats = max(next_stats + self.stats_ms, now)
             now = self._now_ms()
+            while self._snapshots:
+                self._emit(self._snapshots.popleft(), table.get_flows(now))
             flows = table.flush(now)
             if flows:
                 self._emit(self.on_flows, flows)

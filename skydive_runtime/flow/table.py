@@ -94,69 +94,88 @@ class FlowTable(object):
         self._tcp_fast = self._fast and not self.extra_tcp_metric
         self._pending = []              # dicts of flows removed outside tick() (eviction)
         self.flows_dropped = 0
-        self.packets = 0                # packets processed
         self.undecodable = 0            # packets with no usable layer
         self.last_tick_ms = 0
         self._evict_batch = max(1, min(1024, max_entries // 100))
+        self._process = self.process = self._make_fast_path()
 
     # ------------------------------------------------------------------ hot path
     def process(self, data, ts_ns, wire_len=0, linktype=None):
         """Account one captured frame (bytes) seen at `ts_ns` (ns since epoch).
 
         `wire_len` is the original length on the wire when the capture was
-        truncated (0 = len(data)).
+        truncated (0 = len(data)); `linktype` defaults to the table's.
+        (Replaced per instance by the closure built in _make_fast_path.)
         """
-        self.packets += 1
-        if linktype is None or linktype == 1:
-            if self._fast and data[12:14] == _ETH_IP and data[14] == 0x45 \
-                    and not (data[20] & 0x3F) and not data[21] and len(data) >= 38:
-                proto = data[23]
-                if proto == 6:
-                    if not self._tcp_fast or data[47] & 7 or len(data) < 54:
-                        return self._slow(data, ts_ns, wire_len, 1)
-                    tag = _TAG_TCP_L3 if self.l3_mode else _TAG_TCP_L2
-                elif proto == 17:
-                    if data[36:38] == _VXLAN or data[34:36] == _VXLAN:
-                        return self._slow(data, ts_ns, wire_len, 1)
-                    tag = _TAG_UDP_L3 if self.l3_mode else _TAG_UDP_L2
+        return self._process(data, ts_ns, wire_len, linktype)
+
+    def _make_fast_path(self):
+        """Build the per-packet closure: every lookup it needs is a local/cell variable."""
+        flows_get = self.flows.get
+        c = self.c
+        slow = self._slow
+        default_lt = self.linktype
+        l3 = self.l3_mode
+        tcp_fast = self._tcp_fast
+        tag_tcp = _TAG_TCP_L3 if l3 else _TAG_TCP_L2
+        tag_udp = _TAG_UDP_L3 if l3 else _TAG_UDP_L2
+        eth_ip = _ETH_IP
+        vx = _VXLAN
+
+        if not self._fast:
+            def process(data, ts_ns, wire_len=0, linktype=None):
+                return slow(data, ts_ns, wire_len, linktype or default_lt)
+            return process
+
+        def process(data, ts_ns, wire_len=0, linktype=None):
+            if (linktype or default_lt) != 1:
+                return slow(data, ts_ns, wire_len, linktype or default_lt)
+            if data[12:14] != eth_ip or data[14] != 0x45 or data[20] & 0x3F or data[21] or len(data) < 38:
+                return slow(data, ts_ns, wire_len, 1)
+            proto = data[23]
+            if proto == 6:
+                if not tcp_fast or len(data) < 54 or data[47] & 7:
+                    return slow(data, ts_ns, wire_len, 1)
+                tag = tag_tcp
+            elif proto == 17:
+                if data[36:38] == vx or data[34:36] == vx:
+                    return slow(data, ts_ns, wire_len, 1)
+                tag = tag_udp
+            else:
+                return slow(data, ts_ns, wire_len, 1)
+            if l3:
+                s = data[26:30]
+                d = data[30:34]
+                if s < d:
+                    f = flows_get(tag + data[26:38])
+                    first = True
+                elif d < s:
+                    f = flows_get(tag + d + s + data[36:38] + data[34:36])
+                    first = False
                 else:
-                    return self._slow(data, ts_ns, wire_len, 1)
-                if self.l3_mode:
-                    s = data[26:30]
-                    d = data[30:34]
-                    if s < d:
-                        k = tag + data[26:38]
-                        first = True
-                    elif d < s:
-                        k = tag + d + s + data[36:38] + data[34:36]
-                        first = False
-                    else:
-                        return self._slow(data, ts_ns, wire_len, 1)
+                    return slow(data, ts_ns, wire_len, 1)
+            else:
+                s = data[6:12]
+                d = data[0:6]
+                if s < d:
+                    f = flows_get(tag + s + d + data[26:38])
+                    first = True
+                elif d < s:
+                    f = flows_get(tag + d + s + data[30:34] + data[26:30] + data[36:38] + data[34:36])
+                    first = False
                 else:
-                    s = data[6:12]
-                    d = data[0:6]
-                    if s < d:
-                        k = tag + s + d + data[26:38]
-                        first = True
-                    elif d < s:
-                        k = tag + d + s + data[30:34] + data[26:30] + data[36:38] + data[34:36]
-                        first = False
-                    else:
-                        return self._slow(data, ts_ns, wire_len, 1)
-                f = self.flows.get(k)
-                if f is not None:
-                    c = self.c
-                    b = f.b
-                    if first is f.a:
-                        c[b] += 1
-                        c[b + 1] += wire_len or len(data)
-                    else:
-                        c[b + 2] += 1
-                        c[b + 3] += wire_len or len(data)
-                    c[b + 5] = ts_ns // 1000000
-                    return
-            return self._slow(data, ts_ns, wire_len, 1)
-        return self._slow(data, ts_ns, wire_len, linktype)
+                    return slow(data, ts_ns, wire_len, 1)
+            if f is None:
+                return slow(data, ts_ns, wire_len, 1)
+            b = f.b
+            if first is f.a:
+                c[b] += 1
+                c[b + 1] += wire_len or len(data)
+            else:
+                c[b + 2] += 1
+                c[b + 3] += wire_len or len(data)
+            c[b + 5] = ts_ns // 1000000
+        return process
 
     def process_many(self, packets):
         """Feed an iterable of (data, ts_ns, wire_len) tuples."""
@@ -166,6 +185,8 @@ class FlowTable(object):
 
     # ------------------------------------------------------------------ slow path
     def _slow(self, data, ts_ns, wire_len, linktype):
+        if not isinstance(data, bytes):
+            data = bytes(data)
         p = _dec.decode(data, linktype, wire_len or len(data))
         if not p.layers:
             self.undecodable += 1
@@ -424,7 +445,7 @@ class FlowTable(object):
 
     def stats(self):
         return {"FlowCount": len(self.flows), "FlowDropped": self.flows_dropped,
-                "Packets": self.packets, "Undecodable": self.undecodable}
+                "Undecodable": self.undecodable}
 
     def __len__(self):
         return len(self.flows)

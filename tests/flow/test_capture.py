@@ -43,6 +43,10 @@ def test_runner_batches_updates_and_stats(veth_pair, kind):
         udp_send(veth_pair, 7, dport=7100)
         assert wait_for(lambda: sum(f["LastUpdateMetric"]["ABPackets"] for b in got for f in b) >= 47)
         assert wait_for(lambda: stats and stats[-1]["PacketsReceived"] == 47)
+        snap = []
+        r.request_snapshot(snap.append)
+        assert wait_for(lambda: snap)
+        assert [f["Metric"]["ABPackets"] for f in snap[0]] == [47]
     finally:
         r.stop()
     assert r.error is None and not r.running
