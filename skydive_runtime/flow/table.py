@@ -55,7 +55,8 @@ class FlowTable(object):
       raw_packet_limit       0..10 raw packets kept per flow
       header_size            bytes of each raw packet kept (0 = whole packet)
       extra_tcp_metric       compute TCPMetric
-      application_ports      {"name": [ports]} or {port: "name"}: Application for TCP/UDP ports
+      application_ports      Application names by port: {"tcp": {port: name}, "udp": {...}}
+                             (upstream config shape), or flat {port: name} / {name: [ports]}
       linktype               default link type of `process()` input (1 = Ethernet)
     """
 
@@ -320,8 +321,9 @@ class FlowTable(object):
         c[b + F_MARK] = ms
         lp = p.layers_path
         app = p.application
-        if p.l4_proto in (6, 17, 132) and self.app_ports:
-            name = self.app_ports.get(p.dport) or self.app_ports.get(p.sport)
+        ports = self.app_ports.get(p.l4_proto) if self.app_ports else None
+        if ports:
+            name = ports.get(p.dport) or ports.get(p.sport)
             if name:
                 app = name
         f = Flow(key, b, first, _intern(lp), _intern(app),
@@ -465,25 +467,38 @@ def _intern(s):
 
 
 def _normalize_app_ports(ports):
-    out = {}
+    """-> {l4 protocol number: {port: NAME}}.
+
+    Accepted shapes: upstream's config `{"tcp": {80: "http"}, "udp": {53: "dns"}}`;
+    a flat `{port: name}`; `{name: [ports]}` (flat shapes apply to TCP, UDP and SCTP)."""
+    out = {6: {}, 17: {}, 132: {}}
     if not ports:
-        return out
+        return {}
     if not isinstance(ports, dict):
         raise FlowTableError("application_ports must be a mapping, got %s" % type(ports).__name__)
     for k, v in ports.items():
-        if isinstance(k, int) or (isinstance(k, str) and k.isdigit()):
+        if isinstance(k, str) and k.lower() in ("tcp", "udp", "sctp") and isinstance(v, dict):
+            proto = {"tcp": 6, "udp": 17, "sctp": 132}[k.lower()]
+            for port, name in v.items():
+                out[proto][_port(port, name)] = str(name).upper()
+        elif isinstance(k, int) or (isinstance(k, str) and k.isdigit()):
             if not isinstance(v, str):
                 raise FlowTableError("application name for port %s must be a string" % k)
-            port, name = int(k), v
-            out[port] = name.upper()
+            for m in out.values():
+                m[_port(k, v)] = v.upper()
         else:
             vals = v if isinstance(v, (list, tuple)) else [v]
             for port in vals:
-                try:
-                    port = int(port)
-                except (TypeError, ValueError):
-                    raise FlowTableError("invalid port %r for application %r" % (port, k))
-                if not 0 < port < 65536:
-                    raise FlowTableError("invalid port %r for application %r" % (port, k))
-                out[port] = str(k).upper()
-    return out
+                for m in out.values():
+                    m[_port(port, k)] = str(k).upper()
+    return {proto: m for proto, m in out.items() if m}
+
+
+def _port(port, name):
+    try:
+        p = int(port)
+    except (TypeError, ValueError):
+        raise FlowTableError("invalid port %r for application %r" % (port, name))
+    if not 0 < p < 65536:
+        raise FlowTableError("invalid port %r for application %r" % (port, name))
+    return p

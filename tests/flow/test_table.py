@@ -256,6 +256,18 @@ def test_application_ports():
     assert sorted(f["Application"] for f in t.get_flows()) == ["CUSTOM", "HTTP", "UDP"]
     with pytest.raises(FlowTableError, match="invalid port"):
         FlowTable(application_ports={"http": ["eighty"]})
+    with pytest.raises(FlowTableError, match="invalid port"):
+        FlowTable(application_ports={"udp": {70000: "x"}})
+
+
+def test_application_ports_per_protocol():
+    t = FlowTable(application_ports={"tcp": {8080: "http-alt"}, "udp": {"5000": "rtp"}})
+    t.process(tcp4_frame(dport=8080, flags=0x02), ns(0))
+    t.process(udp4_frame(dport=8080), ns(0))
+    t.process(udp4_frame(dport=5000), ns(0))
+    t.process(tcp4_frame(dport=5000, flags=0x02), ns(0))
+    apps = sorted((f["Transport"]["Protocol"], f["Transport"]["B"], f["Application"]) for f in t.get_flows())
+    assert apps == [("TCP", 5000, "TCP"), ("TCP", 8080, "HTTP-ALT"), ("UDP", 5000, "RTP"), ("UDP", 8080, "UDP")]
 
 
 def test_bounded_table_lru_eviction():
