@@ -4,8 +4,10 @@
 
 - Agents send `{"Namespace": "Flow", "Type": "FlowUpdate", "Obj": {"Flows": [Flow JSON...],
   "Stats": {...}}}` on their `/ws/agent/topology` link (agent/captures.py). Every flow is kept in
-  the live cache (per agent, by UUID; dropped when it carries a FinishType, when its capture is
-  deleted, when its agent disconnects, or `flow.expire` + 2 x `flow.update` after its `Last`)
+  the live cache (per agent, by UUID; dropped when it carries FinishType TIMEOUT (removed from the
+  agent's table), 15 s + 2 x `flow.update` after the `Last` of a TCP_FIN/TCP_RST flow, when its
+  capture is deleted, when its agent disconnects, or `flow.expire` + 2 x `flow.update` after its
+  `Last`)
   and written to the flow store (`store_flows`) for `G.At(...).Flows()` and flow `Metrics()`.
 - `/ws/subscriber/flow`: namespace `flow` (Type `store`, Obj = the batch of flows), namespace
   `flow/<CaptureID>` (same, only that capture's flows; sent to clients that asked for that
@@ -33,6 +35,7 @@ FLOW_NAMESPACE = "Flow"
 FLOW_UPDATE = "FlowUpdate"
 FLOW_SUBSCRIBER = "/ws/subscriber/flow"
 MAX_PCAP_BYTES = 256 * 1024 * 1024
+HOLD_MS = 15000             # flow table hold time of finished TCP flows (flow/table.py)
 
 
 INDEXED = (("UUID",), ("TrackingID",), ("NodeTID",), ("CaptureID",), ("Application",),
@@ -57,6 +60,10 @@ class FlowCache:
         self.by_host = {}           # host -> set(uuid)
         self.index = {name: {} for name in INDEXED_NAMES}   # field -> value -> set(uuid)
         self.grace_ms = expire_ms + 2 * update_ms
+        # TCP_FIN/TCP_RST flows stay in the agent's table for the hold time (15 s) after their
+        # last packet: they stay live here as long (+ 2 updates); TIMEOUT means removed
+        self.hold_ms = HOLD_MS + 2 * update_ms
+        self.finished = {}          # uuid -> time after which a FIN/RST flow is dropped
         self.stopped = {}           # capture id -> time it was deleted (ms)
         self.received = 0
 
@@ -81,9 +88,12 @@ class FlowCache:
         stopped = self.stopped
         for f in flows:
             u = f["UUID"]
-            if f.get("FinishType") or (stopped and f.get("CaptureID") in stopped):
+            fin = f.get("FinishType")
+            if fin == "TIMEOUT" or (stopped and f.get("CaptureID") in stopped):
                 self._drop(u)
                 continue
+            if fin:
+                self.finished[u] = (f.get("Last") or 0) + self.hold_ms
             old_host = self.host_of.get(u)
             if old_host != host:
                 if old_host is not None:
@@ -98,6 +108,7 @@ class FlowCache:
         self.received += len(flows)
 
     def _drop(self, u):
+        self.finished.pop(u, None)
         f = self.flows.pop(u, None)
         if f is not None:
             self._index(u, f, False)
@@ -112,14 +123,23 @@ class FlowCache:
             if f is not None:
                 self._index(u, f, False)
             self.host_of.pop(u, None)
+            self.finished.pop(u, None)
 
     def drop_capture(self, cid):
         self.stopped[cid] = now_ms()
         for u in list(self.index["CaptureID"].get(cid, ())):
             self._drop(u)
 
+    def expire_finished(self, now=None):
+        now = now if now is not None else now_ms()
+        done = [u for u, t in self.finished.items() if t < now]
+        for u in done:
+            self._drop(u)
+        return len(done)
+
     def expire(self, now=None):
         now = now if now is not None else now_ms()
+        self.expire_finished(now)
         cutoff = now - self.grace_ms
         old = [u for u, f in self.flows.items() if (f.get("Last") or 0) < cutoff]
         for u in old:
@@ -228,10 +248,16 @@ class FlowService:
             self._own_store = None
 
     async def _expiry_loop(self):
+        full_every = max(1, int(min(10.0, self.update_ms / 1000.0)))
+        n = 0
         while True:
-            await asyncio.sleep(max(1.0, min(10.0, self.update_ms / 1000.0)))
+            await asyncio.sleep(1.0)
+            n += 1
             try:
-                self.cache.expire()
+                if n % full_every == 0:
+                    self.cache.expire()
+                else:
+                    self.cache.expire_finished()
             except Exception:
                 log.exception("flow cache expiry failed")
 
