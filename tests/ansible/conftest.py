@@ -3,6 +3,7 @@ started as subprocesses, and a runner for real `ansible-playbook` / `ansible-inv
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -63,6 +64,23 @@ def ansible_env(collections_path, tmp_path_factory):
     return env
 
 
+def run_command(cmd, timeout, **kwargs):
+    """subprocess.run in its own process group; on timeout the whole group (ansible's workers,
+    ansible-test's children) is killed before the error propagates."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+
+
 class PlaybookRun:
     def __init__(self, proc, results):
         self.rc = proc.returncode
@@ -117,8 +135,7 @@ class Runner:
         with open(path, "w") as fh:
             yaml.safe_dump([play], fh, sort_keys=False)
         cmd = [ANSIBLE_PLAYBOOK, "-i", "localhost,", path] + list(extra_args)
-        proc = subprocess.run(cmd, env=dict(self.env, **(env or {})), capture_output=True, text=True,
-                              timeout=timeout, cwd=self.workdir)
+        proc = run_command(cmd, timeout, env=dict(self.env, **(env or {})), cwd=self.workdir)
         results = {}
         if os.path.exists(out):
             with open(out) as fh:
@@ -200,10 +217,8 @@ def dead_address():
 
 
 def run_inventory(env, inventory_path, timeout=120, extra_env=None, extra_args=()):
-    proc = subprocess.run([ANSIBLE_INVENTORY, "-i", str(inventory_path), "--list"] + list(extra_args),
-                          env=dict(env, **(extra_env or {})), capture_output=True, text=True,
-                          timeout=timeout)
-    return proc
+    return run_command([ANSIBLE_INVENTORY, "-i", str(inventory_path), "--list"] + list(extra_args),
+                       timeout, env=dict(env, **(extra_env or {})))
 
 
 def plain(value):

@@ -4,9 +4,10 @@ fetches the pinned sanity tools from PyPI, later ones are offline)."""
 
 import glob
 import os
-import subprocess
 
 import pytest
+
+from tests.ansible.conftest import run_command
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -21,8 +22,7 @@ SANITY_TARGETS = ["plugins/", "meta/", "changelogs/", "tests/unit/"]
 
 
 def run(what, *targets):
-    proc = subprocess.run(["bash", SCRIPT, what] + list(targets), capture_output=True, text=True,
-                          timeout=1500, cwd=REPO)
+    proc = run_command(["bash", SCRIPT, what] + list(targets), 1500, cwd=REPO)
     output = proc.stdout + proc.stderr
     return proc.returncode, output
 
