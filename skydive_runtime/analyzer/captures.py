@@ -144,9 +144,6 @@ class CaptureManager(GraphListener):
         pass
 
     # ---- matching ------------------------------------------------------------------------------
-    def captures(self):
-        return self.resources.list("capture") if hasattr(self.resources, "list") else {}
-
     def apply_all(self):
         if not self.running:
             return

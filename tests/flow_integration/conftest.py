@@ -2,13 +2,11 @@
 free ports, private SQLite store, private Open vSwitch), one stack per test module; namespaces,
 veths and bridges per test through NetEnv (removed in `finally`). flow.update is 1 s."""
 
-import base64
 import os
 import random
 import shutil
 import socket
 import struct
-import time
 
 import pytest
 import requests
@@ -287,4 +285,4 @@ def read_pcap(data):
 
 
 __all__ = ["FlowStack", "Pair", "ping", "udp_send", "sample_pcap", "read_pcap", "subnet", "wait_until",
-           "run", "base64", "time"]
+           "run"]
