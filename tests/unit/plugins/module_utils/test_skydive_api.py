@@ -124,3 +124,20 @@ def test_client_unreachable_message():
     assert "cannot reach the Skydive analyzer at 127.0.0.1:1" in str(exc.value)
     with pytest.raises(SkydiveError):
         client.query("  ")
+
+
+def test_client_timeout_message():
+    # a listening socket that never answers: the connection is accepted by the kernel, the
+    # request is never answered
+    import socket
+    server = socket.socket()
+    try:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        client = SkydiveClient("127.0.0.1:%d" % port, timeout=1)
+        with pytest.raises(SkydiveError) as exc:
+            client.status()
+        assert "did not answer GET http://127.0.0.1:%d/api/status within 1 s (timeout)" % port in str(exc.value)
+    finally:
+        server.close()
