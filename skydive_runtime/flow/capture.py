@@ -179,8 +179,15 @@ class CaptureRunner(object):
                 self._emit(self.on_flows, flows)
             self._emit(self.on_stats, self._collect_stats())
         except BaseException as e:
-            log.exception("capture %s failed", self.name)
+            log.warning("capture %s failed: %s", self.name, e)
             self.error = e
+            try:
+                flows = table.flush(self._now_ms())
+                if flows:
+                    self._emit(self.on_flows, flows)
+                self._emit(self.on_stats, self._collect_stats())
+            except Exception:
+                log.exception("capture %s: flushing flows after the failure", self.name)
             if self.on_error is not None:
                 self._emit(self.on_error, e)
         finally:

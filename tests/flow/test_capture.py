@@ -94,11 +94,14 @@ def test_runner_callbacks_on_asyncio_loop(veth_pair):
 
 
 def test_capture_on_interface_that_vanishes(veth_pair):
-    src = AFPacketSource(veth_pair.dev_b, netns=veth_pair.ns_b)
+    src = AFPacketSource(veth_pair.dev_b, netns=veth_pair.ns_b, bpf_filter="udp dst port 7300")
     errors = []
-    r = CaptureRunner(src, FlowTable(), update_ms=100, on_error=errors.append)
+    got = []
+    r = CaptureRunner(src, FlowTable(), update_ms=60000, on_error=errors.append, on_flows=got.extend)
     r.start()
     try:
+        udp_send(veth_pair, 3, dport=7300)
+        time.sleep(0.3)
         veth_pair.exec_a("ip", "link", "del", veth_pair.dev_a)
         # The ring socket reports ENETDOWN once the device is gone: the runner ends with an error.
         wait_for(lambda: not r.running, 5)
@@ -108,3 +111,5 @@ def test_capture_on_interface_that_vanishes(veth_pair):
     assert isinstance(r.error, CaptureError), r.error
     assert veth_pair.dev_b in str(r.error)
     assert errors == [r.error]
+    # the flows accounted before the failure are not lost
+    assert [f["Metric"]["ABPackets"] for f in got] == [3]
