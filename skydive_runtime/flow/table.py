@@ -131,7 +131,7 @@ class FlowTable(object):
         def process(data, ts_ns, wire_len=0, linktype=None):
             if (linktype or default_lt) != 1:
                 return slow(data, ts_ns, wire_len, linktype or default_lt)
-            if data[12:14] != eth_ip or data[14] != 0x45 or data[20] & 0x3F or data[21] or len(data) < 38:
+            if len(data) < 38 or data[12:14] != eth_ip or data[14] != 0x45 or data[20] & 0x3F or data[21]:
                 return slow(data, ts_ns, wire_len, 1)
             proto = data[23]
             if proto == 6:
@@ -187,6 +187,8 @@ class FlowTable(object):
     # ------------------------------------------------------------------ slow path
     def _slow(self, data, ts_ns, wire_len, linktype):
         if not isinstance(data, bytes):
+            if not isinstance(data, (bytearray, memoryview)):
+                raise _dec.DecodeError("packet data must be bytes, got %s" % type(data).__name__)
             data = bytes(data)
         p = _dec.decode(data, linktype, wire_len or len(data))
         if not p.layers:

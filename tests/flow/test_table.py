@@ -362,3 +362,34 @@ def test_parse_key_roundtrip_fields():
     assert k["vlans"] == (7,) and k["icmp"] == (2, 0, 300)
     with pytest.raises(ValueError):
         parse_key(b"")
+
+
+def test_mutated_frames_never_raise():
+    """Random corruption/truncation/extension of every kind of frame: counted, never raised."""
+    import random
+    from tests.flow import frames as F
+    base = [udp4_frame(), tcp4_frame(flags=2), icmp4_frame(8, vlans=(5,)),
+            eth(MAC1, MAC2, 0x86DD, ipv6(IP6_1, IP6_2, 58, icmp6(128, 0, 1, 1))),
+            eth(MAC1, MAC2, 0x0800, ipv4(IP1, IP2, 17, udp(5, 4789, vxlan(3, icmp4_frame(8))))),
+            eth(MAC1, MAC2, 0x0800, ipv4(IP1, IP2, 47, gre(0x6558, icmp4_frame(8), key=3))),
+            eth(MAC1, MAC2, 0x0806, arp(1, MAC1, IP1, MAC2, IP2)), F.sctp(1, 2)]
+    rnd = random.Random(1234)
+    tables = [FlowTable(layer_key_mode=m, raw_packet_limit=r, extra_tcp_metric=bool(r))
+              for m in ("L2", "L3") for r in (0, 2)]
+    for i in range(3000):
+        b = bytearray(rnd.choice(base))
+        for _ in range(rnd.randint(1, 6)):
+            op = rnd.random()
+            if op < 0.6 and b:
+                b[rnd.randrange(len(b))] = rnd.randrange(256)
+            elif op < 0.8:
+                del b[rnd.randrange(len(b) + 1):]
+            else:
+                b += bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 20)))
+        for t in tables:
+            t.process(bytes(b), ns(i))
+    for t in tables:
+        assert len(t) > 10
+        json.dumps(t.tick(MS0 + 100000))
+    with pytest.raises(Exception, match="must be bytes"):
+        tables[0].process("text frame", ns(0))
