@@ -28,14 +28,15 @@ def assert_deployed(cluster):
     assert set(cluster.names) <= agents, "agents connected: %s" % sorted(agents)
     for name in cluster.names:
         # an agent sends its topology right after connecting: allow it a moment
-        query = "G.V().Has('Host', '%s', 'Name', 'eth0')" % name
+        query = "G.V().Has('Type', 'host', 'Name', '%s').Out().Has('Name', 'eth0')" % name
         nodes = wait_until(lambda: cluster.gremlin(query), timeout=20)
         nodes = nodes if isinstance(nodes, list) else []
         assert nodes, "no eth0 interface of %s in the graph" % name
+        assert all(n["Host"] == name for n in nodes), nodes
         ip = cluster.nodes[name]["ip"]
         assert any(ip + "/24" in (n["Metadata"].get("IPV4") or []) for n in nodes), \
             "eth0 of %s does not carry %s: %s" % (name, ip, [n["Metadata"] for n in nodes])
-        lo = cluster.gremlin("G.V().Has('Host', '%s', 'Name', 'lo')" % name)
+        lo = cluster.gremlin("G.V().Has('Type', 'host', 'Name', '%s').Out().Has('Name', 'lo')" % name)
         assert lo, "no lo interface of %s in the graph" % name
     pids = cluster.service_pids("controller")
     assert "analyzer" in pids and "agent" in pids, cluster.processes("controller")
