@@ -96,13 +96,8 @@ class AgentCaptures(GraphListener):
         self.stats_ms = max(100, int(cfg.get_float("agent.capture.stats_update", 1) * 1000))
         self.max_entries = cfg.get_int("flow.max_entries", 500000, minimum=1)
         self.default_mode = cfg.get_string("flow.default_layer_key_mode") or "L2"
-        ports = {}
-        for proto in ("tcp", "udp"):
-            m = cfg.get("flow.application_ports.%s" % proto) or {}
-            if isinstance(m, dict):
-                for port, name in m.items():
-                    ports[port] = name
-        self.app_ports = ports
+        ports = cfg.get("flow.application_ports") or {}     # {"tcp": {port: name}, "udp": {..}}
+        self.app_ports = {k: v for k, v in ports.items() if v} if isinstance(ports, dict) else {}
         timeouts = cfg.get("flow.application_timeout") or {}
         self.app_timeouts = {str(k).upper(): int(float(v) * 1000) for k, v in timeouts.items()} \
             if isinstance(timeouts, dict) else None

@@ -375,10 +375,8 @@ def pcap_flows(data, config=None):
     ports = {}
     mode = "L2"
     if config is not None:
-        for proto in ("tcp", "udp"):
-            m = config.get("flow.application_ports.%s" % proto) or {}
-            if isinstance(m, dict):
-                ports.update(m)
+        ports = config.get("flow.application_ports") or {}     # {"tcp": {port: name}, "udp": {..}}
+        ports = {k: v for k, v in ports.items() if v} if isinstance(ports, dict) else {}
         mode = config.get_string("flow.default_layer_key_mode") or "L2"
     table = FlowTable(layer_key_mode=mode, application_ports=ports or None)
     t0 = time.monotonic()

@@ -59,7 +59,7 @@ class FlowStack:
                       "capture": {"stats_update": 1},
                       "flow": {"sflow": {"bind_address": "127.0.0.1", "port_min": sl, "port_max": sh},
                                "pcapsocket": {"bind_address": "127.0.0.1", "min_port": pl, "max_port": ph}}},
-            "flow": {"update": 1, "expire": 600},
+            "flow": {"update": 1, "expire": 600, "application_ports": {"tcp": {8765: "skytest"}}},
             "ovs": {"ovsdb": ovsdb},
             "logging": {"level": "INFO"},
         }
@@ -97,12 +97,19 @@ class FlowStack:
         return r.json() if r.content else None
 
     def wait_q(self, query, expected, timeout=15, message=None):
-        """Poll until q(query) == expected (or expected(value) is true when callable)."""
+        """Poll until q(query) == expected (or expected(value) is true when callable); returns
+        the matching value."""
+        seen = []
+
         def ok():
             v = self.q(query)
-            return (expected(v) if callable(expected) else v == expected) or None
+            if expected(v) if callable(expected) else v == expected:
+                seen.append(v)
+                return True
+            return None
         try:
-            return wait_until(ok, timeout=timeout, interval=0.25, message=message or query)
+            wait_until(ok, timeout=timeout, interval=0.25, message=message or query)
+            return seen[-1]
         except AssertionError:
             raise AssertionError("%s: expected %r, got %r" % (query, expected, self.q(query)))
 
