@@ -26,7 +26,8 @@ def test_info_status_and_config(tmp_path):
         assert await c.json("GET", "/api/config/analyzer.listen") == "127.0.0.1:0"
         assert await c.json("GET", "/api/config/no.such.key") == ""
         assert await c.json("GET", "/api/config/http.ws") == {
-            "ping_delay": 1, "pong_timeout": 5, "queue_size": 10000, "bulk_maxmsgs": 100, "bulk_maxdelay": 0.02}
+            "ping_delay": 1, "pong_timeout": 5, "queue_size": 10000, "bulk_maxmsgs": 100, "bulk_maxdelay": 0.02,
+            "enable_write_compression": False}
         assert await c.json("GET", "/api/config/auth.basic") == ""     # secrets are never served
     run_with_analyzer(analyzer_config(tmp_path), body)
 
