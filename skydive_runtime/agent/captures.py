@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import time
 
+from ..flow.capabilities import INTERFACE_TYPES
 from ..flow.capture import CaptureRunner
 from ..flow.table import FlowTable, FlowTableError
 from ..graph import GraphListener
@@ -39,10 +40,7 @@ FLOW_NAMESPACE = "Flow"
 FLOW_UPDATE = "FlowUpdate"
 MAX_FLOWS_PER_MESSAGE = 500
 
-INTERFACE_TYPES = ("internal", "veth", "tun", "bridge", "dummy", "gre", "bond", "can", "hsr", "ifb",
-                   "macvlan", "macvtap", "vlan", "vxlan", "gretap", "ip6gretap", "geneve", "ipoib",
-                   "vcan", "ipip", "ipvlan", "lowpan", "ip6tnl", "ip6gre", "sit", "device")
-# node Type -> (capture types we run there, default)
+# node Type -> (capture types this agent runs there, default)
 NODE_CAPTURE_TYPES = {"ovsbridge": (("ovssflow", "pcapsocket"), "ovssflow")}
 for _t in INTERFACE_TYPES:
     NODE_CAPTURE_TYPES[_t] = (("afpacket", "pcap", "pcapsocket", "sflow"), "afpacket")

@@ -21,22 +21,12 @@ import time
 from ..api import graph_ws
 from ..api.query import QueryError
 from ..api.ws import RequestError
+from ..flow.capabilities import CAPTURABLE_TYPES, NODE_TYPES_BY_CAPTURE, SINGLE_PER_NODE
 from ..graph import GraphListener
 
 log = logging.getLogger(__name__)
 
 NAMESPACE = "OnDemandCapture"
-INTERFACE_TYPES = ("internal", "veth", "tun", "bridge", "dummy", "gre", "bond", "can", "hsr", "ifb",
-                   "macvlan", "macvtap", "vlan", "vxlan", "gretap", "ip6gretap", "geneve", "ipoib",
-                   "vcan", "ipip", "ipvlan", "lowpan", "ip6tnl", "ip6gre", "sit", "device")
-INTERFACE_CAPTURES = ("afpacket", "pcap", "pcapsocket", "sflow", "ebpf")
-# capture type -> node types that can take it (flow/probes/capabilities.go)
-NODE_TYPES_BY_CAPTURE = {t: INTERFACE_TYPES for t in INTERFACE_CAPTURES}
-NODE_TYPES_BY_CAPTURE.update({"ovssflow": ("ovsbridge",), "ovsnetflow": ("ovsbridge",),
-                              "ovsmirror": ("ovsport",), "dpdk": ("dpdkport",)})
-NODE_TYPES_BY_CAPTURE["pcapsocket"] = INTERFACE_TYPES + ("ovsbridge",)
-CAPTURABLE_TYPES = INTERFACE_TYPES + ("ovsbridge", "ovsport", "dpdkport")
-SINGLE_PER_NODE = ("pcapsocket", "sflow", "ovssflow", "dpdk", "ovsmirror", "ovsnetflow")
 PENDING_HOLD_S = 5.0       # a Start sent is not re-sent for this long (until Captures shows it)
 REQUEST_TIMEOUT_S = 15.0
 

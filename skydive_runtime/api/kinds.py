@@ -11,6 +11,7 @@ import logging
 import re
 
 from ..common.timeutil import rfc3339_now
+from ..flow.capabilities import CAPTURE_CAPS, CAPTURE_TYPES
 from ..graph import Node, SchemaError
 from ..graph.schema import validate_node
 from .query import QueryError
@@ -19,15 +20,6 @@ from .resources import ResourceError, ResourceKind
 log = logging.getLogger(__name__)
 
 MAX_RAW_PACKET_LIMIT = 10
-CAPTURE_TYPES = ("ovssflow", "pcapsocket", "ovsmirror", "dpdk", "afpacket", "pcap", "ebpf", "sflow", "ovsnetflow")
-# capture types and what they support (flow/probes/*: BPF, raw packets, extra TCP metric, several per node)
-CAPTURE_CAPS = {
-    "afpacket": (True, True, True, True), "pcap": (True, True, True, True),
-    "pcapsocket": (True, True, True, False), "sflow": (True, True, True, False),
-    "ovssflow": (True, True, True, False), "dpdk": (True, True, True, False),
-    "ovsmirror": (True, True, True, False), "ovsnetflow": (True, True, True, False),
-    "ebpf": (False, False, True, False),
-}
 EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
 INJECTION_TYPES = ("icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6")
 _ADDR_RE = re.compile(r"^([^\s:]*|\[[0-9a-fA-F:.]+\]):?(\d{1,5})$")
