@@ -7,6 +7,11 @@ a veth pair (unique names, removed at the end), captures on the receiving
 veth with a CaptureRunner (capture thread in this process) while the sender
 blasts UDP for --seconds, and prints: offered pps, packets counted in flows,
 kernel drops (PACKET_STATISTICS) and the capture thread's CPU use.
+
+With --meters, two C flow meters run side by side on the same interface in the
+same run (Debian `pmacctd` with the memory plugin, and `softflowd`): packets
+each one counted and its CPU seconds per million offered packets (utime+stime
+of its processes from /proc).
 """
 
 import argparse
@@ -30,6 +35,69 @@ def sh(*cmd, check=True):
     return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
 
+def proc_cpu(pid):
+    """utime+stime of pid and its threads, in seconds."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def ns_pids(ns, comm):
+    out = []
+    for p in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+        try:
+            with open("/proc/%s/comm" % p) as f:
+                if f.read().strip() == comm:
+                    out.append(int(p))
+        except OSError:
+            pass
+    return out
+
+
+def start_meters(ns, dev, tmp):
+    sf = subprocess.Popen(["ip", "netns", "exec", ns, "softflowd", "-i", dev, "-d", "-c", tmp + "/sf.sock",
+                           "-p", tmp + "/sf.pid", "-m", "65536", "-n", "127.0.0.1:9"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pm = subprocess.Popen(["ip", "netns", "exec", ns, "pmacctd", "-i", dev, "-P", "memory",
+                           "-c", "src_host,dst_host,src_port,dst_port,proto", "-p", tmp + "/pm.pipe"],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.5)
+    return [{"name": "softflowd", "popen": sf, "ns": ns, "tmp": tmp,
+             "cpu0": sum(proc_cpu(p) for p in ns_pids(ns, "softflowd"))},
+            {"name": "pmacctd", "popen": pm, "ns": ns, "tmp": tmp,
+             "cpu0": sum(proc_cpu(p) for p in ns_pids(ns, "pmacctd"))}]
+
+
+def report_meter(m, sent):
+    time.sleep(1.0)
+    pids = ns_pids(m["ns"], m["name"])
+    cpu = sum(proc_cpu(p) for p in pids) - m["cpu0"]
+    counted = None
+    if m["name"] == "softflowd":
+        out = sh("softflowctl", "-c", m["tmp"] + "/sf.sock", "statistics", check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("Packets processed:"):
+                counted = int(line.split(":")[1])
+    else:
+        out = sh("ip", "netns", "exec", m["ns"], "pmacct", "-p", m["tmp"] + "/pm.pipe", "-s", check=False).stdout
+        counted = 0
+        for line in out.splitlines():
+            cols = line.split()
+            if len(cols) == 7 and cols[3] == "9000" and cols[4] == "udp":
+                counted += int(cols[5])
+    for p in pids:
+        try:
+            os.kill(p, 15)
+        except OSError:
+            pass
+    m["popen"].wait(5)
+    print("%-9s counted %s packets (%.2f%% of sent); %.2f CPU-s = %.2f CPU-s per million packets" % (
+        m["name"], counted, 100.0 * (counted or 0) / sent if sent else 0, cpu, cpu / (sent / 1e6) if sent else 0))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
@@ -39,6 +107,7 @@ def main():
     ap.add_argument("--header-size", type=int, default=256)
     ap.add_argument("--bpf", default="")
     ap.add_argument("--blocks", type=int, default=64, help="ring blocks of 1 MiB")
+    ap.add_argument("--meters", action="store_true", help="also run pmacctd and softflowd side by side")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="flbench")
@@ -56,6 +125,10 @@ def main():
         sh("ip", "-n", ns_b, "addr", "add", "10.250.0.2/24", "dev", dev_b)
         sh("ip", "-n", ns_a, "link", "set", dev_a, "up")
         sh("ip", "-n", ns_b, "link", "set", dev_b, "up")
+        sh("ip", "-n", ns_b, "link", "set", "lo", "up")
+        meters = []
+        if args.meters:
+            meters = start_meters(ns_b, dev_b, tmp)
         # A sink socket that never reads: no ICMP port-unreachable traffic back.
         sink = subprocess.Popen(["ip", "netns", "exec", ns_b, sys.executable, "-c",
                                  "import socket,time;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
@@ -92,6 +165,10 @@ def main():
             st["PacketsReceived"], st["PacketsDropped"], st["PacketsIfDropped"]))
         print("capture thread CPU: %.2f s over %.1f s wall = %.1f%% of one core; %.2f CPU-s per million packets" % (
             cpu, wall, 100 * cpu / wall, cpu / (st["PacketsReceived"] / 1e6) if st["PacketsReceived"] else 0))
+        print("python (this capture): counted %d packets (%.2f%% of sent); %.2f CPU-s per million sent packets" % (
+            counted, 100.0 * counted / sent if sent else 0, cpu / (sent / 1e6) if sent else 0))
+        for m in meters:
+            report_meter(m, sent)
         sink.kill()
         sink.wait()
     finally:
