@@ -36,6 +36,10 @@ DEFAULT_APP_TIMEOUTS_MS = {"ARP": 10000, "DNS": 10000}
 
 LAYER_KEY_MODES = ("L2", "L3")
 
+# Evicted flows are sent once at the next tick; under a flood of new flows at most this
+# many per tick are kept for sending, the others are only counted (FlowDropped).
+MAX_PENDING_EVICTED = 10000
+
 
 class FlowTableError(ValueError):
     pass
@@ -51,7 +55,8 @@ class FlowTable(object):
       hold_ms                time a FIN/RST flow is kept after its last packet (15 s)
       app_timeouts_ms        {"ARP": 10000, "DNS": 10000}: idle timeout per Application
       max_entries            table size; beyond, least recently used flows are evicted
-                             (counted in `flows_dropped` and sent once with FinishType TIMEOUT)
+                             (counted in `flows_dropped` and sent once with FinishType TIMEOUT,
+                             at most MAX_PENDING_EVICTED per tick)
       raw_packet_limit       0..10 raw packets kept per flow
       header_size            bytes of each raw packet kept (0 = whole packet)
       extra_tcp_metric       compute TCPMetric
@@ -95,6 +100,7 @@ class FlowTable(object):
         self._tcp_fast = self._fast and not self.extra_tcp_metric
         self._pending = []              # dicts of flows removed outside tick() (eviction)
         self.flows_dropped = 0
+        self.evicted_unsent = 0         # evicted flows not sent (more than MAX_PENDING_EVICTED per tick)
         self.undecodable = 0            # packets with no usable layer
         self.last_tick_ms = 0
         self._evict_batch = max(1, min(1024, max_entries // 100))
@@ -351,7 +357,10 @@ class FlowTable(object):
                     del flows[k]
                     flows[k] = f
                 else:
-                    self._pending.append(self._dict(f, c, self.last_tick_ms or c[b + F_LAST], FINISH_TIMEOUT))
+                    if len(self._pending) < MAX_PENDING_EVICTED:
+                        self._pending.append(self._dict(f, c, self.last_tick_ms or c[b + F_LAST], FINISH_TIMEOUT))
+                    else:
+                        self.evicted_unsent += 1
                     self._remove(k, f)
                     self.flows_dropped += 1
                     evicted += 1

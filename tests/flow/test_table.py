@@ -286,11 +286,17 @@ def test_bounded_table_lru_eviction():
     assert t.stats()["FlowDropped"] == 1
 
 
-def test_eviction_under_flood_keeps_bound():
+def test_eviction_under_flood_keeps_bound(monkeypatch):
+    from skydive_runtime.flow import table as table_mod
+    monkeypatch.setattr(table_mod, "MAX_PENDING_EVICTED", 2500)
     t = FlowTable(max_entries=1000)
     for i in range(5000):
         t.process(udp4_frame(sport=1 + i), ns(i))
     assert len(t) == 1000 and t.flows_dropped == 4000
+    out = t.tick(MS0 + 10000)
+    assert len([f for f in out if f.get("FinishType") == "TIMEOUT"]) == 2500      # evicted, sent once
+    assert len(out) == 2500 + 1000                                                  # + the live ones
+    assert t.evicted_unsent == 1500
 
 
 def test_raw_packets_limit_and_header_size():
