@@ -250,10 +250,10 @@ def flow_ids(flow, c, node_tid):
     b = flow.b
     if not c[b + F_STATE] & S_IDS:
         key = flow.key
-        seed = xxh64(key)
-        uuid = xxh64(_Q.pack(c[b + F_START] & 0xFFFFFFFFFFFFFFFF) + node_tid.encode(), seed)
         base = key_without_parent(key)
         tracking = xxh64(base)
+        seed = tracking if base is key else xxh64(key)
+        uuid = xxh64(_Q.pack(c[b + F_START] & 0xFFFFFFFFFFFFFFFF) + node_tid.encode(), seed)
         parsed = parse_key(base)
         l3 = xxh64(l3_key(parsed)) if parsed["link"] is not None else tracking
         c[b + F_UUID] = _signed(uuid)
