@@ -150,28 +150,6 @@ def runner(ansible_env, tmp_path):
     return Runner(ansible_env, tmp_path)
 
 
-class AuthAnalyzerProcess(SkydiveProcess):
-    """An analyzer whose API wants credentials: ready once /api answers with them."""
-
-    def __init__(self, workdir, config, username, password):
-        super().__init__("analyzer", workdir, config)
-        self.auth = (username, password)
-
-    def start(self, timeout=30):
-        import requests
-        real_get = requests.get
-
-        def get_with_auth(url, **kwargs):
-            kwargs.setdefault("auth", self.auth)
-            return real_get(url, **kwargs)
-
-        requests.get = get_with_auth
-        try:
-            return super().start(timeout)
-        finally:
-            requests.get = real_get
-
-
 def _start(workdir, config):
     proc = SkydiveProcess("analyzer", workdir, config)
     proc.start()
@@ -202,7 +180,7 @@ def auth_analyzer(tmp_path_factory):
     config = analyzer_config(workdir)
     config["auth"] = {"basic": {"type": "basic", "users": {"admin": "pass"}}}
     config["analyzer"]["auth"] = {"api": {"backend": "basic"}}
-    proc = AuthAnalyzerProcess(workdir, config, "admin", "pass")
+    proc = SkydiveProcess("analyzer", workdir, config, auth=("admin", "pass"))
     proc.start()
     try:
         yield proc

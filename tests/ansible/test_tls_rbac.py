@@ -5,7 +5,6 @@ import datetime
 import ipaddress
 
 import pytest
-import requests
 
 from tests.ansible.conftest import requires_analyzer
 from tests.fixtures.processes import SkydiveProcess, analyzer_config
@@ -38,31 +37,6 @@ def make_certificate(directory):
     return str(cert_path), str(key_path)
 
 
-class TLSAnalyzerProcess(SkydiveProcess):
-    """Analyzer on HTTPS; ready once /api answers over TLS with the guest's credentials."""
-
-    auth = ("viewer", "view-s3cret")
-
-    @property
-    def url(self):
-        return "https://%s" % self.address
-
-    def start(self, timeout=30):
-        real_get = requests.get
-
-        def get(url, **kwargs):
-            kwargs.update(verify=False, auth=self.auth)
-            return real_get(url, **kwargs)
-
-        requests.get = get
-        try:
-            import urllib3
-            urllib3.disable_warnings()
-            return super().start(timeout)
-        finally:
-            requests.get = real_get
-
-
 @pytest.fixture(scope="module")
 def tls_analyzer(tmp_path_factory):
     pytest.importorskip("cryptography")
@@ -72,7 +46,8 @@ def tls_analyzer(tmp_path_factory):
     config["tls"] = {"server_cert": cert, "server_key": key}
     config["auth"] = {"viewers": {"type": "basic", "users": {"viewer": "view-s3cret"}, "role": "guest"}}
     config["analyzer"]["auth"] = {"api": {"backend": "viewers"}}
-    proc = TLSAnalyzerProcess("analyzer", workdir, config)
+    proc = SkydiveProcess("analyzer", workdir, config, auth=("viewer", "view-s3cret"), scheme="https",
+                          verify=cert)
     proc.start()
     proc.cert = cert
     try:
