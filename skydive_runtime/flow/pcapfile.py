@@ -193,6 +193,28 @@ def pcap_bytes(packets, linktype=1):
     return out.getvalue()
 
 
+def raw_packets_pcap(raw_packets):
+    """A pcap file (bytes) from raw packets as flows carry them
+    (`[{"Timestamp": ms, "Index", "Data": base64, "LinkType"}]`): the RawPackets() pcap
+    output.  The file's link type is the first packet's (Ethernet when empty); packets of
+    another link type are skipped, as a classic pcap holds one link type."""
+    import base64
+    import binascii
+    out = io.BytesIO()
+    linktype = raw_packets[0].get("LinkType", 1) if raw_packets else 1
+    w = PcapWriter(out, linktype)
+    for rp in raw_packets:
+        if rp.get("LinkType", 1) != linktype:
+            continue
+        try:
+            data = base64.b64decode(rp["Data"], validate=True)
+            ts = int(rp["Timestamp"])
+        except (KeyError, TypeError, ValueError, binascii.Error) as e:
+            raise PcapError("invalid raw packet %r: %s" % (rp.get("Index"), e))
+        w.write(data, ts * 1000000)
+    return out.getvalue()
+
+
 class PcapFileSource(object):
     """Capture source replaying a pcap file (or stream object) as fast as possible."""
 

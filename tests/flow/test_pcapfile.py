@@ -7,7 +7,7 @@ import pytest
 
 from skydive_runtime.flow.capture import ingest_pcap, CaptureRunner
 from skydive_runtime.flow.pcapfile import (PcapReader, PcapWriter, PcapStreamParser, PcapError, pcap_bytes,
-                                           read_pcap, PcapFileSource, PcapSocketSource)
+                                           read_pcap, PcapFileSource, PcapSocketSource, raw_packets_pcap)
 from skydive_runtime.flow.table import FlowTable
 from tests.flow.frames import udp4_frame, icmp4_frame, dns_query, eth, arp, MAC1, MAC2, IP1, IP2
 
@@ -127,3 +127,20 @@ def test_pcapsocket_ingests_streams():
     for f in got:
         final[f["UUID"]] = f
     assert sum(f["Metric"]["ABPackets"] + f["Metric"]["BAPackets"] for f in final.values()) == 10
+
+
+def test_raw_packets_of_a_flow_to_pcap():
+    t = FlowTable(raw_packet_limit=10)
+    pkts = sample_packets()
+    for data, ts in pkts:
+        t.process(data, ts)
+    dns = [f for f in t.get_flows() if f["Application"] == "DNS" and f["Transport"]["A"] == 40000][0]
+    blob = raw_packets_pcap(dns["LastRawPackets"])
+    r = PcapReader(blob)
+    got = list(r)
+    assert r.linktype == 1
+    assert [g[0] for g in got] == [pkts[1][0], pkts[2][0]]
+    assert [g[1] for g in got] == [pkts[1][1] // 1_000_000 * 1_000_000, pkts[2][1] // 1_000_000 * 1_000_000]
+    with pytest.raises(PcapError, match="invalid raw packet 3"):
+        raw_packets_pcap([{"Index": 3, "Data": "@@@", "Timestamp": 1, "LinkType": 1}])
+    assert list(read_pcap(raw_packets_pcap([]))) == []
