@@ -4,9 +4,9 @@
 
 Mixes (printed separately):
   udp-tcp   established Ethernet/IPv4 UDP and TCP(ACK) flows, both directions (fast path)
-  mixed     the same plus 10% of packets needing the full decoder: ICMP echo,
-            IPv6 UDP, 802.1Q, TCP SYN/FIN and ~1% new flows
-  decoder   every packet through the full decoder (ICMP echo request/reply)
+  mixed     the same plus 9% ICMP echo, IPv6 UDP, 802.1Q ICMP, TCP SYN/FIN and 1% new flows
+  icmpecho  ICMP echo request/reply flows (fast path once the RTT is known)
+  decoder   every packet through the full decoder (802.1Q-tagged ICMP, ICMPv6 echo)
 """
 
 import argparse
@@ -18,7 +18,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from skydive_runtime.flow.table import FlowTable  # noqa: E402
-from tests.flow.frames import (eth, ipv4, ipv6, udp, tcp, icmp4_frame, udp4_frame, tcp4_frame)  # noqa: E402
+from tests.flow.frames import (eth, ipv6, udp, icmp6, icmp4_frame, udp4_frame, tcp4_frame)  # noqa: E402
 
 
 def endpoints(i):
@@ -106,7 +106,12 @@ def main():
             mixed.append(est[rnd.randrange(len(est))])
     run("mixed", mixed)
     icmp = [d for d in slow if d[12:14] == b"\x08\x00" and d[23] == 1]
-    run("decoder", [icmp[rnd.randrange(len(icmp))] for _ in range(args.packets // 5)])
+    run("icmpecho", [icmp[rnd.randrange(len(icmp))] for _ in range(args.packets // 5)])
+    dec = [d for d in slow if d[12:14] == b"\x81\x00"] + [
+        eth(m1, m2, 0x86DD, ipv6(b"\xfd" + bytes(14) + b"\x01", b"\xfd" + bytes(14) + b"\x02", 58,
+                                 icmp6(128, 0, i, 1)))
+        for i, (m1, m2, _a, _b) in enumerate(endpoints(j) for j in range(200))]
+    run("decoder", [dec[rnd.randrange(len(dec))] for _ in range(args.packets // 5)])
     # update tick cost over the flows created by the mixed run
     t = FlowTable(max_entries=500000)
     for i, d in enumerate(mixed):

@@ -5,10 +5,11 @@ with `process()` and calls `tick()` every update interval; nothing else may
 touch it meanwhile.  Results leave the table only as plain dicts (upstream
 Flow JSON), so the asyncio side never shares mutable state with the hot path.
 
-Hot path: established Ethernet/IPv4/TCP|UDP flows without IP options or
-fragments, TCP segments without SYN/FIN/RST, not VXLAN, are counted by
-`process()` from a handful of byte slices; everything else (first packet of a
-flow, VLAN, IPv6, ICMP, ARP, tunnels, TCP control segments, raw-packet capture,
+Hot path: established Ethernet/IPv4|IPv6/TCP|UDP flows (no IPv4 options or
+fragments, no IPv6 extension headers, TCP segments without SYN/FIN/RST, not
+VXLAN) and ICMPv4 echo flows whose RTT is known are counted by `process()`
+from a handful of byte slices; everything else (first packet of a flow,
+VLAN, ICMPv6, ARP, tunnels, TCP control segments, raw-packet capture,
 ExtraTCPMetric) is decoded by decode.decode() and goes through
 `process_decoded()`.
 """
@@ -31,6 +32,14 @@ _TAG_TCP_L2 = bytes((1 | (1 << 1) | (1 << 3),))
 _TAG_UDP_L2 = bytes((1 | (1 << 1) | (2 << 3),))
 _TAG_TCP_L3 = bytes(((1 << 1) | (1 << 3),))
 _TAG_UDP_L3 = bytes(((1 << 1) | (2 << 3),))
+_TAG_ICMP_L2 = bytes((1 | (1 << 1) | (4 << 3) | 64,))
+_TAG_ICMP_L3 = bytes(((1 << 1) | (4 << 3) | 64,))
+_ETH_IP6 = b"\x86\xdd"
+_TAG6_TCP_L2 = bytes((1 | (2 << 1) | (1 << 3),))
+_TAG6_UDP_L2 = bytes((1 | (2 << 1) | (2 << 3),))
+_TAG6_TCP_L3 = bytes(((2 << 1) | (1 << 3),))
+_TAG6_UDP_L3 = bytes(((2 << 1) | (2 << 3),))
+_ECHO_EXT = b"I\x02"          # extras item: ICMP kind ECHO (code and id follow)
 
 DEFAULT_APP_TIMEOUTS_MS = {"ARP": 10000, "DNS": 10000}
 
@@ -127,7 +136,12 @@ class FlowTable(object):
         tag_tcp = _TAG_TCP_L3 if l3 else _TAG_TCP_L2
         tag_udp = _TAG_UDP_L3 if l3 else _TAG_UDP_L2
         eth_ip = _ETH_IP
+        eth_ip6 = _ETH_IP6
         vx = _VXLAN
+        tag_icmp = _TAG_ICMP_L3 if l3 else _TAG_ICMP_L2
+        tag6_tcp = _TAG6_TCP_L3 if l3 else _TAG6_TCP_L2
+        tag6_udp = _TAG6_UDP_L3 if l3 else _TAG6_UDP_L2
+        echo_ext = _ECHO_EXT
 
         if not self._fast:
             def process(data, ts_ns, wire_len=0, linktype=None):
@@ -137,41 +151,97 @@ class FlowTable(object):
         def process(data, ts_ns, wire_len=0, linktype=None):
             if (linktype or default_lt) != 1:
                 return slow(data, ts_ns, wire_len, linktype or default_lt)
-            if len(data) < 38 or data[12:14] != eth_ip or data[14] != 0x45 or data[20] & 0x3F or data[21]:
+            if len(data) < 38:
                 return slow(data, ts_ns, wire_len, 1)
-            proto = data[23]
-            if proto == 6:
-                if not tcp_fast or len(data) < 54 or data[47] & 7:
+            et = data[12:14]
+            if et == eth_ip:
+                if data[14] != 0x45 or data[20] & 0x3F or data[21]:
                     return slow(data, ts_ns, wire_len, 1)
-                tag = tag_tcp
-            elif proto == 17:
-                if data[36:38] == vx or data[34:36] == vx:
-                    return slow(data, ts_ns, wire_len, 1)
-                tag = tag_udp
-            else:
-                return slow(data, ts_ns, wire_len, 1)
-            if l3:
-                s = data[26:30]
-                d = data[30:34]
-                if s < d:
-                    f = flows_get(tag + data[26:38])
-                    first = True
-                elif d < s:
-                    f = flows_get(tag + d + s + data[36:38] + data[34:36])
-                    first = False
+                proto = data[23]
+                icmp = False
+                if proto == 6:
+                    if not tcp_fast or len(data) < 54 or data[47] & 7:
+                        return slow(data, ts_ns, wire_len, 1)
+                    tag = tag_tcp
+                elif proto == 17:
+                    if data[36:38] == vx or data[34:36] == vx:
+                        return slow(data, ts_ns, wire_len, 1)
+                    tag = tag_udp
+                elif proto == 1:
+                    # ICMP echo of a flow whose RTT is known: counters only
+                    if len(data) < 42 or (data[34] != 8 and data[34] != 0):
+                        return slow(data, ts_ns, wire_len, 1)
+                    icmp = True
+                    tag = tag_icmp
                 else:
                     return slow(data, ts_ns, wire_len, 1)
-            else:
-                s = data[6:12]
-                d = data[0:6]
-                if s < d:
-                    f = flows_get(tag + s + d + data[26:38])
-                    first = True
-                elif d < s:
-                    f = flows_get(tag + d + s + data[30:34] + data[26:30] + data[36:38] + data[34:36])
-                    first = False
+                if l3:
+                    s = data[26:30]
+                    d = data[30:34]
+                    if s < d:
+                        first = True
+                        k = tag + data[26:34] if icmp else tag + data[26:38]
+                    elif d < s:
+                        first = False
+                        k = tag + d + s if icmp else tag + d + s + data[36:38] + data[34:36]
+                    else:
+                        return slow(data, ts_ns, wire_len, 1)
+                else:
+                    s = data[6:12]
+                    d = data[0:6]
+                    if s < d:
+                        first = True
+                        k = tag + s + d + data[26:34] if icmp else tag + s + d + data[26:38]
+                    elif d < s:
+                        first = False
+                        k = tag + d + s + data[30:34] + data[26:30] if icmp else \
+                            tag + d + s + data[30:34] + data[26:30] + data[36:38] + data[34:36]
+                    else:
+                        return slow(data, ts_ns, wire_len, 1)
+                if icmp:
+                    f = flows_get(k + echo_ext + data[35:36] + data[38:40])
+                    if f is None or c[f.b + 11] != -1:
+                        return slow(data, ts_ns, wire_len, 1)
+                else:
+                    f = flows_get(k)
+            elif et == eth_ip6:
+                if len(data) < 58:
+                    return slow(data, ts_ns, wire_len, 1)
+                nh = data[20]
+                if nh == 6:
+                    if not tcp_fast or len(data) < 74 or data[67] & 7:
+                        return slow(data, ts_ns, wire_len, 1)
+                    tag = tag6_tcp
+                elif nh == 17:
+                    if data[56:58] == vx or data[54:56] == vx:
+                        return slow(data, ts_ns, wire_len, 1)
+                    tag = tag6_udp
                 else:
                     return slow(data, ts_ns, wire_len, 1)
+                if l3:
+                    s = data[22:38]
+                    d = data[38:54]
+                    if s < d:
+                        f = flows_get(tag + data[22:58])
+                        first = True
+                    elif d < s:
+                        f = flows_get(tag + d + s + data[56:58] + data[54:56])
+                        first = False
+                    else:
+                        return slow(data, ts_ns, wire_len, 1)
+                else:
+                    s = data[6:12]
+                    d = data[0:6]
+                    if s < d:
+                        f = flows_get(tag + s + d + data[22:58])
+                        first = True
+                    elif d < s:
+                        f = flows_get(tag + d + s + data[38:54] + data[22:38] + data[56:58] + data[54:56])
+                        first = False
+                    else:
+                        return slow(data, ts_ns, wire_len, 1)
+            else:
+                return slow(data, ts_ns, wire_len, 1)
             if f is None:
                 return slow(data, ts_ns, wire_len, 1)
             b = f.b

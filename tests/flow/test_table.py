@@ -399,3 +399,41 @@ def test_mutated_frames_never_raise():
         json.dumps(t.tick(MS0 + 100000))
     with pytest.raises(Exception, match="must be bytes"):
         tables[0].process("text frame", ns(0))
+
+
+@pytest.mark.parametrize("mode", ["L2", "L3"])
+def test_ipv6_udp_tcp_flows_both_directions(mode):
+    t = FlowTable(layer_key_mode=mode)
+    fwd = eth(MAC1, MAC2, 0x86DD, ipv6(IP6_1, IP6_2, 17, udp(1000, 2000)))
+    rev = eth(MAC2, MAC1, 0x86DD, ipv6(IP6_2, IP6_1, 17, udp(2000, 1000)))
+    from tests.flow.frames import tcp
+    syn = eth(MAC2, MAC1, 0x86DD, ipv6(IP6_2, IP6_1, 6, tcp(3000, 80, 0x02)))
+    ack = eth(MAC2, MAC1, 0x86DD, ipv6(IP6_2, IP6_1, 6, tcp(3000, 80, 0x10)))
+    ack_rev = eth(MAC1, MAC2, 0x86DD, ipv6(IP6_1, IP6_2, 6, tcp(80, 3000, 0x10)))
+    for i in range(4):
+        t.process(fwd, ns(i))
+        t.process(rev, ns(i))
+    t.process(syn, ns(10))
+    for i in range(3):
+        t.process(ack, ns(11 + i))
+        t.process(ack_rev, ns(11 + i))
+    flows = {f["Transport"]["Protocol"]: f for f in t.get_flows()}
+    assert len(t) == 2
+    u, tc = flows["UDP"], flows["TCP"]
+    assert (u["Metric"]["ABPackets"], u["Metric"]["BAPackets"]) == (4, 4)
+    assert u["Network"]["A"] == "fd00::1" and u["LayersPath"] == "Ethernet/IPv6/UDP"
+    assert (tc["Metric"]["ABPackets"], tc["Metric"]["BAPackets"]) == (4, 3)
+    assert tc["Transport"]["A"] == 3000 and tc["Network"]["A"] == "fd00::2"
+
+
+@pytest.mark.parametrize("mode", ["L2", "L3"])
+def test_ping_sequence_counts_and_first_rtt(mode):
+    t = FlowTable(layer_key_mode=mode)
+    for i in range(5):
+        t.process(icmp4_frame(8, ident=9, seq=i), ns(100 * i))
+        t.process(icmp4_frame(0, ident=9, seq=i, src_mac=MAC2, dst_mac=MAC1, src=IP2, dst=IP1), ns(100 * i + 3 + i))
+    f = only(t)
+    assert (f["Metric"]["ABPackets"], f["Metric"]["BAPackets"]) == (5, 5)
+    assert f["Metric"]["ABBytes"] == 5 * len(icmp4_frame(8))
+    assert f["Metric"]["RTT"] == 3_000_000             # request -> first reply
+    assert f["Last"] == MS0 + 407
