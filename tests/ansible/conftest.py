@@ -17,18 +17,6 @@ ANSIBLE_PLAYBOOK = os.path.join(VENV_BIN, "ansible-playbook")
 ANSIBLE_INVENTORY = os.path.join(VENV_BIN, "ansible-inventory")
 
 
-def _runtime_missing():
-    try:
-        import skydive_runtime.analyzer  # noqa: F401
-        import skydive_runtime.cli.main  # noqa: F401
-    except ImportError as exc:
-        return "skydive_runtime.analyzer is not importable yet (%s)" % exc
-    return None
-
-
-requires_analyzer = pytest.mark.skipif(_runtime_missing() is not None,
-                                       reason=_runtime_missing() or "")
-
 
 @pytest.fixture(scope="session")
 def collections_path(tmp_path_factory):
@@ -159,9 +147,6 @@ def _start(workdir, config):
 @pytest.fixture(scope="module")
 def analyzer(tmp_path_factory):
     """A live analyzer without authentication, shared by the tests of one file."""
-    reason = _runtime_missing()
-    if reason:
-        pytest.skip(reason)
     workdir = tmp_path_factory.mktemp("analyzer")
     proc = _start(workdir, analyzer_config(workdir))
     try:
@@ -173,9 +158,6 @@ def analyzer(tmp_path_factory):
 @pytest.fixture(scope="module")
 def auth_analyzer(tmp_path_factory):
     """A live analyzer with basic authentication (user admin, password pass)."""
-    reason = _runtime_missing()
-    if reason:
-        pytest.skip(reason)
     workdir = tmp_path_factory.mktemp("auth-analyzer")
     config = analyzer_config(workdir)
     config["auth"] = {"basic": {"type": "basic", "users": {"admin": "pass"}}}

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.ansible import topology_data
-from tests.ansible.conftest import plain, requires_analyzer, run_inventory
+from tests.ansible.conftest import plain, run_inventory
 
 FIXTURES = topology_data.FIXTURES
 UNIT_COPY = os.path.join(topology_data.FIXTURES, "..", "..", "unit", "plugins", "inventory", "fixtures",
@@ -65,7 +65,6 @@ def topology_analyzer(analyzer):
     return analyzer
 
 
-@requires_analyzer
 @pytest.mark.ansible
 def test_live_default(topology_analyzer, ansible_env, tmp_path):
     path = write_config(tmp_path, "live.skydive.yml", dict(DEFAULT_CONFIG, analyzer=topology_analyzer.address))
@@ -84,7 +83,6 @@ def test_live_default(topology_analyzer, ansible_env, tmp_path):
     assert data["manager_tripleo"]["hosts"] == ["compute-0"]
 
 
-@requires_analyzer
 @pytest.mark.ansible
 def test_live_constructed(topology_analyzer, ansible_env, tmp_path):
     path = write_config(tmp_path, "constructed.skydive.yml",
@@ -135,7 +133,6 @@ def test_unit_fixture_is_the_recorded_topology():
     assert filecmp.cmp(topology_data.RECORDED, UNIT_COPY, shallow=False)
 
 
-@requires_analyzer
 @pytest.mark.ansible
 def test_cache(topology_analyzer, ansible_env, tmp_path, dead_address):
     cache_dir = tmp_path / "cache"
@@ -178,7 +175,6 @@ def test_failures(ansible_env, tmp_path, dead_address):
     assert proc.returncode != 0
 
 
-@requires_analyzer
 @pytest.mark.ansible
 def test_wrong_password(auth_analyzer, ansible_env, tmp_path):
     path = write_config(tmp_path, "auth.skydive.yml", dict(DEFAULT_CONFIG, analyzer=auth_analyzer.address))

@@ -9,11 +9,11 @@ import uuid
 import pytest
 import yaml
 
-from tests.ansible.conftest import plain, requires_analyzer, run_inventory
+from tests.ansible.conftest import plain, run_inventory
 from tests.fixtures.processes import SkydiveProcess, analyzer_config, wait_until
 from tests.fixtures.topology import Names, NetEnv
 
-pytestmark = [requires_analyzer, pytest.mark.ansible, pytest.mark.needs_root,
+pytestmark = [pytest.mark.ansible, pytest.mark.needs_root,
               pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2")]
 
 

@@ -5,9 +5,8 @@ the analyzer back over REST."""
 import pytest
 import requests
 
-from tests.ansible.conftest import requires_analyzer
 
-pytestmark = [requires_analyzer, pytest.mark.ansible]
+pytestmark = [pytest.mark.ansible]
 
 
 def api(analyzer, method, path, **kwargs):

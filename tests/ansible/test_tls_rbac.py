@@ -6,10 +6,9 @@ import ipaddress
 
 import pytest
 
-from tests.ansible.conftest import requires_analyzer
 from tests.fixtures.processes import SkydiveProcess, analyzer_config
 
-pytestmark = [requires_analyzer, pytest.mark.ansible]
+pytestmark = [pytest.mark.ansible]
 
 
 def make_certificate(directory):

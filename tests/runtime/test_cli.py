@@ -5,11 +5,7 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 from tests.fixtures.processes import REPO, free_port
-
-pytest.importorskip("skydive_runtime.analyzer.service", reason="the analyzer service is not built yet")
 
 
 def skydive(*args, analyzer=None, env=None, check=True):
