@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from skydive_runtime.flow.afpacket import AFPacketSource  # noqa: E402
-from skydive_runtime.flow.capture import CaptureRunner  # noqa: E402
+from skydive_runtime.flow.capture import CaptureRunner, ProcessCaptureRunner  # noqa: E402
 from skydive_runtime.flow.table import FlowTable  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -108,6 +108,7 @@ def main():
     ap.add_argument("--bpf", default="")
     ap.add_argument("--blocks", type=int, default=64, help="ring blocks of 1 MiB")
     ap.add_argument("--meters", action="store_true", help="also run pmacctd and softflowd side by side")
+    ap.add_argument("--process", action="store_true", help="ProcessCaptureRunner (capture in a child process)")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="flbench")
@@ -145,7 +146,8 @@ def main():
         table = FlowTable(max_entries=100000)
         src = AFPacketSource(dev_b, netns=ns_b, bpf_filter=args.bpf or None, header_size=args.header_size,
                              block_nr=args.blocks)
-        runner = CaptureRunner(src, table, on_flows=on_flows, update_ms=1000)
+        cls = ProcessCaptureRunner if args.process else CaptureRunner
+        runner = cls(src, table, on_flows=on_flows, update_ms=1000)
         runner.start()
         t0 = time.time()
         out = sh("ip", "netns", "exec", ns_a, sender, "10.250.0.2", "9000", str(args.seconds),

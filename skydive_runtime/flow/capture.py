@@ -234,3 +234,224 @@ def ingest_pcap(src, table, on_flows=None):
     if on_flows is not None and out:
         on_flows(out)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The same runner in a child process
+
+
+class ProcessCaptureRunner(object):
+    """CaptureRunner whose source and flow table live in a child process (multiprocessing
+    "spawn"), so the packet hot path runs on its own interpreter (no GIL shared with the
+    agent's loop) and may use another core.  Same API as CaptureRunner.
+
+    `source` must be picklable before open() (AFPacketSource, PcapSource, PcapSocketSource,
+    SFlowSource without an `on_sample` callback, PcapFileSource built from a path); `table`
+    is a FlowTable whose `settings` are used to build the child's table (the parent's instance
+    stays empty).  Flow batches, stats, snapshots and errors come back over a pipe and are
+    delivered by a reader thread (on `loop` when given).
+    """
+
+    def __init__(self, source, table, on_flows=None, on_stats=None, update_ms=1000, stats_ms=1000,
+                 poll_ms=100, loop=None, on_error=None, name=None):
+        if update_ms <= 0 or stats_ms <= 0 or poll_ms <= 0:
+            raise ValueError("update_ms, stats_ms and poll_ms must be > 0")
+        self.source = source
+        self.table = table
+        self.settings = dict(table.settings)
+        self.on_flows = on_flows
+        self.on_stats = on_stats
+        self.on_error = on_error
+        self.update_ms, self.stats_ms, self.poll_ms = update_ms, stats_ms, poll_ms
+        self.loop = loop
+        self.name = name or "capture-%s" % (table.capture_id or id(self))
+        self.error = None
+        self.eof = False
+        self.cpu_seconds = 0.0
+        self.process = None
+        self._conn = None
+        self._reader = None
+        self._send_lock = threading.Lock()
+        self._snapshots = {}
+        self._snap_id = 0
+        self._last_stats = {"PacketsReceived": 0, "PacketsDropped": 0, "PacketsIfDropped": 0,
+                            "FlowCount": 0, "FlowDropped": 0, "CaptureID": table.capture_id}
+
+    def start(self, timeout=30.0):
+        import multiprocessing
+        if self.process is not None:
+            raise RuntimeError("capture runner already started")
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.process = ctx.Process(target=_process_main, name=self.name, daemon=True,
+                                   args=(child, self.source, self.settings, self.update_ms, self.stats_ms,
+                                         self.poll_ms))
+        self.process.start()
+        child.close()
+        self._conn = parent
+        if not parent.poll(timeout):
+            self._kill()
+            raise TimeoutError("capture process did not open its source within %.1fs" % timeout)
+        try:
+            kind, payload = parent.recv()
+        except EOFError:
+            self._kill()
+            raise RuntimeError("capture process exited before opening its source (exit code %s)"
+                               % self.process.exitcode)
+        if kind == "open_error":
+            self.process.join(5)
+            self.error = _unpickle_error(payload)
+            raise self.error
+        self._reader = threading.Thread(target=self._read, name=self.name + "-reader", daemon=True)
+        self._reader.start()
+        return self
+
+    def _emit(self, cb, arg):
+        if cb is None:
+            return
+        if self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(cb, arg)
+            except RuntimeError:
+                pass
+        else:
+            cb(arg)
+
+    def _read(self):
+        conn = self._conn
+        done = False
+        while True:
+            try:
+                kind, payload = conn.recv()
+            except (EOFError, OSError):
+                break
+            if kind == "flows":
+                self._emit(self.on_flows, payload)
+            elif kind == "stats":
+                self._last_stats = payload
+                self._emit(self.on_stats, payload)
+            elif kind == "snapshot":
+                cb = self._snapshots.pop(payload[0], None)
+                if cb is not None:
+                    self._emit(cb, payload[1])
+            elif kind == "error":
+                self.error = _unpickle_error(payload)
+                self._emit(self.on_error, self.error)
+            elif kind == "done":
+                self.eof = payload["eof"]
+                self.cpu_seconds = payload["cpu_seconds"]
+                done = True
+                break
+        if not done and self.error is None:
+            self.process.join(1)
+            self.error = RuntimeError("capture process %s ended unexpectedly (exit code %s)"
+                                      % (self.name, self.process.exitcode))
+            self._emit(self.on_error, self.error)
+
+    def _send(self, msg):
+        with self._send_lock:
+            try:
+                self._conn.send(msg)
+                return True
+            except (OSError, ValueError):
+                return False
+
+    def request_snapshot(self, callback):
+        if not self.running:
+            raise RuntimeError("capture is not running")
+        with self._send_lock:
+            self._snap_id += 1
+            sid = self._snap_id
+        self._snapshots[sid] = callback
+        self._send(("snapshot", sid))
+
+    def stop(self, timeout=10.0):
+        if self.process is None:
+            return
+        self._send(("stop", None))
+        if self._reader is not None:
+            self._reader.join(timeout)
+        self.process.join(timeout)
+        self._kill()
+        try:
+            self._conn.close()
+        except OSError:
+            pass
+
+    def _kill(self):
+        if self.process is not None and self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(2)
+
+    def wait(self, timeout=None):
+        if self._reader is not None:
+            self._reader.join(timeout)
+            return not self._reader.is_alive()
+        return True
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.is_alive() and \
+            self._reader is not None and self._reader.is_alive()
+
+    def stats(self):
+        return dict(self._last_stats)
+
+
+def _pickle_error(exc):
+    import pickle
+    try:
+        return pickle.dumps(exc)
+    except Exception:
+        return pickle.dumps(RuntimeError("%s: %s" % (type(exc).__name__, exc)))
+
+
+def _unpickle_error(blob):
+    import pickle
+    try:
+        return pickle.loads(blob)
+    except Exception as e:
+        return RuntimeError("capture error (undecodable: %s)" % e)
+
+
+def _process_main(conn, source, settings, update_ms, stats_ms, poll_ms):
+    """Child process body of ProcessCaptureRunner."""
+    from .table import FlowTable
+    lock = threading.Lock()
+
+    def send(msg):
+        with lock:
+            try:
+                conn.send(msg)
+            except (OSError, ValueError):
+                pass
+    try:
+        table = FlowTable(**settings)
+        runner = CaptureRunner(source, table, on_flows=lambda fl: send(("flows", fl)),
+                               on_stats=lambda st: send(("stats", st)),
+                               on_error=lambda e: send(("error", _pickle_error(e))),
+                               update_ms=update_ms, stats_ms=stats_ms, poll_ms=poll_ms)
+        runner.start()
+    except BaseException as e:
+        send(("open_error", _pickle_error(e)))
+        conn.close()
+        return
+    send(("opened", None))
+    try:
+        while runner.running:
+            if conn.poll(poll_ms / 1000.0):
+                try:
+                    cmd, arg = conn.recv()
+                except (EOFError, OSError):
+                    break
+                if cmd == "stop":
+                    break
+                if cmd == "snapshot":
+                    runner.request_snapshot(lambda fl, sid=arg: send(("snapshot", (sid, fl))))
+    finally:
+        runner.stop()
+        send(("done", {"eof": runner.eof, "cpu_seconds": runner.cpu_seconds}))
+        conn.close()

@@ -158,14 +158,14 @@ def random_letters(n, rng):
     return "".join(rng.choice(LETTERS) for _ in range(max(0, n))).encode()
 
 
-def payload_for(index, base, increment, rng):
-    """Payload of the index-th packet (0-based): `base` grown by `increment` random letters per
-    packet already sent (a negative increment shrinks it, down to empty)."""
+def next_payload(current, increment, rng):
+    """The payload of the next packet: `current` grown by `increment` random letters (a negative
+    increment shrinks it, down to empty). Upstream's IncrementPayload."""
     if increment > 0:
-        return base + random_letters(increment * index, rng)
+        return current + random_letters(increment, rng)
     if increment < 0:
-        return base[:max(0, len(base) + increment * index)]
-    return base
+        return current[:max(0, len(current) + increment)]
+    return current
 
 
 # ---- a whole packet ------------------------------------------------------------------------------
@@ -212,4 +212,4 @@ def ethertype_of(frame, ethernet_header=True):
 
 __all__ = ["ForgeError", "TYPES", "PING_PAYLOAD_LEN", "parse_mac", "parse_ip", "type_version", "checksum",
            "ethernet", "ipv4", "ipv6", "icmpv4_echo", "icmpv6_echo", "tcp", "udp", "random_letters",
-           "payload_for", "forge_packet", "ethertype_of"]
+           "next_payload", "forge_packet", "ethertype_of"]

@@ -78,6 +78,12 @@ class FlowTable(object):
                  hold_ms=15000, app_timeouts_ms=None, max_entries=500000, raw_packet_limit=0,
                  header_size=0, extra_tcp_metric=False, application_ports=None,
                  linktype=_dec.LINKTYPE_ETHERNET):
+        # constructor arguments, to build the same table elsewhere (ProcessCaptureRunner)
+        self.settings = dict(node_tid=node_tid, capture_id=capture_id, layer_key_mode=layer_key_mode,
+                             expire_ms=expire_ms, hold_ms=hold_ms, app_timeouts_ms=app_timeouts_ms,
+                             max_entries=max_entries, raw_packet_limit=raw_packet_limit,
+                             header_size=header_size, extra_tcp_metric=extra_tcp_metric,
+                             application_ports=application_ports, linktype=linktype)
         if layer_key_mode not in LAYER_KEY_MODES:
             raise FlowTableError("invalid layer key mode %r, expected L2 or L3" % (layer_key_mode,))
         if not isinstance(max_entries, int) or max_entries < 1:

@@ -113,3 +113,43 @@ def test_capture_on_interface_that_vanishes(veth_pair):
     assert errors == [r.error]
     # the flows accounted before the failure are not lost
     assert [f["Metric"]["ABPackets"] for f in got] == [3]
+
+
+def test_process_runner_exact_counts_snapshot_and_stop(veth_pair):
+    from skydive_runtime.flow.capture import ProcessCaptureRunner
+    src = AFPacketSource(veth_pair.dev_b, netns=veth_pair.ns_b, bpf_filter="udp dst port 7400")
+    got, stats = [], []
+    r = ProcessCaptureRunner(src, FlowTable(node_tid="tid", capture_id="cid"), on_flows=got.extend,
+                             on_stats=stats.append, update_ms=200, stats_ms=200)
+    r.start()
+    try:
+        assert r.running and r.process.pid != os.getpid()
+        udp_send(veth_pair, 33, dport=7400)
+        assert wait_for(lambda: stats and stats[-1]["PacketsReceived"] == 33)
+        snap = []
+        r.request_snapshot(snap.append)
+        assert wait_for(lambda: snap)
+        assert [f["Metric"]["ABPackets"] for f in snap[0]] == [33]
+    finally:
+        r.stop()
+    assert not r.running and r.error is None
+    assert sum(f["LastUpdateMetric"]["ABPackets"] for f in got) == 33
+    assert latest(got).popitem()[1]["CaptureID"] == "cid"
+    assert r.cpu_seconds > 0
+
+
+def test_process_runner_open_error_and_child_death(veth_pair):
+    from skydive_runtime.flow.capture import ProcessCaptureRunner
+    r = ProcessCaptureRunner(AFPacketSource("fl-nodev", netns=veth_pair.ns_b), FlowTable())
+    with pytest.raises(CaptureError, match="fl-nodev"):
+        r.start()
+    errors = []
+    r = ProcessCaptureRunner(AFPacketSource(veth_pair.dev_b, netns=veth_pair.ns_b), FlowTable(),
+                             on_error=errors.append)
+    r.start()
+    try:
+        os.kill(r.process.pid, 9)
+        assert wait_for(lambda: errors, 5)
+    finally:
+        r.stop()
+    assert "ended unexpectedly" in str(r.error) and not r.running
