@@ -246,7 +246,7 @@ class ProcessCaptureRunner(object):
     agent's loop) and may use another core.  Same API as CaptureRunner.
 
     `source` must be picklable before open() (AFPacketSource, PcapSource, PcapSocketSource,
-    SFlowSource without an `on_sample` callback, PcapFileSource built from a path); `table`
+    SFlowSource without an `on_sample` callback; not PcapFileSource); `table`
     is a FlowTable whose `settings` are used to build the child's table (the parent's instance
     stays empty).  Flow batches, stats, snapshots and errors come back over a pipe and are
     delivered by a reader thread (on `loop` when given).
