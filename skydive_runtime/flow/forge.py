@@ -29,6 +29,8 @@ ICMPV4_ECHO_REQUEST = 8
 ICMPV6_ECHO_REQUEST = 128
 TCP_SYN = 0x02
 
+# EncapType (agent interface metadata) of interfaces carrying bare IP packets, no link-layer header
+RAW_IP_ENCAPS = frozenset(("none", "ipip", "tunnel6", "sit", "gre", "ip6gre", "ppp", "slip"))
 TYPES = ("icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6")
 PING_PAYLOAD_LEN = 56           # a default ping's payload size
 LETTERS = string.ascii_letters
@@ -210,6 +212,6 @@ def ethertype_of(frame, ethernet_header=True):
     return ETH_P_IP
 
 
-__all__ = ["ForgeError", "TYPES", "PING_PAYLOAD_LEN", "parse_mac", "parse_ip", "type_version", "checksum",
+__all__ = ["ForgeError", "TYPES", "RAW_IP_ENCAPS", "PING_PAYLOAD_LEN", "parse_mac", "parse_ip", "type_version", "checksum",
            "ethernet", "ipv4", "ipv6", "icmpv4_echo", "icmpv6_echo", "tcp", "udp", "random_letters",
            "next_payload", "forge_packet", "ethertype_of"]

@@ -1,7 +1,7 @@
 import pytest
 
 from skydive_runtime.flow import decode as d
-from tests.flow.frames import (MAC1, MAC2, IP1, IP2, IP6_1, IP6_2, eth, ipv4, ipv6, udp, tcp, sctp, icmp4,
+from tests.flow.frames import (MAC1, MAC2, IP1, IP2, IP6_1, IP6_2, eth, ipv4, ipv6, udp, sctp, icmp4,
                                icmp6, arp, vxlan, gre, dns_query, udp4_frame, tcp4_frame, icmp4_frame)
 
 
