@@ -229,7 +229,12 @@ class CaptureKind(_GremlinKind):
 _TRIGGER_RE = re.compile(r"^(graph|duration:.+|)$")
 
 
-class AlertKind(ResourceKind):
+_ACTION_RE = re.compile(r"^(|https?://.+|file:///.*)$", re.IGNORECASE)
+
+
+class AlertKind(_GremlinKind):
+    """Upstream falls back to JavaScript (otto) when Expression is not Gremlin: we have no JS
+    runtime, so such alerts are refused at creation instead of never firing."""
     name = "alert"
     title = "Alert"
 
@@ -243,6 +248,14 @@ class AlertKind(ResourceKind):
     def validate(self, a):
         if not a["Expression"].strip():
             raise ResourceError("Expression: non zero value required")
+        try:
+            self.engine.validate(a["Expression"])
+        except QueryError as exc:
+            raise ResourceError("Expression must be a Gremlin query; JavaScript alerts are not supported "
+                                "(%s)" % exc) from None
+        if not _ACTION_RE.match(a["Action"].strip()):
+            raise ResourceError("Action: %r must be empty, an http(s):// URL or file:///path/to/script"
+                                % a["Action"])
         if not _TRIGGER_RE.match(a["Trigger"]):
             raise ResourceError("Trigger: %r does not match ^(graph|duration:.+|)$" % a["Trigger"])
         if a["Trigger"].startswith("duration:"):
@@ -462,5 +475,5 @@ class WorkflowKind(ResourceKind):
 
 
 def stored_kinds(engine):
-    return [CaptureKind(engine), AlertKind(), InjectPacketKind(engine), NodeRuleKind(engine),
+    return [CaptureKind(engine), AlertKind(engine), InjectPacketKind(engine), NodeRuleKind(engine),
             EdgeRuleKind(engine), WorkflowKind()]
