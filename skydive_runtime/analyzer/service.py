@@ -71,6 +71,7 @@ class Analyzer:
         self.ws = None
         self.rules = None
         self.flows = None          # analyzer/flows.py FlowService (captures, flows, /api/pcap)
+        self.alerts = None         # analyzer/alerts.py AlertManager
         self.app = None
         self.port = None
         self._runner = None
@@ -131,6 +132,8 @@ class Analyzer:
         self.rules = TopologyRules(self.graph, self.engine, self.resources)
         from .flows import install_flows
         self.flows = install_flows(self, app, guard)
+        from .alerts import AlertManager
+        self.alerts = AlertManager(self)
         self.app = app
         return app
 
@@ -142,7 +145,8 @@ class Analyzer:
         subscribers.update(srv.status(graph_ws.PUBSUB))
         return {"Agents": srv.status(graph_ws.AGENT), "Peers": {"Incomers": {}, "Outgoers": {}},
                 "Publishers": publishers, "Subscribers": subscribers,
-                "Alerts": {"IsMaster": True}, "Captures": {"IsMaster": True}, "Probes": {}}
+                "Alerts": self.alerts.status() if self.alerts else {"IsMaster": True},
+                "Captures": {"IsMaster": True}, "Probes": {}}
 
     def create_resource(self, kind, data, ttl_ms=None):
         """Create a stored resource as POST /api/<kind> would (used for startup captures)."""
@@ -170,6 +174,7 @@ class Analyzer:
             self.build()
         self.rules.start()
         self.flows.start()
+        self.alerts.start()
         self._startup_capture()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -204,6 +209,8 @@ class Analyzer:
             self.rules.stop()
         if self.flows is not None:
             self.flows.stop()
+        if self.alerts is not None:
+            await self.alerts.stop()
         if self.ws is not None:
             await self.ws.server.close_all()
         if self._runner is not None:
