@@ -90,10 +90,17 @@ def test_payloads_random_letters_and_increment():
     rng = random.Random(1)
     base = forge.random_letters(forge.PING_PAYLOAD_LEN, rng)
     assert len(base) == 56 and base.isalpha()
-    assert [len(forge.payload_for(i, base, 3, rng)) for i in range(4)] == [56, 59, 62, 65]
-    assert forge.payload_for(2, base, 3, rng).startswith(base)
-    assert [len(forge.payload_for(i, b"abcdef", -2, rng)) for i in range(5)] == [6, 4, 2, 0, 0]
-    assert forge.payload_for(5, b"same", 0, rng) == b"same"
+    sizes, cur = [], base
+    for _ in range(4):
+        sizes.append(len(cur))
+        cur = forge.next_payload(cur, 3, rng)
+    assert sizes == [56, 59, 62, 65] and cur.startswith(base) and cur.isalpha()
+    sizes, cur = [], b"abcdef"
+    for _ in range(5):
+        sizes.append(len(cur))
+        cur = forge.next_payload(cur, -2, rng)
+    assert sizes == [6, 4, 2, 0, 0]
+    assert forge.next_payload(b"same", 0, rng) == b"same"
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -1,0 +1,386 @@
+"""Packet injections on the analyzer (upstream's packet injector API + OnDemand client, spec §6).
+
+For every injection resource created through `POST /api/injectpacket` the analyzer evaluates
+
+    <Src>.Dedup('TID').Has('PacketInjections.ID', NEE('<uuid>'))
+
+and, for each source node found, resolves the parameters for that node (source IP/MAC from the
+node or SrcIP/SrcMAC, destination IP from the Dst node or DstIP, destination MAC from DstMAC, the
+source node's next hop (RoutingTables + Neighbors), or the Dst node's `ExtID.attached-mac`/`MAC`)
+and sends `Start` (namespace OnDemandPacketInjection, Obj {"NodeID", "Resource": <request>}) to
+the agent owning the node. In `unique` mode (the default) each node gets its own ICMP id
+(ICMPID, or 1 when 0, + 1 per node) and source port (SrcPort + 1 per node). A node (by TID) gets
+an injection once; nodes matching later, while the resource lives, get it too (the query is
+re-run, debounced, on graph changes and agent connections). DELETE, or the expiry of
+X-Resource-TTL, sends `Stop` to every node carrying the injection in its `PacketInjections`.
+
+`InjectionKind` replaces the API's `injectpacket` kind in the analyzer: the API's validation plus
+the whole per-node resolution for the first source node, so that what cannot run is a 400 at
+create time; TCP/UDP ports left at 0 are drawn in [1024, 65535) when the resource is stored.
+"""
+
+import asyncio
+import ipaddress
+import logging
+import random
+
+from ..api import graph_ws
+from ..api.kinds import InjectPacketKind
+from ..api.query import QueryError
+from ..api.resources import ResourceError
+from ..api.ws import RequestError
+from ..flow import forge
+from ..graph import GraphListener
+from ..gremlin.topology import next_hop
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "OnDemandPacketInjection"
+NOTIFICATION = "OnDemandPacketInjectionNotification"
+KIND = "injectpacket"
+REQUEST_TIMEOUT_S = 15.0
+_IGNORED_KEYS = ("PacketInjections", "Captures", "Metric", "LastUpdateMetric")
+_rng = random.SystemRandom()
+
+
+def _quote(s):
+    return "'%s'" % s if "'" not in s else '"%s"' % s
+
+
+def injection_query(inj):
+    """The query selecting the source nodes where `inj` is not running yet."""
+    return "%s.Dedup('TID').Has('PacketInjections.ID', NEE(%s))" % (inj.get("Src", ""), _quote(inj.get("UUID", "")))
+
+
+# ---- per-node resolution -------------------------------------------------------------------------
+
+def _field(md, dotted):
+    cur = md
+    for part in dotted.split("."):
+        if not isinstance(cur, dict):
+            return None
+        cur = cur.get(part)
+    return cur
+
+
+def node_ips(node, version):
+    """Addresses of a node for IPv`version` (Neutron.IPV4/IPV6 first, then IPV4/IPV6; CIDR strings,
+    the address part is used), link-local ones last."""
+    out = []
+    key = "IPV6" if version == 6 else "IPV4"
+    for k in ("Neutron." + key, key):
+        v = _field(node.Metadata, k)
+        if isinstance(v, str):
+            v = [v]
+        if not isinstance(v, list):
+            continue
+        for x in v:
+            if not isinstance(x, str) or not x:
+                continue
+            try:
+                addr = ipaddress.ip_address(x.split("/", 1)[0])
+            except ValueError:
+                continue
+            if addr.version == version and str(addr) not in out:
+                out.append(str(addr))
+    return sorted(out, key=lambda a: ipaddress.ip_address(a).is_link_local)
+
+
+def _addr(value, key, version, ptype):
+    try:
+        addr = ipaddress.ip_address(value.split("/", 1)[0])
+    except ValueError:
+        raise ResourceError("%s: %r is not an IP address or CIDR" % (key, value)) from None
+    if addr.version != version:
+        raise ResourceError("%s: %s is not an IPv%d address (Type %s)" % (key, addr, version, ptype))
+    return str(addr)
+
+
+def _mac(v):
+    return v if isinstance(v, str) and v and v != "00:00:00:00:00:00" else ""
+
+
+def destination_mac(src, dst, dst_ip):
+    """DstMAC when not given: the source node's next hop towards dst_ip (its RoutingTables and
+    Neighbors; an on-link route resolves dst_ip itself in Neighbors), else the Dst node's
+    ExtID.attached-mac or MAC."""
+    try:
+        ip = ipaddress.ip_address(dst_ip)
+    except ValueError:
+        ip = None
+    if ip is not None:
+        hop = next_hop(src, ip)
+        if hop is not None:
+            if _mac(hop.get("MAC")):
+                return hop["MAC"]
+            target = hop.get("IP") or str(ip)
+            for nb in src.Metadata.get("Neighbors") or ():
+                if isinstance(nb, dict) and nb.get("IP") == target and _mac(nb.get("MAC")):
+                    return nb["MAC"]
+    if dst is not None:
+        for k in ("ExtID.attached-mac", "MAC"):
+            mac = _mac(_field(dst.Metadata, k))
+            if mac:
+                return mac
+    return ""
+
+
+def resolve_request(inj, src, dst, index=0):
+    """The request sent to the agent for source node `src` (the index-th node of the injection).
+    ResourceError (a 400 at create time) when something cannot be resolved."""
+    ptype = inj.get("Type") or "icmp4"
+    version = forge.type_version(ptype)
+    mode = inj.get("Mode") or "unique"
+    req = {"UUID": inj.get("UUID", ""), "SrcIP": "", "SrcMAC": "", "SrcPort": inj.get("SrcPort", 0),
+           "DstIP": "", "DstMAC": "", "DstPort": inj.get("DstPort", 0), "Type": ptype,
+           "Count": inj.get("Count", 0), "ICMPID": inj.get("ICMPID", 0), "Interval": inj.get("Interval", 0),
+           "Mode": mode, "IncrementPayload": inj.get("IncrementPayload", 0), "Payload": inj.get("Payload", ""),
+           "Pcap": inj.get("Pcap"), "TTL": inj.get("TTL", 0)}
+    raw_ip = src.Metadata.get("EncapType") in forge.RAW_IP_ENCAPS
+    if inj.get("Pcap"):
+        # replayed as is; the MACs only serve to wrap a raw-IP pcap for an Ethernet interface
+        req["SrcMAC"] = inj.get("SrcMAC") or _mac(src.Metadata.get("MAC"))
+        req["DstMAC"] = inj.get("DstMAC") or ""
+        for k in ("SrcIP", "DstIP"):
+            req[k] = (inj.get(k) or "").split("/", 1)[0]
+        return req
+    if inj.get("SrcIP"):
+        req["SrcIP"] = _addr(inj["SrcIP"], "SrcIP", version, ptype)
+    else:
+        ips = node_ips(src, version)
+        if not ips:
+            raise ResourceError("No source IP in node and user input")
+        req["SrcIP"] = ips[0]
+    if inj.get("DstIP"):
+        req["DstIP"] = _addr(inj["DstIP"], "DstIP", version, ptype)
+    else:
+        ips = node_ips(dst, version) if dst is not None else []
+        if not ips:
+            raise ResourceError("No destination IP in node and user input")
+        req["DstIP"] = ips[0]
+    if not raw_ip:
+        req["SrcMAC"] = inj.get("SrcMAC") or _mac(src.Metadata.get("MAC"))
+        if not req["SrcMAC"]:
+            raise ResourceError("No source MAC in node and user input")
+        req["DstMAC"] = inj.get("DstMAC") or destination_mac(src, dst, req["DstIP"])
+        if not req["DstMAC"]:
+            raise ResourceError("Not able to find a destination MAC")
+    if mode == "unique" and index:
+        req["ICMPID"] = ((req["ICMPID"] or 1) + index) & 0xFFFF
+        if req["SrcPort"]:
+            port = req["SrcPort"] + index
+            req["SrcPort"] = port if port <= 0xFFFF else 1024 + (port - 0x10000) % (0xFFFF - 1024)
+    elif mode == "unique":
+        req["ICMPID"] = req["ICMPID"] or 1
+    return req
+
+
+class InjectionKind(InjectPacketKind):
+    """`injectpacket` with the per-node resolution checked at create time (first source node)."""
+
+    def validate(self, p):
+        InjectPacketKind.validate(self, p)
+        if p["Pcap"]:
+            return
+        try:
+            srcs = self.engine.nodes(p["Src"])
+            dsts = self.engine.nodes(p["Dst"]) if p["Dst"] else []
+        except QueryError as exc:
+            raise ResourceError(str(exc)) from None
+        if not srcs:
+            raise ResourceError("Not able to find a source node with the query %s" % p["Src"])
+        resolve_request(p, srcs[0], dsts[0] if dsts else None, 0)
+
+    def finalize(self, p):
+        if not p.get("Pcap") and p.get("Type", "")[:3] in ("tcp", "udp"):
+            for k in ("SrcPort", "DstPort"):
+                if not p.get(k):
+                    p[k] = _rng.randrange(1024, 65535)
+        return InjectPacketKind.finalize(self, p)
+
+
+# ---- execution -----------------------------------------------------------------------------------
+
+class _State:
+    def __init__(self, inj):
+        self.inj = inj
+        self.started = {}       # node TID (or ID) -> node ID where Start was sent
+        self.index = 0          # per-node index (unique mode)
+        self.errors = {}        # node ID -> last error
+
+
+class InjectionManager(GraphListener):
+    def __init__(self, analyzer, debounce=None):
+        self.analyzer = analyzer
+        self.graph = analyzer.graph
+        self.engine = analyzer.engine
+        self.resources = analyzer.resources
+        self.server = analyzer.ws.server
+        self.debounce = debounce if debounce is not None else \
+            analyzer.config.get_float("analyzer.capture.debounce", 0.2)
+        self.states = {}        # injection uuid -> _State (injections created by this process)
+        self._timer = None
+        self._tasks = set()
+        self.running = False
+        self.starts = 0
+        self.stops = 0
+
+    # ---- lifecycle --------------------------------------------------------------------------
+    def start(self):
+        # injections reloaded from the store ran in a previous analyzer: they are not replayed
+        # (their resource stays until DELETE or TTL, and DELETE still stops them)
+        self.running = True
+        self.resources.watchers.append(self)
+        self.graph.add_listener(self)
+        self.server.listeners.append(self)
+
+    def stop(self):
+        self.running = False
+        if self in self.resources.watchers:
+            self.resources.watchers.remove(self)
+        self.graph.remove_listener(self)
+        if self in self.server.listeners:
+            self.server.listeners.remove(self)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for t in list(self._tasks):
+            t.cancel()
+
+    def _spawn(self, coro):
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    def status(self):
+        return {uid: {"Nodes": sorted(st.started.values()), "Errors": dict(st.errors)}
+                for uid, st in self.states.items()}
+
+    # ---- triggers ---------------------------------------------------------------------------
+    def _schedule(self, delay=None):
+        if not self.running or self._timer is not None or not self.states:
+            return
+        loop = asyncio.get_event_loop()
+        self._timer = loop.call_later(self.debounce if delay is None else delay, self._fire)
+
+    def _fire(self):
+        self._timer = None
+        self.apply_all()
+
+    def on_resource_created(self, kind, obj):
+        if kind == KIND and obj.get("UUID"):
+            self.states[obj["UUID"]] = _State(obj)
+            self._schedule(0)
+
+    def on_resource_deleted(self, kind, obj):
+        if kind == KIND:
+            self._spawn(self.remove(obj))
+
+    def on_node_added(self, node):
+        self._schedule()
+
+    def on_node_updated(self, node, ops):
+        for op in ops or ():
+            key = op[1] if len(op) > 1 else ""
+            if not any(key == k or key.startswith(k + ".") for k in _IGNORED_KEYS):
+                self._schedule()
+                return
+
+    def on_edge_added(self, edge):
+        self._schedule()
+
+    def on_ws_connect(self, conn):
+        if conn.path == graph_ws.AGENT:
+            self._schedule()
+
+    def on_ws_disconnect(self, conn):
+        pass
+
+    # ---- matching ---------------------------------------------------------------------------
+    def apply_all(self):
+        if not self.running:
+            return
+        for uid, st in list(self.states.items()):
+            if self.resources.get(KIND, uid) is None:
+                continue
+            self.apply(st)
+
+    def apply(self, st):
+        inj = st.inj
+        uid = inj.get("UUID", "")
+        try:
+            nodes = self.engine.nodes(injection_query(inj))
+            dsts = self.engine.nodes(inj["Dst"]) if inj.get("Dst") and not inj.get("Pcap") else []
+        except QueryError as exc:
+            log.warning("injection %s: query failed: %s", uid, exc)
+            return 0
+        dst = dsts[0] if dsts else None
+        n = 0
+        for node in nodes:
+            key = node.Metadata.get("TID") or node.ID
+            if key in st.started or not node.Host:
+                continue
+            conn = self.server.get(graph_ws.AGENT, node.Host)
+            if conn is None:
+                continue
+            try:
+                req = resolve_request(inj, node, dst, st.index)
+            except (ResourceError, forge.ForgeError) as exc:
+                st.errors[node.ID] = str(exc)
+                st.started[key] = node.ID          # not retried: the node cannot source it
+                log.warning("injection %s: node %s (%s): %s", uid, node.Metadata.get("Name"), node.ID, exc)
+                continue
+            st.index += 1
+            st.started[key] = node.ID
+            self._spawn(self._start(conn, st, key, node.ID, req))
+            n += 1
+        return n
+
+    async def _start(self, conn, st, key, node_id, req):
+        uid = req["UUID"]
+        self.starts += 1
+        try:
+            reply = await conn.request(NAMESPACE, "Start", {"NodeID": node_id, "Resource": req},
+                                       timeout=REQUEST_TIMEOUT_S)
+        except RequestError as exc:
+            log.warning("injection %s: Start on %s failed: %s", uid, node_id, exc)
+            st.started.pop(key, None)            # the agent went away: retried when it is back
+            return
+        status = reply.get("Status", 200)
+        if status != 200:
+            st.errors[node_id] = "%s: %s" % (status, reply.get("Obj"))
+            log.warning("injection %s on node %s: %s %s", uid, node_id, status, reply.get("Obj"))
+            return
+        if self.running:
+            self.server.broadcast(graph_ws.SUBSCRIBER, NOTIFICATION, "NodeUpdated", st.inj)
+
+    async def remove(self, inj):
+        uid = inj.get("UUID", "")
+        st = self.states.pop(uid, None)
+        targets = {}
+        for node in self.graph.nodes.values():
+            items = node.Metadata.get("PacketInjections")
+            if isinstance(items, list) and any(isinstance(x, dict) and x.get("ID") == uid for x in items):
+                targets[node.ID] = node.Host
+        if st is not None:
+            for nid in st.started.values():
+                node = self.graph.get_node(nid)
+                if node is not None and nid not in st.errors:
+                    targets.setdefault(nid, node.Host)
+        for nid, host in targets.items():
+            conn = self.server.get(graph_ws.AGENT, host)
+            if conn is None:
+                continue
+            self.stops += 1
+            try:
+                reply = await conn.request(NAMESPACE, "Stop", {"NodeID": nid, "Resource": inj},
+                                           timeout=REQUEST_TIMEOUT_S)
+                if reply.get("Status", 200) not in (200, 404):
+                    log.warning("injection %s: Stop on %s: %s %s", uid, nid, reply.get("Status"), reply.get("Obj"))
+            except RequestError as exc:
+                log.warning("injection %s: Stop on %s failed: %s", uid, nid, exc)
+
+
+__all__ = ["InjectionKind", "InjectionManager", "injection_query", "resolve_request", "destination_mac",
+           "node_ips", "NAMESPACE"]
