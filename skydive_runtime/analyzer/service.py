@@ -71,6 +71,7 @@ class Analyzer:
         self.ws = None
         self.rules = None
         self.flows = None          # analyzer/flows.py FlowService (captures, flows, /api/pcap)
+        self.injections = None     # analyzer/injections.py InjectionManager (OnDemandPacketInjection)
         self.alerts = None         # analyzer/alerts.py AlertManager
         self.app = None
         self.port = None
@@ -123,6 +124,9 @@ class Analyzer:
         ResourceHandler(edge_kind, EdgeBackend(edge_kind, self.graph, origin), guard).register(app)
         self.kinds = {}
         for kind in stored_kinds(self.engine):
+            if kind.name == "injectpacket":      # analyzer/injections.py: per-node resolution at create
+                from .injections import InjectionKind
+                kind = InjectionKind(self.engine)
             self.kinds[kind.name] = kind
             ResourceHandler(kind, StoredBackend(kind, self.resources), guard).register(app)
         self.ws = graph_ws.mount_graph_ws(
@@ -132,6 +136,8 @@ class Analyzer:
         self.rules = TopologyRules(self.graph, self.engine, self.resources)
         from .flows import install_flows
         self.flows = install_flows(self, app, guard)
+        from .injections import InjectionManager
+        self.injections = InjectionManager(self)
         from .alerts import AlertManager
         self.alerts = AlertManager(self)
         self.app = app
@@ -174,6 +180,7 @@ class Analyzer:
             self.build()
         self.rules.start()
         self.flows.start()
+        self.injections.start()
         self.alerts.start()
         self._startup_capture()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
@@ -209,6 +216,8 @@ class Analyzer:
             self.rules.stop()
         if self.flows is not None:
             self.flows.stop()
+        if self.injections is not None:
+            self.injections.stop()
         if self.alerts is not None:
             await self.alerts.stop()
         if self.ws is not None:
