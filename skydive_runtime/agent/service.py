@@ -50,6 +50,7 @@ class Agent:
         self.ovsdb = None
         self.forwarder = None
         self.captures = None       # agent/captures.py: OnDemandCapture probes
+        self.injections = None     # agent/injector.py: OnDemandPacketInjection
         self.engine = None
         self.ws = None
         self.app = None
@@ -187,6 +188,9 @@ class Agent:
         from .captures import AgentCaptures
         self.captures = AgentCaptures(self)
         self.captures.start()
+        from .injector import AgentInjections
+        self.injections = AgentInjections(self)
+        self.injections.start()
         self._build_app()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -205,6 +209,9 @@ class Agent:
         return self
 
     async def stop(self):
+        if self.injections is not None:
+            await self.injections.stop()
+            self.injections = None
         if self.captures is not None:
             await self.captures.stop()
             self.captures = None
