@@ -96,58 +96,60 @@ TCP_FIELDS = ("ABSynStart", "BASynStart", "ABSynTTL", "BASynTTL", "ABFinStart", 
 TCP_INDEX = {name: i for i, name in enumerate(TCP_FIELDS)}
 
 
+_HH_pack = _HH.pack
+_H_pack = struct.Struct("!H").pack
+_I_pack = struct.Struct("!I").pack
+_BBH_pack = struct.Struct("!BBH").pack
+_PORTS_L4 = (L4_TCP, L4_UDP, L4_SCTP)
+
+
 def packet_key(p, l3_mode, parent_hash=None):
     """Key of decoded packet `p` -> (key bytes, src_is_first).
 
     `src_is_first` tells whether the packet's source endpoint is the first
     one of the canonical key (used for the A/B direction).
     """
-    has_link = p.link_src is not None and (not l3_mode or not p.net_proto)
-    first = None
-    if has_link:
-        if p.link_src < p.link_dst:
-            first = True
-        elif p.link_src > p.link_dst:
-            first = False
-    if first is None and p.net_proto:
-        if p.net_src < p.net_dst:
-            first = True
-        elif p.net_src > p.net_dst:
-            first = False
+    ls = p.link_src
+    net = p.net_proto
+    has_link = ls is not None and (not l3_mode or not net)
     l4 = _L4_OF_PROTO.get(p.l4_proto, 0)
-    has_ports = l4 in (L4_TCP, L4_UDP, L4_SCTP)
-    if first is None and has_ports:
-        if p.sport < p.dport:
-            first = True
-        elif p.sport > p.dport:
-            first = False
-    if first is None:
-        first = True
-    tag = 0
+    has_ports = l4 in _PORTS_L4
+    first = True
+    if has_link and ls != p.link_dst:
+        first = ls < p.link_dst
+    elif net and p.net_src != p.net_dst:
+        first = p.net_src < p.net_dst
+    elif has_ports and p.sport != p.dport:
+        first = p.sport < p.dport
+    tag = l4 << TAG_L4_SHIFT
     parts = []
     if has_link:
         tag |= TAG_LINK
-        parts.append(p.link_src + p.link_dst if first else p.link_dst + p.link_src)
-    if p.net_proto:
-        tag |= (NET_IPV4 if p.net_proto == 4 else NET_IPV6) << TAG_NET_SHIFT
+        parts.append(ls + p.link_dst if first else p.link_dst + ls)
+    if net:
+        tag |= (NET_IPV4 if net == 4 else NET_IPV6) << TAG_NET_SHIFT
         parts.append(p.net_src + p.net_dst if first else p.net_dst + p.net_src)
-    tag |= l4 << TAG_L4_SHIFT
     if has_ports:
-        parts.append(_HH.pack(p.sport, p.dport) if first else _HH.pack(p.dport, p.sport))
-    ext = []
+        parts.append(_HH_pack(p.sport, p.dport) if first else _HH_pack(p.dport, p.sport))
+    ext = False
     if p.vlans and has_link:
-        ext.append(b"V" + bytes((len(p.vlans),)) + struct.pack("!%dH" % len(p.vlans), *p.vlans))
-    if not p.net_proto:
-        ext.append(b"E" + struct.pack("!H", p.ethertype))
+        n = len(p.vlans)
+        parts.append(b"V" + bytes((n,)) + struct.pack("!%dH" % n, *p.vlans))
+        ext = True
+    if not net:
+        parts.append(b"E" + _H_pack(p.ethertype))
+        ext = True
     if p.net_id:
-        ext.append(b"N" + struct.pack("!I", p.net_id & 0xFFFFFFFF))
-    if l4 in (L4_ICMP4, L4_ICMP6):
-        ext.append(b"I" + struct.pack("!BBH", ICMP_KIND_CODES.get(p.icmp_kind, 0), p.icmp_code, p.icmp_id))
+        parts.append(b"N" + _I_pack(p.net_id & 0xFFFFFFFF))
+        ext = True
+    if l4 == L4_ICMP4 or l4 == L4_ICMP6:
+        parts.append(b"I" + _BBH_pack(ICMP_KIND_CODES.get(p.icmp_kind, 0), p.icmp_code, p.icmp_id))
+        ext = True
     if parent_hash is not None:
-        ext.append(b"P" + parent_hash)
+        parts.append(b"P" + parent_hash)
+        ext = True
     if ext:
         tag |= TAG_EXTRA
-        parts.extend(ext)
     return bytes((tag,)) + b"".join(parts), first
 
 
