@@ -437,3 +437,54 @@ def test_alerts_resume_after_restart(tmp_path):
             finally:
                 await second.stop()
     asyncio.run(main())
+
+
+# ---- the same through a real agent and a real namespace -------------------------------------------------
+
+@pytest.mark.needs_root
+def test_lo_up_down_with_agent_netns(tmp_path):
+    import shutil
+
+    from tests.fixtures.processes import SkydiveProcess
+    from tests.fixtures.topology import Names, NetEnv
+
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("needs root and iproute2")
+    ns = Names("al")("lo")
+    query = "G.V().Has('Name','%s','Type','netns').Out('Name','lo').Values('State')" % ns
+    env = NetEnv()
+
+    async def body(c):
+        agent = None
+        loop = asyncio.get_running_loop()
+        try:
+            async with Receiver() as rx:
+                a = await create_alert(c, Expression=query, Action=rx.url)
+                cfg = {"host_id": "alert-agent-" + ns, "analyzers": ["127.0.0.1:%d" % c.analyzer.port],
+                       "agent": {"topology": {"probes": [], "netlink": {"metrics_update": 1}}},
+                       "ovs": {"ovsdb": "unix:///nonexistent/db.sock"}, "logging": {"level": "INFO"}}
+                agent = SkydiveProcess("agent", str(tmp_path / "agent"), cfg)
+                await loop.run_in_executor(None, agent.start)
+                for _ in range(150):
+                    if c.analyzer.engine.run("G.V().Has('Type','host','Name','%s').Count()"
+                                             % cfg["host_id"]).to_json_value() == 1:
+                        break
+                    await asyncio.sleep(0.1)
+                await loop.run_in_executor(None, env.add_netns, ns)
+                p = await next_post(rx, 15)
+                assert p is not None and p["UUID"] == a["UUID"] and p["ReasonData"] == ["DOWN"], p
+                await loop.run_in_executor(None, lambda: env.ip("link", "set", "lo", "up", netns=ns))
+                p = await next_post(rx, 15)
+                # State is the operstate, as upstream: a loopback that is up reports UNKNOWN
+                assert p is not None and p["ReasonData"] in (["UP"], ["UNKNOWN"]), p
+                assert await no_post(rx, 2.5)          # metric refreshes every second: no third firing
+                await loop.run_in_executor(None, lambda: env.ip("link", "set", "lo", "down", netns=ns))
+                p = await next_post(rx, 15)
+                assert p is not None and p["ReasonData"] == ["DOWN"], p
+        finally:
+            if agent is not None:
+                await loop.run_in_executor(None, agent.stop)
+    try:
+        run_with_analyzer(alert_config(tmp_path), body)
+    finally:
+        env.cleanup()
