@@ -324,7 +324,7 @@ class AgentInjections(GraphListener):
             log.exception("injection %s failed", mtype)
             status, message = 500, str(exc) or type(exc).__name__
         if status != 200:
-            log.warning("injection %s on %s: %d %s", mtype, obj.get("NodeID") if isinstance(obj, dict) else "?",
+            (log.info if status == 404 else log.warning)("injection %s on %s: %d %s", mtype, obj.get("NodeID") if isinstance(obj, dict) else "?",
                         status, message)
         return {"Namespace": NAMESPACE, "Type": reply_type, "UUID": msg.get("UUID", ""), "Status": status,
                 "Obj": message or None}
@@ -390,6 +390,9 @@ class AgentInjections(GraphListener):
             self.last_errors[inj.uuid] = inj.error
             log.warning("injection %s on %s (%s) ended after %d of %d packet(s): %s", inj.uuid, inj.ifname,
                         inj.node_id, inj.sent, inj.plan.total, inj.error)
+        elif inj.stop_event.is_set() and inj.sent < inj.plan.total:
+            log.info("injection %s on %s interrupted after %d of %d packet(s)", inj.uuid, inj.ifname, inj.sent,
+                     inj.plan.total)
         else:
             self.completed += 1
             log.info("injection %s on %s done: %d packet(s)", inj.uuid, inj.ifname, inj.sent)
