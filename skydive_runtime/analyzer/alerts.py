@@ -93,7 +93,7 @@ class AlertState:
         self.action_target = action_target
         self.last = None             # canonical JSON of the last firing result; None: not firing
         self.timer = None
-        self.next_at = 0.0
+        self.next_at = 0.0           # loop time of the next duration tick
         self.evaluations = 0
         self.firings = 0
         self.last_evaluation = ""
@@ -198,8 +198,9 @@ class AlertManager(GraphListener):
         else:
             period = max(period, self.min_period)
             st.period = period
-            st.next_at = time.monotonic() + period
-            st.timer = asyncio.get_event_loop().call_at(self._loop_time(st.next_at), self._tick, st)
+            loop = asyncio.get_event_loop()
+            st.next_at = loop.time() + period
+            st.timer = loop.call_at(st.next_at, self._tick, st)
         return st
 
     def unregister(self, uuid):
@@ -209,22 +210,18 @@ class AlertManager(GraphListener):
             st.timer.cancel()
             st.timer = None
 
-    @staticmethod
-    def _loop_time(monotonic_at):
-        loop = asyncio.get_event_loop()
-        return loop.time() + (monotonic_at - time.monotonic())
-
     # ---- triggers ---------------------------------------------------------------------------------
     def _tick(self, st):
         st.timer = None
         if not self.running or self.alerts.get(st.uuid) is not st:
             return
         self.evaluate(st)
-        now = time.monotonic()
+        loop = asyncio.get_event_loop()
+        now = loop.time()
         st.next_at += st.period
         if st.next_at <= now:                       # evaluation slower than the period: skip ticks
             st.next_at = now + st.period
-        st.timer = asyncio.get_event_loop().call_at(self._loop_time(st.next_at), self._tick, st)
+        st.timer = loop.call_at(st.next_at, self._tick, st)
 
     def _graph_changed(self, *args):
         # hot path: one check per graph event once a pass is pending
