@@ -24,6 +24,7 @@ DEFAULTS = {
         "flow": {"backend": "sqlite", "max_buffer_size": 100000},
         "startup": {"capture_gremlin": "", "capture_bpf": "", "capture_type": ""},
         "capture": {"debounce": 0.2},
+        "alert": {"debounce": 0.1, "min_period": 0.1, "action_timeout": 10.0},
     },
     "agent": {
         "listen": "127.0.0.1:8081",
@@ -35,6 +36,7 @@ DEFAULTS = {
         },
         "metadata": {},
         "capture": {"stats_update": 1},
+        "injection": {"stats_update": 3.0},
         "flow": {
             "sflow": {"bind_address": "127.0.0.1", "port_min": 6345, "port_max": 6355},
             "pcapsocket": {"bind_address": "127.0.0.1", "min_port": 8100, "max_port": 8132},
