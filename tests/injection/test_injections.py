@@ -2,11 +2,14 @@
 a real analyzer and agent, namespaces joined by a Linux bridge, injected packets seen by afpacket
 captures with exact counts."""
 
+import asyncio
 import base64
+import json
 import os
 import struct
 import time
 
+import aiohttp
 import pytest
 from skydive.rest.client import RESTClient
 
@@ -145,8 +148,27 @@ def test_tcp_udp_injections_are_flows_with_the_right_ports(stack, net, names):
     assert f["Network"]["A"] == p.ip_a and f["Network"]["B"] == p.ip_b
     stack.wait_q(ft + ".Values('Metric.BAPackets')", [2])                  # b resets both SYNs
 
-    udp = stack.inject(Src=_node_q(p.a), Dst=_node_q(p.b), Type="udp4", SrcPort=40123, DstPort=7788, Count=3,
-                       Interval=50, Payload="hello")
+    # the UDP injection is created while a /ws/subscriber client listens: it gets
+    # OnDemandPacketInjectionNotification / NodeUpdated with the injection (§2.5)
+    async def notified():
+        async with aiohttp.ClientSession() as sess:
+            async with sess.ws_connect(stack.url.replace("http", "ws") + "/ws/subscriber",
+                                       headers={"X-Client-Type": "test", "X-Host-ID": "inj-sub-%s" % names.tag}) as ws:
+                loop = asyncio.get_event_loop()
+                created = await loop.run_in_executor(None, lambda: stack.inject(
+                    Src=_node_q(p.a), Dst=_node_q(p.b), Type="udp4", SrcPort=40123, DstPort=7788, Count=3,
+                    Interval=50, Payload="hello"))
+                deadline = loop.time() + 15
+                while loop.time() < deadline:
+                    msg = await ws.receive(timeout=max(0.1, deadline - loop.time()))
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    for m in (lambda d: d if isinstance(d, list) else [d])(json.loads(msg.data)):
+                        if m.get("Namespace") == "OnDemandPacketInjectionNotification":
+                            return created, m
+                return created, None
+    udp, note = asyncio.run(notified())
+    assert note is not None and note["Type"] == "NodeUpdated" and note["Obj"]["UUID"] == udp["UUID"]
     fu = "G.Flows().Has('CaptureID','%s','Transport.A',40123,'Transport.B',7788)" % cid
     stack.wait_q(fu + ".Values('Metric.ABPackets')", [3])
     u = stack.q(fu)[0]
