@@ -234,7 +234,7 @@ class _Injection:
 
     def send_loop(self, on_done):
         total = self.plan.total
-        interval = self.run["Interval"] / 1000.0
+        interval = min(self.run["Interval"] / 1000.0, threading.TIMEOUT_MAX)
         try:
             for i in range(total):
                 if self.stop_event.is_set():
