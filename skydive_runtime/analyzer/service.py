@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ..api import graph_ws
 from ..api.auth import RBAC, Authenticator, make_backend
-from ..api.kinds import stored_kinds
+from ..api.kinds import AlertKind, CaptureKind, EdgeRuleKind, NodeRuleKind, WorkflowKind
 from ..api.query import QueryEngine
 from ..api.resources import (DuplicateError, EdgeBackend, EdgeKind, NodeBackend, NodeKind, ResourceError,
                              ResourceHandler, ResourceStore, StoredBackend)
@@ -30,6 +30,10 @@ from ..api.server import (make_app, make_guard, mount_config, mount_info, mount_
 from ..api.ws import WSOptions
 from ..config import ConfigError
 from ..graph import Graph
+from ..ui import mount_ui
+from .alerts import AlertManager
+from .flows import install_flows
+from .injections import InjectionKind, InjectionManager
 from .rules import TopologyRules
 
 log = logging.getLogger(__name__)
@@ -123,10 +127,9 @@ class Analyzer:
         ResourceHandler(node_kind, NodeBackend(node_kind, self.graph, origin), guard).register(app)
         ResourceHandler(edge_kind, EdgeBackend(edge_kind, self.graph, origin), guard).register(app)
         self.kinds = {}
-        for kind in stored_kinds(self.engine):
-            if kind.name == "injectpacket":      # analyzer/injections.py: per-node resolution at create
-                from .injections import InjectionKind
-                kind = InjectionKind(self.engine)
+        # InjectionKind (analyzer/injections.py) adds the per-node resolution the API layer can't do
+        for kind in (CaptureKind(self.engine), AlertKind(self.engine), InjectionKind(self.engine),
+                     NodeRuleKind(self.engine), EdgeRuleKind(self.engine), WorkflowKind()):
             self.kinds[kind.name] = kind
             ResourceHandler(kind, StoredBackend(kind, self.resources), guard).register(app)
         self.ws = graph_ws.mount_graph_ws(
@@ -134,12 +137,10 @@ class Analyzer:
             authenticators=authn,
             endpoints=(graph_ws.SUBSCRIBER, graph_ws.PUBLISHER, graph_ws.PUBSUB, graph_ws.AGENT))
         self.rules = TopologyRules(self.graph, self.engine, self.resources)
-        from .flows import install_flows
         self.flows = install_flows(self, app, guard)
-        from .injections import InjectionManager
         self.injections = InjectionManager(self)
-        from .alerts import AlertManager
         self.alerts = AlertManager(self)
+        mount_ui(app)
         self.app = app
         return app
 

@@ -472,8 +472,3 @@ class WorkflowKind(ResourceKind):
             if o.get("Name") == w["Name"]:
                 raise ResourceError("Duplicate workflow, name=%s" % w["Name"])
         return False
-
-
-def stored_kinds(engine):
-    return [CaptureKind(engine), AlertKind(engine), InjectPacketKind(engine), NodeRuleKind(engine),
-            EdgeRuleKind(engine), WorkflowKind()]
