@@ -1,0 +1,677 @@
+"""`ebpf` capture probe: flows aggregated in the kernel, user space costs O(flows).
+
+    src = EBPFSource("eth0", netns="ns1", max_flows=500000)
+    table = EBPFFlowTable(src, FlowTable(node_tid=tid, capture_id=cid, ...))
+    runner = CaptureRunner(src, table, on_flows=..., update_ms=1000)   # the usual runner
+
+A hand-assembled eBPF socket filter (bpfasm.py, built here as bytes: no clang,
+no libbpf) is loaded with the bpf() syscall through ctypes and attached with
+SO_ATTACH_BPF to an AF_PACKET socket bound to the interface (inside its
+namespace).  For every frame it parses Ethernet (+ one 802.1Q tag, in-band or
+offloaded) / IPv4 / IPv6 / TCP / UDP / SCTP / ICMPv4 / ICMPv6, builds a
+per-direction key and updates a BPF_MAP_TYPE_HASH value {packets, bytes,
+first_ns, last_ns, TCP flags OR-ed} with atomic instructions, then returns 0:
+nothing is queued on the socket, nothing is copied to user space.
+
+Kernel key (56 bytes): dst MAC(6) src MAC(6) ethertype(2, BE) VLAN id(2, LE)
+src IP(16) dst IP(16) sport|ICMP type,code(2) dport|ICMP id(2) IP protocol(1)
+IP flags(1: 1 parsed, 2 non-first fragment) VLAN present(1) pad(1).
+
+User space (EBPFFlowTable) reads the whole map every tick (BPF_MAP_LOOKUP_BATCH,
+or GET_NEXT_KEY + LOOKUP_ELEM when batches are not available), rebuilds a
+header-only frame from each kernel key and runs it through the normal decoder
+and key builder (decode.decode + flow.packet_key), so UUID, TrackingID,
+L3TrackingID, LayersPath, Application and the JSON are those the afpacket
+probe produces for the same conversation.  The two directions of a
+conversation (and, in L3 key mode, every MAC pair) merge into one FlowTable
+flow; A is the side whose first packet came first.  Flows the table removes
+(expired, finished) have their kernel entries deleted.
+
+Map full: the program counts the packets it could not insert in a one-slot
+array map; they are reported as PacketsDropped (and the flows as FlowDropped
+once per sync when that counter moves).
+"""
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import os
+import select
+import socket
+import struct
+import time
+
+from . import bpfasm as A
+from . import decode as _dec
+from .afpacket import CaptureError, ETH_P_ALL
+from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB, F_START,
+                   F_LAST, F_RTT, F_RTT0, F_STATE, FINISH_TCP_FIN, FINISH_TCP_RST)
+from .netns import in_netns
+
+__all__ = ["EBPFSource", "EBPFFlowTable", "EBPFError", "build_program", "load_program"]
+
+SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
+BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 0, 1, 2, 3
+BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = 4, 5
+BPF_MAP_LOOKUP_BATCH = 24
+BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY = 1, 2
+BPF_PROG_TYPE_SOCKET_FILTER = 1
+BPF_F_NO_PREALLOC = 1
+BPF_NOEXIST = 1
+SO_ATTACH_BPF = 50
+
+KEY_SIZE = 56
+VALUE_SIZE = 40
+DEFAULT_MAX_FLOWS = 500000
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+
+
+class EBPFError(CaptureError):
+    pass
+
+
+def _bpf(cmd, attr):
+    """bpf(cmd, attr, sizeof attr) -> return value; raises OSError(errno)."""
+    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
+    r = _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return r, buf
+
+
+def map_create(map_type, key_size, value_size, max_entries, flags=0, name=b""):
+    attr = struct.pack("=IIIIIII16s", map_type, key_size, value_size, max_entries, flags, 0, 0, name[:15])
+    try:
+        return _bpf(BPF_MAP_CREATE, attr.ljust(72, b"\0"))[0]
+    except OSError as e:
+        raise EBPFError(e.errno, "cannot create eBPF map: %s" % e.strerror)
+
+
+def load_program(code, prog_type=BPF_PROG_TYPE_SOCKET_FILTER, license=b"GPL", name=b"skydive_flow",
+                 log_size=1 << 20):
+    """BPF_PROG_LOAD; on rejection EBPFError carries the verifier's log."""
+    if len(code) % 8:
+        raise EBPFError(_errno.EINVAL, "eBPF code length %d is not a multiple of 8" % len(code))
+    insns = ctypes.create_string_buffer(bytes(code), len(code))
+    lic = ctypes.create_string_buffer(license)
+    for level in (0, 1):
+        log = ctypes.create_string_buffer(log_size if level else 1)
+        attr = struct.pack("=IIQQIIQII16s", prog_type, len(code) // 8, ctypes.addressof(insns),
+                           ctypes.addressof(lic), level, log_size if level else 0,
+                           ctypes.addressof(log) if level else 0, 0, 0, name[:15]).ljust(128, b"\0")
+        try:
+            return _bpf(BPF_PROG_LOAD, attr)[0]
+        except OSError as e:
+            if level == 0 and e.errno in (_errno.EINVAL, _errno.EACCES):
+                continue        # reload with the verifier log to say why
+            msg = log.value.decode("utf-8", "replace").strip() if level else ""
+            lines = msg.splitlines()
+            if len(lines) > 30:
+                lines = lines[:5] + ["..."] + lines[-20:]
+            raise EBPFError(e.errno, "eBPF program rejected (%s)%s" % (
+                e.strerror, (": verifier: " + "\n".join(lines)) if lines else ""))
+
+
+def _elem_attr(fd, key_addr, val_addr=0, flags=0):
+    return struct.pack("=IIQQQ", fd, 0, key_addr, val_addr, flags)
+
+
+# ----------------------------------------------------------------------------- the program
+
+_K = -56          # key on the stack: fp-56 .. fp-1
+_V = -96          # value: fp-96 .. fp-57
+_HDR = -160       # header scratch: 64 bytes
+_IDX = -164       # u32 index of the drop counter
+
+
+def build_program(flow_map_fd, drop_map_fd):
+    """The socket filter as bytes (see the module docstring for the key layout)."""
+    a = A.Asm()
+    R0, R1, R2, R3, R4, R6, R7, R8, R9, FP = A.R0, A.R1, A.R2, A.R3, A.R4, A.R6, A.R7, A.R8, A.R9, A.R10
+    W, H, B, DW = A.W, A.H, A.B, A.DW
+
+    def load_bytes(off_reg_or_imm, dst_off, size, fail):
+        a.mov64_reg(R1, R6)
+        if isinstance(off_reg_or_imm, int):
+            a.mov64_imm(R2, off_reg_or_imm)
+        else:
+            a.mov64_reg(R2, off_reg_or_imm[0])
+        a.mov64_reg(R3, FP)
+        a.alu64_imm(A.ADD, R3, dst_off)
+        a.mov64_imm(R4, size)
+        a.call(A.FN_skb_load_bytes)
+        a.jmp_imm(A.JNE, R0, 0, fail)
+
+    a.mov64_reg(R6, R1)
+    for i in range(KEY_SIZE // 8):
+        a.st(DW, FP, _K + 8 * i, 0)
+    a.st(DW, FP, _V + 32, 0)
+    a.ldx(W, R9, R6, 0)                           # skb->len (from the MAC header)
+    load_bytes(0, _K, 14, "out")                  # MACs + ethertype straight into the key
+    a.mov64_imm(R7, 14)
+    a.ldx(W, R1, R6, 20)                          # __sk_buff.vlan_present (tag offloaded)
+    a.jmp_imm(A.JEQ, R1, 0, "novlan")
+    a.ldx(W, R1, R6, 24)                          # vlan_tci
+    a.alu64_imm(A.AND, R1, 0xFFF)
+    a.stx(H, FP, _K + 14, R1)
+    a.st(B, FP, _K + 54, 1)
+    a.alu64_imm(A.ADD, R9, 4)                     # counted as on the wire, like afpacket
+    a.label("novlan")
+    a.ldx(H, R8, FP, _K + 12)                     # ethertype, network order read as LE
+    a.jmp_imm(A.JNE, R8, 0x0081, "l3")            # 0x8100: one in-band 802.1Q tag
+    load_bytes(14, _HDR, 4, "update")
+    a.ldx(H, R1, FP, _HDR)
+    a.be16(R1)
+    a.alu64_imm(A.AND, R1, 0xFFF)
+    a.stx(H, FP, _K + 14, R1)
+    a.st(B, FP, _K + 54, 1)
+    a.ldx(H, R8, FP, _HDR + 2)
+    a.stx(H, FP, _K + 12, R8)
+    a.mov64_imm(R7, 18)
+    a.label("l3")
+    a.jmp_imm(A.JEQ, R8, 0x0008, "ipv4")
+    a.jmp_imm(A.JEQ, R8, 0xDD86, "ipv6")
+    a.ja("update")
+
+    a.label("ipv4")
+    load_bytes((R7,), _HDR, 20, "update")
+    a.ldx(B, R1, FP, _HDR)
+    a.alu64_imm(A.AND, R1, 0x0F)
+    a.alu64_imm(A.LSH, R1, 2)
+    a.alu64_reg(A.ADD, R7, R1)                    # L4 offset
+    a.ldx(W, R1, FP, _HDR + 12)
+    a.stx(W, FP, _K + 16, R1)
+    a.ldx(W, R1, FP, _HDR + 16)
+    a.stx(W, FP, _K + 32, R1)
+    a.ldx(B, R8, FP, _HDR + 9)
+    a.stx(B, FP, _K + 52, R8)
+    a.ldx(H, R1, FP, _HDR + 6)
+    a.alu64_imm(A.AND, R1, 0xFF1F)                # fragment offset (BE 0x1fff read as LE)
+    a.jmp_imm(A.JEQ, R1, 0, "ipv4_l4")
+    a.st(B, FP, _K + 53, 3)
+    a.ja("update")
+    a.label("ipv4_l4")
+    a.st(B, FP, _K + 53, 1)
+    a.ja("l4")
+
+    a.label("ipv6")
+    load_bytes((R7,), _HDR, 40, "update")
+    for o in (8, 16, 24, 32):
+        a.ldx(DW, R1, FP, _HDR + o)
+        a.stx(DW, FP, _K + 8 + o, R1)
+    a.ldx(B, R8, FP, _HDR + 6)
+    a.stx(B, FP, _K + 52, R8)
+    a.st(B, FP, _K + 53, 1)
+    a.alu64_imm(A.ADD, R7, 40)
+
+    a.label("l4")
+    a.jmp_imm(A.JEQ, R8, 6, "tcp")
+    a.jmp_imm(A.JEQ, R8, 17, "ports")
+    a.jmp_imm(A.JEQ, R8, 132, "ports")
+    a.jmp_imm(A.JEQ, R8, 1, "icmp")
+    a.jmp_imm(A.JEQ, R8, 58, "icmp")
+    a.ja("update")
+    a.label("tcp")
+    load_bytes((R7,), _HDR, 14, "update")
+    a.ldx(W, R1, FP, _HDR)
+    a.stx(W, FP, _K + 48, R1)
+    a.ldx(B, R1, FP, _HDR + 13)
+    a.stx(DW, FP, _V + 32, R1)
+    a.ja("update")
+    a.label("ports")
+    load_bytes((R7,), _HDR, 4, "update")
+    a.ldx(W, R1, FP, _HDR)
+    a.stx(W, FP, _K + 48, R1)
+    a.ja("update")
+    a.label("icmp")
+    load_bytes((R7,), _HDR, 8, "update")
+    a.ldx(H, R1, FP, _HDR)                        # type, code
+    a.stx(H, FP, _K + 48, R1)
+    a.ldx(H, R1, FP, _HDR + 4)                    # echo identifier
+    a.stx(H, FP, _K + 50, R1)
+
+    a.label("update")
+    a.call(A.FN_ktime_get_ns)
+    a.mov64_reg(R7, R0)
+    a.ld_map_fd(R1, flow_map_fd)
+    a.mov64_reg(R2, FP)
+    a.alu64_imm(A.ADD, R2, _K)
+    a.call(A.FN_map_lookup_elem)
+    a.jmp_imm(A.JEQ, R0, 0, "new")
+    a.label("bump")
+    a.mov64_imm(R1, 1)
+    a.atomic(DW, A.ADD, R0, 0, R1)
+    a.atomic(DW, A.ADD, R0, 8, R9)
+    a.stx(DW, R0, 24, R7)
+    a.ldx(DW, R1, FP, _V + 32)
+    a.jmp_imm(A.JEQ, R1, 0, "out")
+    a.atomic(DW, A.OR, R0, 32, R1)
+    a.ja("out")
+    a.label("new")
+    a.st(DW, FP, _V, 1)
+    a.stx(DW, FP, _V + 8, R9)
+    a.stx(DW, FP, _V + 16, R7)
+    a.stx(DW, FP, _V + 24, R7)
+    a.ld_map_fd(R1, flow_map_fd)
+    a.mov64_reg(R2, FP)
+    a.alu64_imm(A.ADD, R2, _K)
+    a.mov64_reg(R3, FP)
+    a.alu64_imm(A.ADD, R3, _V)
+    a.mov64_imm(R4, BPF_NOEXIST)
+    a.call(A.FN_map_update_elem)
+    a.jmp_imm(A.JEQ, R0, 0, "out")
+    # inserted meanwhile by another CPU (-EEXIST): count into it; else the map is full
+    a.ld_map_fd(R1, flow_map_fd)
+    a.mov64_reg(R2, FP)
+    a.alu64_imm(A.ADD, R2, _K)
+    a.call(A.FN_map_lookup_elem)
+    a.jmp_imm(A.JNE, R0, 0, "bump")
+    a.st(W, FP, _IDX, 0)
+    a.ld_map_fd(R1, drop_map_fd)
+    a.mov64_reg(R2, FP)
+    a.alu64_imm(A.ADD, R2, _IDX)
+    a.call(A.FN_map_lookup_elem)
+    a.jmp_imm(A.JEQ, R0, 0, "out")
+    a.mov64_imm(R1, 1)
+    a.atomic(DW, A.ADD, R0, 0, R1)
+    a.label("out")
+    a.mov64_imm(R0, 0)                            # nothing reaches the socket
+    a.exit()
+    return a.assemble()
+
+
+# ----------------------------------------------------------------------------- the source
+
+class EBPFSource(object):
+    """In-kernel flow aggregation on `ifname` (optionally inside network namespace `netns`)."""
+
+    linktype = 1
+
+    def __init__(self, ifname, netns=None, max_flows=DEFAULT_MAX_FLOWS, batch=4096):
+        if not ifname or not isinstance(ifname, str) or len(ifname) > 15:
+            raise CaptureError("invalid interface name %r" % (ifname,))
+        if not isinstance(max_flows, int) or max_flows < 1:
+            raise CaptureError("invalid max_flows %r" % (max_flows,))
+        self.ifname = ifname
+        self.netns = netns
+        self.max_flows = max_flows
+        self.batch = max(1, min(batch, max_flows))
+        self.sock = None
+        self.map_fd = -1
+        self.drop_fd = -1
+        self.prog_fd = -1
+        self._poll = None
+        self._use_batch = True
+        self.mono_offset_ns = 0       # wall clock - CLOCK_MONOTONIC (ktime_get_ns)
+        self.received = 0             # packets seen in the map (live + retired entries)
+        self.map_full_drops = 0
+        self.syncs = 0
+        self._kbuf = self._vbuf = None
+
+    # ---------------------------------------------------------------- lifecycle
+    def open(self):
+        if self.sock is not None:
+            return
+        try:
+            self.map_fd = map_create(BPF_MAP_TYPE_HASH, KEY_SIZE, VALUE_SIZE, self.max_flows,
+                                     BPF_F_NO_PREALLOC, b"skydive_flows")
+            self.drop_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, b"skydive_drops")
+            self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd))
+            with in_netns(self.netns):
+                try:
+                    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+                except OSError as e:
+                    raise CaptureError(e.errno, "cannot open AF_PACKET socket: %s" % e.strerror)
+                try:
+                    try:
+                        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, self.prog_fd)
+                    except OSError as e:
+                        raise EBPFError(e.errno, "SO_ATTACH_BPF failed: %s" % e.strerror)
+                    try:
+                        sock.bind((self.ifname, ETH_P_ALL))
+                    except OSError as e:
+                        raise CaptureError(e.errno, "cannot capture on %s%s: %s" % (
+                            self.ifname, " in netns %s" % self.netns if self.netns else "", e.strerror))
+                except BaseException:
+                    sock.close()
+                    raise
+        except BaseException:
+            self._close_fds()
+            raise
+        self.sock = sock
+        self.mono_offset_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self._poll = select.poll()
+        self._poll.register(sock.fileno(), select.POLLERR)
+
+    def _close_fds(self):
+        for name in ("prog_fd", "map_fd", "drop_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+                setattr(self, name, -1)
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self._poll = None
+        self._close_fds()
+
+    def fileno(self):
+        return self.sock.fileno()
+
+    def read_packets(self, handler, timeout_ms=100):
+        """Nothing to read: the kernel aggregates.  Waits `timeout_ms` for a socket error
+        (interface down or gone, like afpacket) and returns 0."""
+        if self._poll is None:
+            raise CaptureError("capture is not open")
+        for _fd, ev in self._poll.poll(timeout_ms):
+            if ev & select.POLLERR:
+                err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                raise CaptureError(err, "capture on %s failed: %s" % (
+                    self.ifname, os.strerror(err) if err else "socket error"))
+        return 0
+
+    def stats(self):
+        return {"PacketsReceived": self.received, "PacketsDropped": self.map_full_drops,
+                "PacketsIfDropped": 0}
+
+    # ---------------------------------------------------------------- map access
+    def dump(self):
+        """Every kernel entry: list of (key bytes, (packets, bytes, first_ns, last_ns, flags))."""
+        if self.map_fd < 0:
+            raise CaptureError("capture is not open")
+        self.syncs += 1
+        if self._use_batch:
+            try:
+                return self._dump_batch()
+            except OSError as e:
+                if e.errno not in (_errno.EINVAL, _errno.ENOTSUPP if hasattr(_errno, "ENOTSUPP") else 524,
+                                   524, _errno.ENOSPC, _errno.EOPNOTSUPP):
+                    raise
+                self._use_batch = False
+        return self._dump_iter()
+
+    def _dump_batch(self):
+        n = self.batch
+        if self._kbuf is None:
+            self._kbuf = ctypes.create_string_buffer(n * KEY_SIZE)
+            self._vbuf = ctypes.create_string_buffer(n * VALUE_SIZE)
+            self._tok = (ctypes.create_string_buffer(KEY_SIZE), ctypes.create_string_buffer(KEY_SIZE))
+        kb, vb = self._kbuf, self._vbuf
+        out = []
+        tok_in, tok_out = self._tok
+        first = True
+        unpack = _VAL.iter_unpack
+        while True:
+            attr = struct.pack("=QQQQIIQQ", 0 if first else ctypes.addressof(tok_in), ctypes.addressof(tok_out),
+                               ctypes.addressof(kb), ctypes.addressof(vb), n, self.map_fd, 0, 0)
+            buf = ctypes.create_string_buffer(attr, len(attr))
+            r = _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(BPF_MAP_LOOKUP_BATCH), buf,
+                              ctypes.c_uint(len(attr)))
+            err = ctypes.get_errno() if r < 0 else 0
+            if r < 0 and err != _errno.ENOENT:
+                raise OSError(err, os.strerror(err))
+            count = struct.unpack_from("=I", buf, 32)[0]
+            if count:
+                keys = kb.raw[:count * KEY_SIZE]
+                vals = unpack(vb.raw[:count * VALUE_SIZE])
+                for i, v in enumerate(vals):
+                    out.append((keys[i * KEY_SIZE:(i + 1) * KEY_SIZE], v))
+            if err == _errno.ENOENT:
+                return out
+            first = False
+            ctypes.memmove(tok_in, tok_out, KEY_SIZE)
+
+    def _dump_iter(self):
+        key = ctypes.create_string_buffer(KEY_SIZE)
+        nxt = ctypes.create_string_buffer(KEY_SIZE)
+        val = ctypes.create_string_buffer(VALUE_SIZE)
+        out = []
+        prev = 0
+        while True:
+            try:
+                _bpf(BPF_MAP_GET_NEXT_KEY, _elem_attr(self.map_fd, prev, ctypes.addressof(nxt)))
+            except OSError as e:
+                if e.errno == _errno.ENOENT:
+                    return out
+                raise
+            ctypes.memmove(key, nxt, KEY_SIZE)
+            prev = ctypes.addressof(key)
+            try:
+                _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(self.map_fd, prev, ctypes.addressof(val)))
+            except OSError as e:
+                if e.errno == _errno.ENOENT:      # deleted meanwhile
+                    continue
+                raise
+            out.append((key.raw, _VAL.unpack(val.raw)))
+
+    def delete(self, kkeys):
+        """Remove kernel entries; returns the packet count they held at deletion."""
+        if self.map_fd < 0:
+            return 0
+        key = ctypes.create_string_buffer(KEY_SIZE)
+        val = ctypes.create_string_buffer(VALUE_SIZE)
+        total = 0
+        for k in kkeys:
+            ctypes.memmove(key, k, KEY_SIZE)
+            try:
+                _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(self.map_fd, ctypes.addressof(key), ctypes.addressof(val)))
+                total += _VAL.unpack(val.raw)[0]
+                _bpf(BPF_MAP_DELETE_ELEM, _elem_attr(self.map_fd, ctypes.addressof(key)))
+            except OSError as e:
+                if e.errno != _errno.ENOENT:
+                    raise
+        return total
+
+    def read_drops(self):
+        if self.drop_fd < 0:
+            return self.map_full_drops
+        key = ctypes.create_string_buffer(4)
+        val = ctypes.create_string_buffer(8)
+        _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(self.drop_fd, ctypes.addressof(key), ctypes.addressof(val)))
+        self.map_full_drops = struct.unpack("=Q", val.raw)[0]
+        return self.map_full_drops
+
+
+_VAL = struct.Struct("=QQQQQ")
+
+
+# ----------------------------------------------------------------------------- kernel key -> flow
+
+def synth_frame(kk):
+    """A header-only Ethernet frame with the fields of kernel key `kk`, for decode()."""
+    et = kk[12:14]
+    frame = kk[0:12]
+    if kk[54]:
+        frame += b"\x81\x00" + struct.pack("!H", struct.unpack_from("<H", kk, 14)[0])
+    frame += et
+    ipf = kk[53]
+    if not ipf & 1:
+        if et in (b"\x08\x00", b"\x86\xdd"):
+            return frame                    # truncated IP header: Ethernet only, as decode() does
+        return frame + b"\0" * 28          # ARP, LLC...: room for their first layer
+    proto = kk[52]
+    l4 = kk[48:52]
+    if ipf & 2:
+        body = b""
+    elif proto == 6:
+        body = l4 + b"\0" * 8 + b"\x50\x10\xff\xff\0\0\0\0"        # ACK: no control flag
+    elif proto == 17:
+        body = l4 + b"\x00\x0c\0\0" + b"\0" * 4                    # 4 payload bytes: port layers
+    elif proto == 132:
+        body = l4 + b"\0" * 8
+    elif proto in (1, 58):
+        body = l4[0:2] + b"\0\0" + l4[2:4] + b"\0\0" + (b"\0" * 20 if proto == 58 else b"")
+    else:
+        body = b""
+    if et == b"\x08\x00":
+        frag = b"\x00\x01" if ipf & 2 else b"\0\0"
+        ip = struct.pack("!BBHH2sBBH", 0x45, 0, 20 + len(body), 0, frag, 64, proto, 0) + kk[16:20] + kk[32:36]
+    else:
+        ip = struct.pack("!IHBB", 0x60000000, len(body), proto, 64) + kk[16:32] + kk[32:48]
+    return frame + ip + body
+
+
+class EBPFFlowTable(object):
+    """The FlowTable face of an EBPFSource for CaptureRunner: every tick / snapshot / flush
+    first merges the kernel map into `table` (a FlowTable), then defers to it."""
+
+    def __init__(self, source, table):
+        self.source = source
+        self.table = table
+        self.capture_id = table.capture_id
+        self.settings = table.settings
+        self._resolved = {}     # kernel key -> (table key, src_is_first, Packet) or None
+        self._kkeys = {}        # table key -> set of kernel keys
+        self._retired = 0       # packets of deleted kernel entries
+        self._drops_seen = 0
+
+    def process(self, data, ts_ns, wire_len=0, linktype=None):
+        raise CaptureError("the ebpf probe aggregates in the kernel; it takes no packets")
+
+    def _resolve(self, kk):
+        p = _dec.decode(synth_frame(kk), 1)
+        if not p.layers:
+            return None
+        key, first = packet_key(p, self.table.l3_mode)
+        return key, first, p
+
+    def sync(self):
+        """Merge the kernel map into the table (cumulative counters per direction)."""
+        src = self.source
+        t = self.table
+        entries = src.dump()
+        off = src.mono_offset_ns
+        resolved = self._resolved
+        agg = {}
+        total = 0
+        for kk, v in entries:
+            r = resolved.get(kk)
+            if r is None:
+                r = resolved[kk] = self._resolve(kk)
+                if r is None:
+                    continue
+            key, first, p = r
+            total += v[0]
+            g = agg.get(key)
+            if g is None:
+                # [pk first-side, bytes, pk other side, bytes, first_ns, last_ns, earliest entry,
+                #  per-side (first_ns, flags, icmp_type)...]
+                g = agg[key] = [0, 0, 0, 0, v[2], v[3], (v[2], first, p), {}, {}]
+            if first:
+                g[0] += v[0]
+                g[1] += v[1]
+            else:
+                g[2] += v[0]
+                g[3] += v[1]
+            if v[2] < g[4]:
+                g[4] = v[2]
+                g[6] = (v[2], first, p)
+            if v[3] > g[5]:
+                g[5] = v[3]
+            side = g[7] if first else g[8]
+            fl = side.get("flags", 0) | v[4]
+            side["flags"] = fl
+            if v[2] < side.get("first", 1 << 64):
+                side["first"] = v[2]
+            if p.l4_proto in (1, 58):
+                if p.icmp_type in (8, 128):
+                    side["req"] = min(side.get("req", 1 << 64), v[2])
+                elif p.icmp_type in (0, 129):
+                    side["rep"] = min(side.get("rep", 1 << 64), v[2])
+            self._kkeys.setdefault(key, set()).add(kk)
+        src.received = self._retired + total
+        drops = src.read_drops()
+        c = t.c
+        flows = t.flows
+        for key, g in agg.items():
+            f = flows.get(key)
+            if f is None:
+                _ts, a_first, p = g[6]
+                f = t._new_flow(key, a_first, p, (g[4] + off) // 1000000, None)
+            b = f.b
+            if f.a:
+                c[b + F_ABP], c[b + F_ABB], c[b + F_BAP], c[b + F_BAB] = g[0], g[1], g[2], g[3]
+                sa, sb = g[7], g[8]
+            else:
+                c[b + F_ABP], c[b + F_ABB], c[b + F_BAP], c[b + F_BAB] = g[2], g[3], g[0], g[1]
+                sa, sb = g[8], g[7]
+            last = (g[5] + off) // 1000000
+            if last > c[b + F_LAST]:
+                c[b + F_LAST] = last
+            fa, fb = sa.get("flags", 0), sb.get("flags", 0)
+            if not c[b + F_RTT]:
+                rtt = 0
+                if fa & 2 and fb & 0x12 == 0x12 and "first" in sa and "first" in sb:
+                    rtt = sb["first"] - sa["first"]
+                elif fb & 2 and fa & 0x12 == 0x12 and "first" in sa and "first" in sb:
+                    rtt = sa["first"] - sb["first"]
+                elif "req" in sa and "rep" in sb:
+                    rtt = sb["rep"] - sa["req"]
+                elif "req" in sb and "rep" in sa:
+                    rtt = sa["rep"] - sb["req"]
+                if rtt > 0:
+                    c[b + F_RTT] = rtt
+                    c[b + F_RTT0] = -1
+            flags = fa | fb
+            if flags & 4:
+                c[b + F_STATE] = (c[b + F_STATE] & ~3) | FINISH_TCP_RST
+            elif flags & 1 and (c[b + F_STATE] & 3) != FINISH_TCP_RST:
+                c[b + F_STATE] = (c[b + F_STATE] & ~3) | FINISH_TCP_FIN
+            if t.extra_tcp_metric and f.lp and "TCP" in f.lp:
+                x = f.x
+                if x is None:
+                    x = f.x = FlowExtra()
+                tm = x.tcp
+                if tm is None:
+                    tm = x.tcp = [0] * len(TCP_FIELDS) + [None, None]
+                for d, s, fl in (("AB", sa, fa), ("BA", sb, fb)):
+                    if fl & 2:
+                        tm[TCP_INDEX[d + "SawStart"]] = 1
+                        if not tm[TCP_INDEX[d + "SynStart"]]:
+                            tm[TCP_INDEX[d + "SynStart"]] = (s["first"] + off) // 1000000
+                    if fl & 1:
+                        tm[TCP_INDEX[d + "SawEnd"]] = 1
+        if drops > self._drops_seen:
+            t.flows_dropped += 1
+            self._drops_seen = drops
+        return len(entries)
+
+    def _retire(self):
+        """Delete the kernel entries of flows the table no longer has."""
+        flows = self.table.flows
+        gone = [k for k in self._kkeys if k not in flows]
+        for k in gone:
+            kks = self._kkeys.pop(k)
+            self._retired += self.source.delete(kks)
+            for kk in kks:
+                self._resolved.pop(kk, None)
+
+    def tick(self, now_ms):
+        self.sync()
+        out = self.table.tick(now_ms)
+        self._retire()
+        return out
+
+    def get_flows(self, now_ms=None):
+        self.sync()
+        return self.table.get_flows(now_ms)
+
+    def flush(self, now_ms):
+        self.sync()
+        out = self.table.flush(now_ms)
+        self._retire()
+        return out
+
+    def stats(self):
+        return self.table.stats()
+
+    def __len__(self):
+        return len(self.table)

@@ -1,0 +1,307 @@
+"""The ebpf probe: in-kernel flow aggregation on a veth pair between two namespaces (real traffic).
+
+The reference for every flow is the afpacket probe capturing the same interface at the same time.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+
+from skydive_runtime.flow import bpfasm as A
+from skydive_runtime.flow.afpacket import AFPacketSource, CaptureError
+from skydive_runtime.flow.capture import CaptureRunner
+from skydive_runtime.flow.ebpf import EBPFError, EBPFFlowTable, EBPFSource, load_program
+from skydive_runtime.flow.table import FlowTable
+from tests.flow.conftest import run, udp_send
+
+TCP_SERVER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('', int(sys.argv[1]))); s.listen(1)
+print('ready', flush=True)
+c, _ = s.accept()
+n = 0
+while n < 300:
+    d = c.recv(4096)
+    if not d: break
+    n += len(d)
+c.sendall(b'r' * 300)
+c.close()
+"""
+
+TCP_CLIENT = """
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+for i in range(3):
+    c.sendall(b'q' * 100); time.sleep(0.05)
+n = 0
+while n < 300:
+    d = c.recv(4096)
+    if not d: break
+    n += len(d)
+c.close()
+"""
+
+
+def tcp_conversation(pair, port):
+    import subprocess
+    srv = subprocess.Popen(["ip", "netns", "exec", pair.ns_b, "/usr/bin/python3", "-c", TCP_SERVER, str(port)],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "ready"
+        pair.exec_a("/usr/bin/python3", "-c", TCP_CLIENT, pair.ip_b, str(port))
+        srv.wait(10)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+
+
+def ebpf_runner(pair, flows, **table_kw):
+    src = EBPFSource(pair.dev_b, netns=pair.ns_b)
+    table = EBPFFlowTable(src, FlowTable(node_tid="tid-ebpf", **table_kw))
+    return CaptureRunner(src, table, on_flows=lambda fl: flows.extend(fl), update_ms=200)
+
+
+def afpacket_runner(pair, flows, **table_kw):
+    src = AFPacketSource(pair.dev_b, netns=pair.ns_b)
+    return CaptureRunner(src, FlowTable(node_tid="tid-afp", **table_kw),
+                         on_flows=lambda fl: flows.extend(fl), update_ms=200)
+
+
+def final_by_tracking(flows):
+    """Last dict per UUID, then keyed by TrackingID (one capture: one flow per TrackingID)."""
+    last = {}
+    for f in flows:
+        last[f["UUID"]] = f
+    out = {}
+    for f in last.values():
+        assert f["TrackingID"] not in out, "two flows with one TrackingID in one capture"
+        out[f["TrackingID"]] = f
+    return out
+
+
+def _compare(veth_pair, layer_key_mode):
+    ours, ref = [], []
+    r_ebpf = ebpf_runner(veth_pair, ours, layer_key_mode=layer_key_mode, extra_tcp_metric=True)
+    r_afp = afpacket_runner(veth_pair, ref, layer_key_mode=layer_key_mode)
+    r_afp.start()
+    r_ebpf.start()
+    try:
+        veth_pair.exec_a("ping", "-c", "5", "-i", "0.05", "-W", "1", veth_pair.ip_b)
+        udp_send(veth_pair, 7, dport=7011, sport=40011)                 # nobody listens: port unreachables
+        udp_send(veth_pair, 3, dport=40011, sport=7011, from_a=False)
+        veth_pair.exec_a("ping", "-6", "-c", "3", "-i", "0.05", "-W", "1", veth_pair.ip6_b)
+        tcp_conversation(veth_pair, 7012)
+        time.sleep(0.3)
+    finally:
+        r_ebpf.stop()
+        r_afp.stop()
+    assert r_ebpf.error is None and r_afp.error is None
+    mine = final_by_tracking(ours)
+    theirs = final_by_tracking(ref)
+    subnet = veth_pair.subnet + "."
+    v6 = veth_pair.ip6_a.rsplit(":", 1)[0]
+    ours_ip = {t: f for t, f in mine.items()
+               if f.get("Network", {}).get("A", "").startswith((subnet, v6))}
+    ref_ip = {t: f for t, f in theirs.items()
+              if f.get("Network", {}).get("A", "").startswith((subnet, v6))}
+    assert set(ours_ip) == set(ref_ip), (sorted(f["LayersPath"] for f in ours_ip.values()),
+                                         sorted(f["LayersPath"] for f in ref_ip.values()))
+    for tid, f in ours_ip.items():
+        g = ref_ip[tid]
+        for k in ("L3TrackingID", "LayersPath", "Application", "Link", "Network", "Transport", "ICMP",
+                  "ParentUUID", "FinishType"):
+            assert f.get(k) == g.get(k), (k, f, g)
+        for k in ("ABPackets", "ABBytes", "BAPackets", "BABytes"):
+            assert f["Metric"][k] == g["Metric"][k], (k, f, g)
+        assert abs(f["Start"] - g["Start"]) < 50 and abs(f["Last"] - g["Last"]) < 50
+        assert f["NodeTID"] == "tid-ebpf" and f["UUID"] != g["UUID"]
+        assert set(f) - {"TCPMetric"} == set(g), (f, g)
+    return ours_ip
+
+
+def test_same_flows_as_afpacket_l2(veth_pair):
+    flows = _compare(veth_pair, "L2")
+    by_path = {}
+    for f in flows.values():
+        by_path.setdefault(f["LayersPath"], []).append(f)
+    (echo,) = [f for f in by_path["Ethernet/IPv4/ICMPv4"] if f["ICMP"]["Type"] == "ECHO"]
+    m = echo["Metric"]
+    assert (m["ABPackets"], m["ABBytes"], m["BAPackets"], m["BABytes"]) == (5, 490, 5, 490)
+    assert m["RTT"] > 0 and echo["Network"]["A"] == veth_pair.ip_a
+    (udp,) = [f for f in by_path["Ethernet/IPv4/UDP"] if f["Transport"]["B"] == 7011]
+    m = udp["Metric"]
+    assert (udp["Transport"]["A"], m["ABPackets"], m["ABBytes"], m["BAPackets"], m["BABytes"]) == \
+        (40011, 7, 7 * 60, 3, 3 * 60)
+    (echo6,) = by_path["Ethernet/IPv6/ICMPv6/ICMPv6Echo"]
+    assert (echo6["Metric"]["ABPackets"], echo6["Metric"]["BAPackets"]) == (3, 3)
+    (tcp,) = [f for f in by_path["Ethernet/IPv4/TCP"] if f["Transport"]["B"] == 7012]
+    m = tcp["Metric"]
+    assert tcp["Network"]["A"] == veth_pair.ip_a and tcp["FinishType"] == "TCP_FIN"
+    assert m["RTT"] > 0 and m["ABPackets"] >= 6 and m["BAPackets"] >= 4
+    tm = tcp["TCPMetric"]
+    assert tm["ABSawStart"] and tm["BASawStart"] and tm["ABSawEnd"] and tm["BASawEnd"]
+    assert tm["ABSynStart"] == tcp["Start"]
+
+
+def test_same_flows_as_afpacket_l3(veth_pair):
+    flows = _compare(veth_pair, "L3")
+    assert any(f["LayersPath"] == "Ethernet/IPv4/TCP" for f in flows.values())
+
+
+RAW_SEND = """
+import socket, struct, sys
+dst, src = bytes.fromhex(sys.argv[2].replace(':', '')), bytes.fromhex(sys.argv[3].replace(':', ''))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+payload = b'v' * 18
+udp = struct.pack('!HHHH', 41000, 7040, 8 + len(payload), 0) + payload
+ip = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                 socket.inet_aton('192.168.242.1'), socket.inet_aton('192.168.242.2'))
+for i in range(int(sys.argv[4])):
+    s.send(dst + src + b'\\x81\\x00' + struct.pack('!H', 42) + b'\\x08\\x00' + ip + udp)
+"""
+
+
+def test_vlan_tagged_traffic(veth_pair):
+    """802.1Q frames (the kernel moves the tag out of band on receive: vlan_present); the same
+    flow as afpacket: Dot1Q in LayersPath, Link.ID, bytes with the tag."""
+    ours, ref = [], []
+    r_ebpf = ebpf_runner(veth_pair, ours)
+    r_afp = afpacket_runner(veth_pair, ref)
+    r_afp.start()
+    r_ebpf.start()
+    try:
+        veth_pair.exec_a("/usr/bin/python3", "-c", RAW_SEND, veth_pair.dev_a,
+                         veth_pair.mac(veth_pair.ns_b, veth_pair.dev_b),
+                         veth_pair.mac(veth_pair.ns_a, veth_pair.dev_a), "4")
+        time.sleep(0.3)
+    finally:
+        r_ebpf.stop()
+        r_afp.stop()
+    mine = [f for f in final_by_tracking(ours).values() if f.get("Network", {}).get("A") == "192.168.242.1"]
+    theirs = [f for f in final_by_tracking(ref).values() if f.get("Network", {}).get("A") == "192.168.242.1"]
+    assert len(mine) == 1 and len(theirs) == 1
+    f, g = mine[0], theirs[0]
+    assert f["LayersPath"] == g["LayersPath"] == "Ethernet/Dot1Q/IPv4/UDP"
+    assert f["Link"]["ID"] == 42 and f["TrackingID"] == g["TrackingID"]
+    assert f["Metric"]["ABPackets"] == 4 and f["Metric"]["ABBytes"] == 4 * 64 == g["Metric"]["ABBytes"]
+
+
+def test_verifier_message_on_rejected_program():
+    if os.geteuid() != 0:
+        pytest.skip("needs root (bpf)")
+    a = A.Asm()
+    a.mov64_reg(A.R0, A.R2)       # r2 is not initialised at entry
+    a.exit()
+    with pytest.raises(EBPFError) as ei:
+        load_program(a.assemble())
+    msg = str(ei.value)
+    assert "eBPF program rejected" in msg and "verifier" in msg and "R2 !read_ok" in msg
+
+
+def test_assembler_labels_and_errors():
+    a = A.Asm()
+    a.jmp_imm(A.JEQ, A.R1, 0, "end")
+    a.mov64_imm(A.R0, 1)
+    a.ld_map_fd(A.R1, 7)
+    a.label("end")
+    a.exit()
+    code = a.assemble()
+    assert len(code) == 5 * 8
+    assert code[:8] == bytes((0x15, 0x01)) + (3).to_bytes(2, "little") + (0).to_bytes(4, "little")
+    assert code[16:24] == bytes((0x18, 0x11, 0, 0)) + (7).to_bytes(4, "little")
+    b = A.Asm()
+    b.ja("nowhere")
+    with pytest.raises(A.AsmError):
+        b.assemble()
+
+
+def _fds():
+    return set(os.listdir("/proc/self/fd"))
+
+
+def test_fds_closed_on_stop_and_on_failed_open(veth_pair):
+    before = _fds()
+    flows = []
+    r = ebpf_runner(veth_pair, flows)
+    r.start()
+    src = r.source
+    assert src.map_fd >= 0 and src.prog_fd >= 0 and src.drop_fd >= 0 and src.sock is not None
+    links = {os.readlink("/proc/self/fd/%d" % fd) for fd in (src.map_fd, src.prog_fd, src.drop_fd)}
+    assert links == {"anon_inode:bpf-map", "anon_inode:bpf-prog"}
+    veth_pair.exec_a("ping", "-c", "2", "-i", "0.05", "-W", "1", veth_pair.ip_b)
+    r.stop()
+    assert not r.running and r.error is None
+    assert src.map_fd == src.prog_fd == src.drop_fd == -1 and src.sock is None
+    assert _fds() - before == set()
+    assert any(f.get("ICMP", {}).get("Type") == "ECHO" and f["Metric"]["ABPackets"] == 2 for f in flows)
+    # a failed open (no such interface) leaves nothing open either
+    bad = EBPFSource("nosuchif0", netns=veth_pair.ns_b)
+    with pytest.raises(CaptureError):
+        bad.open()
+    assert bad.map_fd == bad.prog_fd == bad.drop_fd == -1
+    assert _fds() - before == set()
+
+
+def test_map_full_counts_dropped_packets_and_flows(veth_pair):
+    veth_pair.exec_a("ping", "-c", "1", "-W", "1", veth_pair.ip_b)      # resolve the neighbours first
+    src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b, max_flows=2)
+    src.open()
+    try:
+        t = EBPFFlowTable(src, FlowTable(max_entries=2))
+        for port in range(7020, 7025):
+            udp_send(veth_pair, 3, dport=port, sport=port + 1000)
+        flows = t.get_flows()
+        assert len(flows) == 2 and len(src.dump()) == 2
+        st = src.stats()
+        counted = sum(f["Metric"]["ABPackets"] + f["Metric"]["BAPackets"] for f in flows)
+        assert st["PacketsReceived"] == counted
+        # 5 UDP conversations x 3 datagrams, 2 map slots: at least 3 x 3 datagrams found it full
+        assert st["PacketsDropped"] >= 9 and st["PacketsDropped"] + counted >= 15
+        assert t.stats()["FlowDropped"] >= 1
+    finally:
+        src.close()
+
+
+def test_expired_flows_leave_the_kernel_map(veth_pair):
+    src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b)
+    src.open()
+    try:
+        t = EBPFFlowTable(src, FlowTable(expire_ms=300))
+        udp_send(veth_pair, 4, dport=7030, sport=7031)
+        now = time.time_ns() // 1000000
+        out = t.tick(now)
+        assert any(f.get("Transport", {}).get("B") == 7030 and f["Metric"]["ABPackets"] == 4 for f in out)
+        n = len(src.dump())
+        assert n >= 1
+        time.sleep(0.4)
+        out = t.tick(time.time_ns() // 1000000)
+        gone = [f for f in out if f.get("Transport", {}).get("B") == 7030]
+        assert gone and gone[0]["FinishType"] == "TIMEOUT"
+        assert all(k[52] != 17 for k, _v in src.dump())     # the UDP entries were deleted
+        assert src.stats()["PacketsReceived"] >= 4           # still counted after deletion
+        udp_send(veth_pair, 2, dport=7030, sport=7031)      # the same conversation again: a new flow
+        again = [f for f in t.get_flows() if f.get("Transport", {}).get("B") == 7030]
+        assert len(again) == 1 and again[0]["Metric"]["ABPackets"] == 2
+    finally:
+        src.close()
+
+
+def test_interface_removed_ends_the_capture(veth_pair):
+    errors = []
+    src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b)
+    ev = threading.Event()
+    r = CaptureRunner(src, EBPFFlowTable(src, FlowTable()), update_ms=200,
+                      on_error=lambda e: (errors.append(e), ev.set()))
+    r.start()
+    try:
+        veth_pair.exec_b("ip", "link", "set", veth_pair.dev_b, "down")
+        assert ev.wait(5)
+        assert isinstance(errors[0], CaptureError) and "Network is down" in str(errors[0])
+    finally:
+        r.stop()
+    assert src.map_fd == -1 and src.sock is None
