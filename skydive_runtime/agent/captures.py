@@ -43,7 +43,7 @@ MAX_FLOWS_PER_MESSAGE = 500
 # node Type -> (capture types this agent runs there, default)
 NODE_CAPTURE_TYPES = {"ovsbridge": (("ovssflow", "pcapsocket"), "ovssflow")}
 for _t in INTERFACE_TYPES:
-    NODE_CAPTURE_TYPES[_t] = (("afpacket", "pcap", "pcapsocket", "sflow"), "afpacket")
+    NODE_CAPTURE_TYPES[_t] = (("afpacket", "pcap", "pcapsocket", "sflow", "ebpf"), "afpacket")
 DEFAULT_HEADER_SIZE = 256
 
 
@@ -254,6 +254,17 @@ class AgentCaptures(GraphListener):
                 src = cls(ifname, netns=netns, bpf_filter=bpf, header_size=header_size)
             except (ValueError, OSError) as exc:
                 raise CaptureStartError(400, str(exc))
+        elif ctype == "ebpf":
+            # in-kernel aggregation (flow/ebpf.py); the API refuses BPFFilter and raw packets here
+            from ..flow.ebpf import EBPFFlowTable, EBPFSource
+            if bpf or table.raw_packet_limit:
+                raise CaptureStartError(400, "ebpf capture does not support BPF filters or raw packets")
+            ifname, netns = self._locate(node)
+            try:
+                src = EBPFSource(ifname, netns=netns, max_flows=self.max_entries)
+            except (ValueError, OSError) as exc:
+                raise CaptureStartError(400, str(exc))
+            table = EBPFFlowTable(src, table)
         elif ctype == "pcapsocket":
             from ..flow.pcapfile import PcapError, PcapSocketSource
             src = self._bind_in_range(lambda port: PcapSocketSource(self.pcapsocket_bind, port),
