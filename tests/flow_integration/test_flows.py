@@ -368,3 +368,39 @@ def test_tcp_through_bridge_extra_tcp_metric_l3_mode(stack, net, names):
     assert f3["Metric"]["ABPackets"] == f["Metric"]["ABPackets"]
     stack.delete_capture(cid)
     stack.delete_capture(cid3)
+
+
+def test_ebpf_capture_end_to_end(stack, net, names):
+    """Type ebpf (in-kernel aggregation) on one end, afpacket on the other: exact counts, RTT, the
+    same TrackingID for the conversation whichever probe saw it, node Captures counters."""
+    p = Pair(net, names)
+    qa = "G.V().Has('Name','%s')" % p.a
+    qb = "G.V().Has('Name','%s')" % p.b
+    ce = stack.capture(GremlinQuery=qa, Type="ebpf", Name="in-kernel")
+    ca = stack.capture(GremlinQuery=qb)
+    stack.wait_active(ce, qa)
+    stack.wait_active(ca, qb)
+    ping(p.ns_a, p.ip_b, 5)
+    udp_send(p.ns_a, p.ip_b, 7788, 3, sport=40788)
+    q = "G.Flows().Has('CaptureID','%s','LayersPath','%s','Network.A','%s','ICMP.Type','ECHO')"
+    stack.wait_q(q % (ce, ICMP4, p.ip_a) + ".Values('Metric.BAPackets')", [5])
+    stack.wait_q(q % (ca, ICMP4, p.ip_a) + ".Values('Metric.BAPackets')", [5])
+    (f,) = stack.q(q % (ce, ICMP4, p.ip_a))
+    (g,) = stack.q(q % (ca, ICMP4, p.ip_a))
+    assert f["Metric"]["ABPackets"] == 5 and f["Metric"]["ABBytes"] == 490 and f["Metric"]["BABytes"] == 490
+    assert f["Metric"]["RTT"] > 0
+    assert f["TrackingID"] == g["TrackingID"] and f["UUID"] != g["UUID"]
+    assert f["NodeTID"] == stack.node(p.a)["Metadata"]["TID"]
+    assert {k: f[k] for k in ("Link", "Network", "ICMP", "LayersPath", "Application")} == \
+        {k: g[k] for k in ("Link", "Network", "ICMP", "LayersPath", "Application")}
+    udp = "G.Flows().Has('CaptureID','%s','Transport', 7788)" % ce
+    stack.wait_q(udp + ".Values('Metric.ABPackets')", [3])
+    stack.wait_q(udp + ".Values('Transport.A')", [40788])
+
+    def received(v):
+        caps = v[0]["Metadata"].get("Captures") or []
+        return any(c["ID"] == ce and c["Type"] == "ebpf" and c.get("PacketsReceived", 0) >= 13 for c in caps)
+    stack.wait_q(qa, received)
+    assert stack.delete_capture(ce).status_code == 200
+    assert stack.delete_capture(ca).status_code == 200
+    stack.wait_q("G.Flows().Has('CaptureID','%s').Count()" % ce, 0)
