@@ -44,7 +44,7 @@ import time
 from . import bpfasm as A
 from . import decode as _dec
 from .afpacket import CaptureError, ETH_P_ALL
-from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB, F_START,
+from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB,
                    F_LAST, F_RTT, F_RTT0, F_STATE, FINISH_TCP_FIN, FINISH_TCP_RST)
 from .netns import in_netns
 
@@ -675,3 +675,15 @@ class EBPFFlowTable(object):
 
     def __len__(self):
         return len(self.table)
+
+
+BPF_OBJ_GET_INFO_BY_FD = 15
+
+
+def prog_run_stats(prog_fd):
+    """(run_time_ns, run_cnt) of a loaded program from bpf_prog_info; both stay 0 unless the
+    kernel.bpf_stats_enabled sysctl is on."""
+    info = ctypes.create_string_buffer(256)
+    attr = struct.pack("=IIQ", prog_fd, 256, ctypes.addressof(info))
+    _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
+    return struct.unpack_from("=QQ", info, 192)

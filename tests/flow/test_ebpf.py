@@ -14,7 +14,7 @@ from skydive_runtime.flow.afpacket import AFPacketSource, CaptureError
 from skydive_runtime.flow.capture import CaptureRunner
 from skydive_runtime.flow.ebpf import EBPFError, EBPFFlowTable, EBPFSource, load_program
 from skydive_runtime.flow.table import FlowTable
-from tests.flow.conftest import run, udp_send
+from tests.flow.conftest import udp_send
 
 TCP_SERVER = """
 import socket, sys
