@@ -115,7 +115,9 @@ class SimCluster:
         self.bridge = "skdbr%s" % self.tag
         self.prefix = None
         self.nodes = {}
-        self.user_existed = _user_exists("skydive")
+        # a system user of its own: concurrent clusters on one machine share /etc/passwd
+        self.sys_user = "skd%s" % self.tag
+        self.user_existed = _user_exists(self.sys_user)
         self.cache_dir = os.environ.get("SKYDIVE_DEPLOY_CACHE", os.path.expanduser("~/.cache/skydive-ansible"))
         self.runs = 0
 
@@ -183,9 +185,10 @@ class SimCluster:
             sh("ip", "netns", "del", node["ns"], check=False)
             sh("ip", "link", "del", node["veth"], check=False)
         sh("ip", "link", "del", self.bridge, check=False)
-        if not self.user_existed and _user_exists("skydive"):
-            sh("userdel", "skydive", check=False)
-            sh("groupdel", "skydive", check=False)
+        if not self.user_existed and _user_exists(self.sys_user):
+            sh("userdel", self.sys_user, check=False)
+        if not self.user_existed:
+            sh("groupdel", self.sys_user, check=False)
         shutil.rmtree(self.base, ignore_errors=True)
 
     # ---- inventory and playbooks -----------------------------------------------------------
@@ -219,6 +222,8 @@ class SimCluster:
                 "skydive_service_manager": "systemctl-replacement",
                 "skydive_controller_cache_dir": self.cache_dir,
                 "skydive_source_dir": self.source_dir,
+                "skydive_sys_username": self.sys_user,
+                "skydive_sys_groupname": self.sys_user,
                 "skydive_check_retries": 40,
                 "skydive_check_delay": 1,
             }, **(common or {})),

@@ -163,6 +163,7 @@ def test_uninstall_leaves_nothing(sim_cluster):
         assert all("sshd" in p for p in sim_cluster.processes(node["name"])), sim_cluster.processes(node["name"])
     if not sim_cluster.user_existed:
         import subprocess
-        assert subprocess.run(["getent", "passwd", "skydive"], stdout=subprocess.DEVNULL).returncode != 0
+        assert subprocess.run(["getent", "passwd", sim_cluster.sys_user], stdout=subprocess.DEVNULL).returncode != 0
+        assert subprocess.run(["getent", "group", sim_cluster.sys_user], stdout=subprocess.DEVNULL).returncode != 0
     res = sim_cluster.playbook(UNINSTALL)
     assert res.rc == 0 and res.changed() == {n: 0 for n in sim_cluster.names}, res.changed_tasks()
