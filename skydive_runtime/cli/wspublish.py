@@ -9,6 +9,8 @@ import aiohttp
 
 from .rest import ClientError
 
+CONFIRM_TIMEOUT = 30    # seconds the analyzer has to answer the closing SyncRequest
+
 
 async def _publish(rest, endpoint, messages):
     url = rest.base.replace("http", "ws", 1) + endpoint
@@ -27,13 +29,16 @@ async def _publish(rest, endpoint, messages):
                 # a SyncRequest round trip proves every message above was processed
                 await ws.send_str(json.dumps({"Namespace": "Graph", "Type": "SyncRequest",
                                               "UUID": uuid.uuid4().hex, "Status": 200, "Obj": {}}))
-                await asyncio.wait_for(ws.receive(), timeout=30)
+                await asyncio.wait_for(ws.receive(), timeout=CONFIRM_TIMEOUT)
     except aiohttp.WSServerHandshakeError as exc:
         raise ClientError("the analyzer refused the WebSocket connection to %s (%d)" % (endpoint, exc.status)) from None
-    except (aiohttp.ClientError, OSError):
+    except aiohttp.ClientError:
         raise ClientError("cannot reach the analyzer at %s" % rest.analyzer) from None
     except asyncio.TimeoutError:
-        raise ClientError("the analyzer did not confirm the import within 30 s") from None
+        # before OSError: since Python 3.11 asyncio.TimeoutError is the builtin TimeoutError, an OSError
+        raise ClientError("the analyzer did not confirm the import within %g s" % CONFIRM_TIMEOUT) from None
+    except OSError:
+        raise ClientError("cannot reach the analyzer at %s" % rest.analyzer) from None
 
 
 def publish(rest, endpoint, messages):

@@ -100,3 +100,70 @@ def test_capture_commands(analyzer_process):
     assert bad.returncode == 1 and "400" in bad.stderr
     skydive("client", "capture", "delete", c["UUID"], analyzer=a)
     assert json.loads(skydive("client", "capture", "list", analyzer=a).stdout) == {}
+
+
+def _publish_to(base, monkeypatch, timeout):
+    """Run wspublish against `base` with a short confirmation timeout; the ClientError text."""
+    import asyncio
+    import types
+
+    import pytest
+
+    from skydive_runtime.cli import wspublish
+    from skydive_runtime.cli.rest import ClientError
+
+    monkeypatch.setattr(wspublish, "CONFIRM_TIMEOUT", timeout)
+    rest = types.SimpleNamespace(base=base, analyzer=base[7:], session=types.SimpleNamespace(auth=None))
+    with pytest.raises(ClientError) as info:
+        asyncio.run(wspublish._publish(rest, "/ws/publisher", [("NodeAdded", {"ID": "n1"})]))
+    return str(info.value)
+
+
+def test_topology_import_unconfirmed_is_a_timeout_not_unreachable(monkeypatch):
+    """An analyzer that accepts the publisher WebSocket but never answers the SyncRequest: the
+    error says so (Python >= 3.11 made asyncio.TimeoutError an OSError, which used to be
+    reported as "cannot reach the analyzer")."""
+    import asyncio
+    import threading
+
+    from aiohttp import web
+
+    async def handler(request):
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for _msg in ws:      # read, never answer
+            pass
+        return ws
+
+    ready = threading.Event()
+    box = {}
+
+    def serve():
+        loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_get("/ws/publisher", handler)
+        runner = web.AppRunner(app)
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        box["port"] = site._server.sockets[0].getsockname()[1]
+        box["loop"], box["runner"] = loop, runner
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    try:
+        msg = _publish_to("http://127.0.0.1:%d" % box["port"], monkeypatch, 0.3)
+        assert "did not confirm the import within 0.3 s" in msg, msg
+    finally:
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+        t.join(10)
+
+
+def test_topology_import_unreachable(monkeypatch):
+    msg = _publish_to("http://127.0.0.1:%d" % free_port(), monkeypatch, 0.3)
+    assert msg.startswith("cannot reach the analyzer at 127.0.0.1:"), msg
