@@ -132,7 +132,7 @@ def parse_listen(value, key="listen"):
     if s.isdigit():
         host, port = "127.0.0.1", s
     elif s.startswith("["):
-        host, _, port = s[1:].partition("]:")
+        host, dummy, port = s[1:].partition("]:")
     else:
         host, sep, port = s.rpartition(":")
         if not sep:

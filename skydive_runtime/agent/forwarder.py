@@ -34,7 +34,7 @@ class AnalyzerLink:
     def __init__(self, forwarder, address):
         self.fw = forwarder
         self.address = address
-        host, _, port = address.rpartition(":")
+        host, dummy, port = address.rpartition(":")
         self.host = host or "127.0.0.1"
         self.port = int(port)
         self.queue = None           # deque of encoded messages while connected and synced
@@ -119,7 +119,7 @@ class AnalyzerLink:
                     while q:
                         if len(q) > 1 and self.fw.bulk_max > 1:
                             n = min(len(q), self.fw.bulk_max)
-                            await ws.send_str("[" + ",".join(q.popleft() for _ in range(n)) + "]")
+                            await ws.send_str("[" + ",".join(q.popleft() for dummy in range(n)) + "]")
                             self.sent += n
                         else:
                             await ws.send_str(q.popleft())

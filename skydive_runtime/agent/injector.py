@@ -324,8 +324,8 @@ class AgentInjections(GraphListener):
             log.exception("injection %s failed", mtype)
             status, message = 500, str(exc) or type(exc).__name__
         if status != 200:
-            (log.info if status == 404 else log.warning)("injection %s on %s: %d %s", mtype, obj.get("NodeID") if isinstance(obj, dict) else "?",
-                        status, message)
+            (log.info if status == 404 else log.warning)(
+                "injection %s on %s: %d %s", mtype, obj.get("NodeID") if isinstance(obj, dict) else "?", status, message)
         return {"Namespace": NAMESPACE, "Type": reply_type, "UUID": msg.get("UUID", ""), "Status": status,
                 "Obj": message or None}
 

@@ -147,6 +147,8 @@ def encode_attr(atype, payload):
 _LINK_ATTRS = frozenset((IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINK, IFLA_MASTER, IFLA_OPERSTATE,
                          IFLA_LINKINFO, IFLA_STATS64, IFLA_LINK_NETNSID))
 _STATS64 = struct.Struct("=%dQ" % len(STATS64_FIELDS))
+
+
 def decode_link(data, off, end):
     _fam, arphrd, index, flags, _change = IFINFOMSG.unpack_from(data, off)
     a = parse_attrs(data, off + IFINFOMSG.size, end, _LINK_ATTRS)

@@ -139,7 +139,7 @@ class FlowsValue(TraversalValue):
             else:
                 keyed.append((v if isinstance(v, str) else dedup_key(v), f))
         keyed.sort(key=lambda kv: kv[0], reverse=step.descending)
-        return self._new([f for _, f in keyed] + rest)
+        return self._new([f for dummy, f in keyed] + rest)
 
     def step_Range(self, step, state):
         return self._new(self.flows[step.lo:max(step.lo, step.hi)])
@@ -197,7 +197,7 @@ class FlowsValue(TraversalValue):
         return out, seen
 
     def step_Hops(self, step, state):
-        nodes, _ = self._capture_nodes()
+        nodes = self._capture_nodes()[0]
         return NodesValue(_dedup_nodes(nodes), self.graph)
 
     step_CaptureNode = step_Hops
@@ -219,7 +219,7 @@ class FlowsValue(TraversalValue):
         return _dedup_nodes(out)
 
     def step_Nodes(self, step, state):
-        nodes, _ = self._capture_nodes()
+        nodes = self._capture_nodes()[0]
         return NodesValue(_dedup_nodes(nodes + self._link_nodes("AB")), self.graph)
 
     def step_In(self, step, state):

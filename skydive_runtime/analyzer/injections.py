@@ -178,25 +178,25 @@ def resolve_request(inj, src, dst, index=0):
 class InjectionKind(InjectPacketKind):
     """`injectpacket` with the per-node resolution checked at create time (first source node)."""
 
-    def validate(self, p):
-        InjectPacketKind.validate(self, p)
-        if p["Pcap"]:
+    def validate(self, obj):
+        InjectPacketKind.validate(self, obj)
+        if obj["Pcap"]:
             return
         try:
-            srcs = self.engine.nodes(p["Src"])
-            dsts = self.engine.nodes(p["Dst"]) if p["Dst"] else []
+            srcs = self.engine.nodes(obj["Src"])
+            dsts = self.engine.nodes(obj["Dst"]) if obj["Dst"] else []
         except QueryError as exc:
             raise ResourceError(str(exc)) from None
         if not srcs:
-            raise ResourceError("Not able to find a source node with the query %s" % p["Src"])
-        resolve_request(p, srcs[0], dsts[0] if dsts else None, 0)
+            raise ResourceError("Not able to find a source node with the query %s" % obj["Src"])
+        resolve_request(obj, srcs[0], dsts[0] if dsts else None, 0)
 
-    def finalize(self, p):
-        if not p.get("Pcap") and p.get("Type", "")[:3] in ("tcp", "udp"):
+    def finalize(self, obj):
+        if not obj.get("Pcap") and obj.get("Type", "")[:3] in ("tcp", "udp"):
             for k in ("SrcPort", "DstPort"):
-                if not p.get(k):
-                    p[k] = _rng.randrange(1024, 65535)
-        return InjectPacketKind.finalize(self, p)
+                if not obj.get(k):
+                    obj[k] = _rng.randrange(1024, 65535)
+        return InjectPacketKind.finalize(self, obj)
 
 
 # ---- execution -----------------------------------------------------------------------------------

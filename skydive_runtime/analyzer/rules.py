@@ -171,4 +171,3 @@ class TopologyRules(GraphListener):
                 self._apply_edge(rule)
         finally:
             self._applying = False
-

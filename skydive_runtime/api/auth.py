@@ -24,7 +24,7 @@ _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 def _to64(v, n):
     out = ""
-    for _ in range(n):
+    for dummy in range(n):
         out += _ITOA64[v & 0x3F]
         v >>= 6
     return out
@@ -256,7 +256,7 @@ class RBAC:
     def allowed(self, user, obj, action):
         subjects = self._subjects(user)
         allow = False
-        for _, sub, o, a, effect in self.rules:
+        for dummy, sub, o, a, effect in self.rules:
             if sub in subjects and o in ("*", obj) and a in ("*", action):
                 if effect == "deny":
                     return False

@@ -1,6 +1,7 @@
 """Response helpers giving upstream's exact status codes, content types and bodies."""
 
 import json
+import math
 
 import yaml
 from aiohttp import web
@@ -71,7 +72,7 @@ def _yaml_to_json(v):
     if v is None or isinstance(v, (str, bool, int)):
         return v
     if isinstance(v, float):
-        if v != v or v in (float("inf"), float("-inf")):
+        if not math.isfinite(v):
             raise HTTPError(400, "failed to decode YAML body: invalid number %r" % v)
         return v
     return str(v)

@@ -119,13 +119,13 @@ def apply_patch(document, patch):
                 raise PatchError("add operation has no value")
             doc = _add(doc, path, copy.deepcopy(op["value"]))
         elif kind == "remove":
-            doc, _ = _remove(doc, path)
+            doc = _remove(doc, path)[0]
         elif kind == "replace":
             if "value" not in op:
                 raise PatchError("replace operation has no value")
             _get(doc, path)
             if _split(path):
-                doc, _ = _remove(doc, path)
+                doc = _remove(doc, path)[0]
             doc = _add(doc, path, copy.deepcopy(op["value"]))
         elif kind in ("move", "copy"):
             src = op.get("from")

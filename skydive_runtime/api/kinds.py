@@ -146,32 +146,32 @@ class CaptureKind(_GremlinKind):
             obj["LayerKeyMode"] = "L2"
         return obj
 
-    def validate(self, c):
-        self.gremlin("GremlinQuery", c["GremlinQuery"])
-        if not (0 <= c["RawPacketLimit"] <= MAX_RAW_PACKET_LIMIT):
+    def validate(self, obj):
+        self.gremlin("GremlinQuery", obj["GremlinQuery"])
+        if not (0 <= obj["RawPacketLimit"] <= MAX_RAW_PACKET_LIMIT):
             raise ResourceError("RawPacketLimit: must be between 0 and %d" % MAX_RAW_PACKET_LIMIT)
-        hs = c["HeaderSize"]
+        hs = obj["HeaderSize"]
         if hs != 0 and not 14 <= hs <= 4096:
             raise ResourceError("HeaderSize: must be 0 or between 14 and 4096")
-        if c["LayerKeyMode"] not in ("L2", "L3"):
+        if obj["LayerKeyMode"] not in ("L2", "L3"):
             raise ResourceError("LayerKeyMode: must be L2 or L3")
-        t = c["Type"]
+        t = obj["Type"]
         if t and t not in CAPTURE_TYPES:
             raise ResourceError("Type: unknown capture type %r (%s)" % (t, ", ".join(CAPTURE_TYPES)))
-        if c["Target"] and not _ADDR_RE.match(c["Target"]):
-            raise ResourceError("Target: %r is not an address (addr:port)" % c["Target"])
-        if c["TargetType"] not in ("", "netflowv5", "erspanv1"):
+        if obj["Target"] and not _ADDR_RE.match(obj["Target"]):
+            raise ResourceError("Target: %r is not an address (addr:port)" % obj["Target"])
+        if obj["TargetType"] not in ("", "netflowv5", "erspanv1"):
             raise ResourceError("TargetType: must be netflowv5 or erspanv1")
         if t:
-            bpf_ok, raw_ok, tcp_ok, _ = CAPTURE_CAPS[t]
-            if c["BPFFilter"] and not bpf_ok:
+            bpf_ok, raw_ok, tcp_ok = CAPTURE_CAPS[t][:3]
+            if obj["BPFFilter"] and not bpf_ok:
                 raise ResourceError("%s capture doesn't support BPF filtering" % t)
-            if c["RawPacketLimit"] and not raw_ok:
+            if obj["RawPacketLimit"] and not raw_ok:
                 raise ResourceError("%s capture doesn't support raw packet capture" % t)
-            if c["ExtraTCPMetric"] and not tcp_ok:
+            if obj["ExtraTCPMetric"] and not tcp_ok:
                 raise ResourceError("%s capture doesn't support extra TCP metrics" % t)
-        if c["BPFFilter"]:
-            self.check_bpf(c["BPFFilter"])
+        if obj["BPFFilter"]:
+            self.check_bpf(obj["BPFFilter"])
 
     @staticmethod
     def check_bpf(expr):
@@ -191,21 +191,21 @@ class CaptureKind(_GremlinKind):
         except bpf.BPFError as exc:
             raise ResourceError("BPFFilter: invalid BPF filter %r: %s" % (expr, exc)) from None
 
-    def is_duplicate(self, c, existing):
-        multi = CAPTURE_CAPS.get(c["Type"] or "afpacket", (0, 0, 0, True))[3]
+    def is_duplicate(self, obj, existing):
+        multi = CAPTURE_CAPS.get(obj["Type"] or "afpacket", (0, 0, 0, True))[3]
         for o in existing:
-            if o.get("GremlinQuery") == c["GremlinQuery"] and (o.get("Type") or "") == c["Type"]:
-                if not multi or (o.get("BPFFilter") or "") == c["BPFFilter"]:
+            if o.get("GremlinQuery") == obj["GremlinQuery"] and (o.get("Type") or "") == obj["Type"]:
+                if not multi or (o.get("BPFFilter") or "") == obj["BPFFilter"]:
                     return True
         return False
 
-    def finalize(self, c):
-        return _omit_empty(c, ("BPFFilter", "Name", "Description", "Type", "Port", "RawPacketLimit",
-                               "HeaderSize", "ExtraLayers", "Target", "TargetType"))
+    def finalize(self, obj):
+        return _omit_empty(obj, ("BPFFilter", "Name", "Description", "Type", "Port", "RawPacketLimit",
+                                 "HeaderSize", "ExtraLayers", "Target", "TargetType"))
 
-    def decorate(self, c):
-        out = dict(c)
-        out["Count"] = self.count(c)
+    def decorate(self, obj):
+        out = dict(obj)
+        out["Count"] = self.count(obj)
         return out
 
     def count(self, c):
@@ -245,29 +245,29 @@ class AlertKind(_GremlinKind):
                "Trigger": _str(d, "Trigger"), "CreateTime": rfc3339_now()}
         return obj
 
-    def validate(self, a):
-        if not a["Expression"].strip():
+    def validate(self, obj):
+        if not obj["Expression"].strip():
             raise ResourceError("Expression: non zero value required")
         try:
-            self.engine.validate(a["Expression"])
+            self.engine.validate(obj["Expression"])
         except QueryError as exc:
             raise ResourceError("Expression must be a Gremlin query; JavaScript alerts are not supported "
                                 "(%s)" % exc) from None
-        if not _ACTION_RE.match(a["Action"].strip()):
+        if not _ACTION_RE.match(obj["Action"].strip()):
             raise ResourceError("Action: %r must be empty, an http(s):// URL or file:///path/to/script"
-                                % a["Action"])
-        if not _TRIGGER_RE.match(a["Trigger"]):
-            raise ResourceError("Trigger: %r does not match ^(graph|duration:.+|)$" % a["Trigger"])
-        if a["Trigger"].startswith("duration:"):
+                                % obj["Action"])
+        if not _TRIGGER_RE.match(obj["Trigger"]):
+            raise ResourceError("Trigger: %r does not match ^(graph|duration:.+|)$" % obj["Trigger"])
+        if obj["Trigger"].startswith("duration:"):
             from ..common.timeutil import parse_duration_ms
             try:
-                if parse_duration_ms(a["Trigger"][9:]) <= 0:
+                if parse_duration_ms(obj["Trigger"][9:]) <= 0:
                     raise ValueError("must be positive")
             except ValueError as exc:
                 raise ResourceError("Trigger: invalid duration: %s" % exc) from None
 
-    def finalize(self, a):
-        return _omit_empty(a, ("Name", "Description", "Action", "Trigger"))
+    def finalize(self, obj):
+        return _omit_empty(obj, ("Name", "Description", "Action", "Trigger"))
 
 
 # ---- packet injection --------------------------------------------------------------------------------
@@ -313,44 +313,44 @@ class InjectPacketKind(_GremlinKind):
             "StartTime": "0001-01-01T00:00:00Z", "Pcap": pcap, "TTL": _int(d, "TTL", 0, 255),
         }
 
-    def validate(self, p):
-        if p["Type"] not in INJECTION_TYPES:
+    def validate(self, obj):
+        if obj["Type"] not in INJECTION_TYPES:
             raise ResourceError("given type is not supported")
-        if p["Mode"] not in ("", "unique", "random"):
+        if obj["Mode"] not in ("", "unique", "random"):
             raise ResourceError("given mode is not supported")
         for k in ("SrcIP", "DstIP"):
-            if p[k] and not _ip_or_cidr(p[k]):
-                raise ResourceError("%s: %r is not an IP address or CIDR" % (k, p[k]))
+            if obj[k] and not _ip_or_cidr(obj[k]):
+                raise ResourceError("%s: %r is not an IP address or CIDR" % (k, obj[k]))
         for k in ("SrcMAC", "DstMAC"):
-            if p[k] and not _MAC_RE.match(p[k]):
-                raise ResourceError("%s: %r is not a MAC address" % (k, p[k]))
-        self.gremlin("Src", p["Src"])
-        if p["Dst"]:
-            self.gremlin("Dst", p["Dst"])
+            if obj[k] and not _MAC_RE.match(obj[k]):
+                raise ResourceError("%s: %r is not a MAC address" % (k, obj[k]))
+        self.gremlin("Src", obj["Src"])
+        if obj["Dst"]:
+            self.gremlin("Dst", obj["Dst"])
         try:
-            srcs = self.engine.nodes(p["Src"])
+            srcs = self.engine.nodes(obj["Src"])
         except QueryError as exc:
             raise ResourceError("Src: %s" % exc) from None
         if not srcs:
-            raise ResourceError("Not able to find a source node with the query %s" % p["Src"])
-        if p["Pcap"]:
+            raise ResourceError("Not able to find a source node with the query %s" % obj["Src"])
+        if obj["Pcap"]:
             return
-        v6 = p["Type"].endswith("6")
+        v6 = obj["Type"].endswith("6")
         src = srcs[0]
-        if not p["SrcIP"] and not self._ips(src, v6):
+        if not obj["SrcIP"] and not self._ips(src, v6):
             raise ResourceError("No source IP in node and user input")
         dst = None
-        if p["Dst"]:
+        if obj["Dst"]:
             try:
-                dsts = self.engine.nodes(p["Dst"])
+                dsts = self.engine.nodes(obj["Dst"])
             except QueryError as exc:
                 raise ResourceError("Dst: %s" % exc) from None
             dst = dsts[0] if dsts else None
-        if not p["DstIP"] and (dst is None or not self._ips(dst, v6)):
+        if not obj["DstIP"] and (dst is None or not self._ips(dst, v6)):
             raise ResourceError("No destination IP in node and user input")
-        if not p["SrcMAC"] and not isinstance(src.Metadata.get("MAC"), str):
+        if not obj["SrcMAC"] and not isinstance(src.Metadata.get("MAC"), str):
             raise ResourceError("No source MAC in node and user input")
-        if not p["DstMAC"] and not self._dst_mac(src, dst):
+        if not obj["DstMAC"] and not self._dst_mac(src, dst):
             raise ResourceError("Not able to find a destination MAC")
 
     @staticmethod
@@ -392,19 +392,19 @@ class NodeRuleKind(_GremlinKind):
         return {"UUID": "", "Name": _str(d, "Name"), "Description": _str(d, "Description"),
                 "Metadata": _map(d, "Metadata"), "Action": _str(d, "Action"), "Query": _str(d, "Query")}
 
-    def validate(self, r):
-        if r["Action"] not in ("create", "update"):
-            raise ResourceError("Action: %r does not match ^(create|update)$" % r["Action"])
-        self.gremlin("Query", r["Query"], allow_empty=True)
-        if r["Action"] == "create":
+    def validate(self, obj):
+        if obj["Action"] not in ("create", "update"):
+            raise ResourceError("Action: %r does not match ^(create|update)$" % obj["Action"])
+        self.gremlin("Query", obj["Query"], allow_empty=True)
+        if obj["Action"] == "create":
             try:
-                validate_node(Node("rule", r["Metadata"]))
+                validate_node(Node("rule", obj["Metadata"]))
             except SchemaError as exc:
                 raise ResourceError(str(exc)) from None
         else:
-            if "Name" in r["Metadata"] or "Type" in r["Metadata"]:
+            if "Name" in obj["Metadata"] or "Type" in obj["Metadata"]:
                 raise ResourceError("Name and Type fields can not be changed")
-            if not r["Query"]:
+            if not obj["Query"]:
                 raise ResourceError("Query: an update rule needs a Gremlin query")
 
 
@@ -417,10 +417,10 @@ class EdgeRuleKind(_GremlinKind):
         return {"UUID": "", "Name": _str(d, "Name"), "Description": _str(d, "Description"),
                 "Src": _str(d, "Src"), "Dst": _str(d, "Dst"), "Metadata": _map(d, "Metadata")}
 
-    def validate(self, r):
-        self.gremlin("Src", r["Src"])
-        self.gremlin("Dst", r["Dst"])
-        rel = r["Metadata"].get("RelationType")
+    def validate(self, obj):
+        self.gremlin("Src", obj["Src"])
+        self.gremlin("Dst", obj["Dst"])
+        rel = obj["Metadata"].get("RelationType")
         if not isinstance(rel, str) or not rel:
             raise ResourceError("Metadata: RelationType is required (non-empty string)")
 
@@ -463,12 +463,12 @@ class WorkflowKind(ResourceKind):
         return {"UUID": "", "Name": _str(d, "Name"), "Title": _str(d, "Title"), "Abstract": _str(d, "Abstract"),
                 "Description": _str(d, "Description"), "Parameters": out_params, "Source": _str(d, "Source")}
 
-    def validate(self, w):
-        if not w["Name"]:
+    def validate(self, obj):
+        if not obj["Name"]:
             raise ResourceError("Name: non zero value required")
 
-    def is_duplicate(self, w, existing):
+    def is_duplicate(self, obj, existing):
         for o in existing:
-            if o.get("Name") == w["Name"]:
-                raise ResourceError("Duplicate workflow, name=%s" % w["Name"])
+            if o.get("Name") == obj["Name"]:
+                raise ResourceError("Duplicate workflow, name=%s" % obj["Name"])
         return False

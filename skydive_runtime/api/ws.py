@@ -155,7 +155,7 @@ class Connection:
                     continue
                 if self.bulk and len(q) > 1:
                     n = min(len(q), bulk_max)
-                    frame = b"[" + b",".join([q.popleft() for _ in range(n)]) + b"]"
+                    frame = b"[" + b",".join([q.popleft() for dummy in range(n)]) + b"]"
                 else:
                     frame = q.popleft()
                 await ws.send_frame(frame, WSMsgType.TEXT)
@@ -378,4 +378,3 @@ class WSServer:
             except Exception:
                 log.exception("websocket %s %s: failed to handle %s/%s", endpoint.path, conn.host_id,
                               ns, msg.get("Type"))
-

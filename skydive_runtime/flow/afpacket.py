@@ -155,7 +155,7 @@ class AFPacketSource(object):
                             self.ifname, os.strerror(err) if err else "socket error"))
                 continue
             p = off + first
-            for _ in range(num):
+            for dummy in range(num):
                 nxt, sec, nsec, snap, wlen, pst, mac, _net = _PKT_HDR(ring, p)
                 s = p + mac
                 data = ring[s:s + snap]
@@ -190,7 +190,7 @@ class AFPacketSource(object):
         try:
             f.seek(0)
             for line in f.read().decode("ascii", "replace").splitlines()[2:]:
-                name, _, rest = line.partition(":")
+                name, dummy, rest = line.partition(":")
                 if name.strip() == self.ifname:
                     return int(rest.split()[3])
         except (OSError, ValueError, IndexError):

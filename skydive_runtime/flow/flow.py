@@ -301,15 +301,18 @@ def flow_to_dict(flow, c, node_tid="", capture_id="", lum=None, finish=None, tcp
             vid = (vid << 12) | v
         d["Link"] = {"Protocol": "ETHERNET", "A": mac_str(la), "B": mac_str(lb), "ID": vid}
     a_first = flow.a
-    if k["net"] is not None:
-        na, nb = k["net"] if a_first else (k["net"][1], k["net"][0])
+    net = k["net"]
+    if net is not None:
+        na, nb = (net[0], net[1]) if a_first else (net[1], net[0])
         d["Network"] = {"Protocol": "IPV4" if k["net_proto"] == 4 else "IPV6",
                         "A": ip_str(na), "B": ip_str(nb), "ID": k["net_id"]}
-    if k["ports"] is not None:
-        pa, pb = k["ports"] if a_first else (k["ports"][1], k["ports"][0])
+    ports = k["ports"]
+    if ports is not None:
+        pa, pb = (ports[0], ports[1]) if a_first else (ports[1], ports[0])
         d["Transport"] = {"Protocol": _L4_NAMES[k["l4"]], "A": pa, "B": pb, "ID": 0}
-    if k["icmp"] is not None:
-        kind, code, ident = k["icmp"]
+    icmp_key = k["icmp"]
+    if icmp_key is not None:
+        kind, code, ident = icmp_key[0], icmp_key[1], icmp_key[2]
         icmp = {"Type": ICMP_KIND_NAMES.get(kind, "UNKNOWN")}
         if code:
             icmp["Code"] = code

@@ -157,7 +157,7 @@ def udp(src, dst, sport, dport, payload=b""):
 
 def random_letters(n, rng):
     """n random ASCII letters (upstream's payload filler), as bytes."""
-    return "".join(rng.choice(LETTERS) for _ in range(max(0, n))).encode()
+    return "".join(rng.choice(LETTERS) for dummy in range(max(0, n))).encode()
 
 
 def next_payload(current, increment, rng):

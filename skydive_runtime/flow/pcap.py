@@ -142,7 +142,7 @@ class PcapSource(object):
         self._handler = handler
         n = lib.pcap_dispatch(self.handle, -1, self._cb, None)
         if n == 0:
-            r, _, _ = select.select([self._fd], [], [], timeout_ms / 1000.0)
+            r = select.select([self._fd], [], [], timeout_ms / 1000.0)[0]
             if r:
                 n = lib.pcap_dispatch(self.handle, -1, self._cb, None)
         if n < 0:

@@ -100,8 +100,7 @@ def read_pcap(src, chunk=1 << 16):
     (use PcapReader to also get the link type)."""
     r = PcapReader(src, chunk)
     try:
-        for pkt in r:
-            yield pkt
+        yield from r
     finally:
         r.close()
 
@@ -234,7 +233,7 @@ class PcapFileSource(object):
         n = 0
         lt = self.linktype
         r = self._reader
-        for _ in range(self.batch):
+        for dummy in range(self.batch):
             try:
                 data, ts, wl = next(r)
             except StopIteration:
@@ -295,12 +294,12 @@ class PcapSocketSource(object):
     def read_packets(self, handler, timeout_ms=100):
         if self.server is None:
             raise PcapError("pcapsocket is not open")
-        rl, _, _ = select.select([self.server] + list(self.conns), [], [], timeout_ms / 1000.0)
+        rl = select.select([self.server] + list(self.conns), [], [], timeout_ms / 1000.0)[0]
         n = 0
         for s in rl:
             if s is self.server:
                 try:
-                    c, _ = s.accept()
+                    c = s.accept()[0]
                 except OSError:
                     continue
                 c.setblocking(False)

@@ -132,7 +132,7 @@ def decode_datagram(data):
     n = r.u32("sample count")
     dg.flow_samples = []
     dg.counter_samples = []
-    for _ in range(n):
+    for dummy in range(n):
         fmt = r.u32("sample format")
         length = r.u32("sample length")
         r.need(length, "sample")
@@ -171,7 +171,7 @@ def _flow_sample(r, expanded):
         s.output_if = o & 0x3FFFFFFF
     n = r.u32("flow record count")
     s.records = []
-    for _ in range(n):
+    for dummy in range(n):
         fmt = r.u32("flow record format")
         length = r.u32("flow record length")
         r.need(length, "flow record")
@@ -201,7 +201,7 @@ def _counter_sample(r, expanded):
         s.source_id_type, s.source_id = v >> 24, v & 0xFFFFFF
     n = r.u32("counter record count")
     s.records = []
-    for _ in range(n):
+    for dummy in range(n):
         fmt = r.u32("counter record format")
         length = r.u32("counter record length")
         r.need(length, "counter record")
@@ -259,11 +259,11 @@ class SFlowSource(object):
     def read_packets(self, handler, timeout_ms=100):
         if self.sock is None:
             raise SFlowError("sFlow collector is not open")
-        r, _, _ = select.select([self.sock], [], [], timeout_ms / 1000.0)
+        r = select.select([self.sock], [], [], timeout_ms / 1000.0)[0]
         if not r:
             return 0
         n = 0
-        for _ in range(256):
+        for dummy in range(256):
             try:
                 data = self.sock.recv(65535)
             except (BlockingIOError, InterruptedError):

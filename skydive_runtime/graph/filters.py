@@ -261,7 +261,7 @@ class KeyFilter(ElementFilter):
         return self.predicate.match_values(get_values(element, self.key))
 
     def equalities(self):
-        if type(self.predicate) is Eq:
+        if isinstance(self.predicate, Eq):
             return ((self.key, self.predicate.value),)
         return ()
 

@@ -22,12 +22,10 @@ class HistoryProvider(Protocol):
         """A skydive_runtime.graph.Graph of the revisions alive at t:
         CreatedAt <= t < (DeletedAt or inf) and UpdatedAt <= t < (ArchivedAt or inf),
         the highest Revision per ID."""
-        ...
 
     def revisions_between(self, start_ms, end_ms):
         """(nodes, edges): every Node/Edge revision alive at some point of [start, end]
         (duplicates by ID allowed)."""
-        ...
 
 
 class QueryContext:

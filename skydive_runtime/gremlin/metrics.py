@@ -99,7 +99,7 @@ def aggregate_into(metrics, start, last, length, result):
         if mlast < s_start:                  # entirely before the slice
             i += 1
             continue
-        _, s2, s3 = _slice3(m, s_start, s_last)
+        dummy, s2, s3 = _slice3(m, s_start, s_last)
         if s2 is None:
             j += 1
             continue
@@ -165,7 +165,7 @@ class MetricsValue(TraversalValue):
         length = step.slice_ms
         ts = getattr(self.graph, "time_slice", None)
         if ts is not None and ts[1] > ts[0]:
-            start, last = ts
+            start, last = ts[0], ts[1]
         else:
             all_m = self.elements()
             if not all_m:

@@ -1,5 +1,6 @@
 """Argument values of steps: literals, predicates, Metadata(...) and the bare keywords."""
 
+import math
 import re
 
 from ..graph import filters as F
@@ -79,7 +80,7 @@ def to_int64(v, what):
     if isinstance(v, int):
         return v
     if isinstance(v, float):
-        if v != v or v in (float("inf"), float("-inf")):
+        if not math.isfinite(v):
             raise GremlinError("%s values should be of int64 type" % what)
         return int(v)
     if isinstance(v, str) and _INT_RE.fullmatch(v.strip()):

@@ -19,7 +19,6 @@ A factory is any callable `factory(params, pos) -> step`; a step is any object w
 
 import threading
 
-from .errors import GremlinError
 from .steps import CORE_STEPS, Step, dispatch
 
 __all__ = ["Registry", "ExtensionStep", "default_registry", "register_step", "unregister_step",
@@ -77,7 +76,7 @@ class Registry:
         return entry
 
     def names(self):
-        out = set(n for n, _ in self._steps.values())
+        out = set(n for n, dummy in self._steps.values())
         if self.parent is not None:
             out |= self.parent.names()
         return out

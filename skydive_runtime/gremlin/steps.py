@@ -88,7 +88,7 @@ class _FilterStep(Step):
         self.flt = params_to_filter(params, self.op)
 
     def absorb(self, nxt):
-        if (type(nxt) is HasStep and not self.params and nxt.params and self.stop is None):
+        if isinstance(nxt, HasStep) and nxt.op == "and" and not self.params and nxt.params and self.stop is None:
             self.set_params(nxt.params)
             return True
         return False
@@ -111,7 +111,7 @@ class VStep(Step):
             raise GremlinError("%s accepts at most one parameter : %s" % (self.kind_word, fmt_params(params)))
 
     def absorb(self, nxt):
-        if type(nxt) is HasStep and not self.params and len(nxt.params) >= 2 and self.stop is None:
+        if isinstance(nxt, HasStep) and nxt.op == "and" and not self.params and len(nxt.params) >= 2 and self.stop is None:
             self.params = nxt.params
             self.flt = nxt.flt
             return True
@@ -205,24 +205,29 @@ class RangeStep(Step):
 
     def __init__(self, params, pos=0):
         Step.__init__(self, None, params, pos)
+        self.lo, self.hi = self.bounds(params)
+
+    @staticmethod
+    def bounds(params):
+        """Check the parameters; (lo, hi)."""
         if len(params) != 2:
             raise GremlinError("Range requires 2 parameters : %s" % fmt_params(params))
         for p in params:
             if not _is_int(p):
                 raise GremlinError("%s is not an integer" % fmt_params([p])[1:-1])
-        self.lo, self.hi = params
+        return params[0], params[1]
 
 
 class LimitStep(RangeStep):
     name = "Limit"
 
-    def __init__(self, params, pos=0):
-        Step.__init__(self, None, params, pos)
+    @staticmethod
+    def bounds(params):
         if len(params) != 1:
             raise GremlinError("Limit requires 1 parameter : %s" % fmt_params(params))
         if not _is_int(params[0]):
             raise GremlinError("%s is not an integer" % fmt_params(params)[1:-1])
-        self.lo, self.hi = 0, params[0]
+        return 0, params[0]
 
 
 class SortStep(Step):

@@ -21,7 +21,7 @@ def parse_rfc1123_ms(text):
     m = _RFC1123.fullmatch(text)
     if not m:
         return None
-    _, day, mon, year, hh, mm, ss, zone = m.groups()
+    day, mon, year, hh, mm, ss, zone = m.groups()[1:]
     day, year, hh, mm, ss = int(day), int(year), int(hh), int(mm), int(ss)
     month = _MONTHS[mon]
     if not (1 <= day <= calendar.monthrange(year, month)[1]) or year < 1 or hh > 23 or mm > 59 or ss > 59:

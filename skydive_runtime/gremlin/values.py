@@ -101,7 +101,7 @@ def sort_elements(elements, key, descending):
         else:
             keyed.append((v if isinstance(v, str) else dedup_key(v), e))
     keyed.sort(key=lambda kv: kv[0], reverse=descending)
-    return [e for _, e in keyed] + rest
+    return [e for dummy, e in keyed] + rest
 
 
 def values_of(elements, key):

@@ -15,7 +15,7 @@ Nothing here speaks SQL: a distributed backend implements the same methods.
 import abc
 import re
 
-from ..graph.filters import And, Eq, KeyFilter, Not, Or, Within
+from ..graph.filters import And, Eq, KeyFilter, Not, Or, Within, Without
 
 NEVER = 2 ** 63 - 1   # ArchivedAt/DeletedAt of a revision that is still alive
 
@@ -170,9 +170,9 @@ def _key_constraint(f):
     if key not in PUSHDOWN_FIELDS:
         return None
     p = f.predicate
-    if type(p) is Eq:
+    if isinstance(p, Eq):
         values = (p.value,)
-    elif type(p) is Within:
+    elif isinstance(p, Within) and not isinstance(p, Without):
         values = tuple(p.values)
     else:
         return None

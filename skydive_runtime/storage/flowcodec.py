@@ -112,7 +112,7 @@ def decode_values(buf, count):
     out = []
     i = 0
     n = len(buf)
-    for _ in range(count):
+    for dummy in range(count):
         if i >= n:
             raise ValueError("flow record truncated")
         b = buf[i]

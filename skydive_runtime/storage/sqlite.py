@@ -156,9 +156,16 @@ def _marker_json(v):
     if isinstance(v, flowcodec.Marker):
         return v.name
     raise TypeError("unsupported flow value %r" % (v,))
+
+
 _FLOW_COLUMNS = "id, uuid, tid, node, capture, app, net_a, net_b, link_a, link_b, start, dlast, mdelta, data"
 _LAST = "(ifnull(start, 0) + dlast)"   # the flow's Last, as indexed by flows_last
 _LUM_KEYS = ("ABPackets", "ABBytes", "BAPackets", "BABytes", "Start", "Last")
+
+
+def _is_int(v):
+    """An integer, not a bool."""
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _metric_row_fits(m):
@@ -167,9 +174,11 @@ def _metric_row_fits(m):
     if keys != _LUM_KEYS and not (keys[:6] == _LUM_KEYS and keys[6:] == ("RTT",)):
         return False
     for v in m.values():
-        if type(v) is not int:
+        if not _is_int(v):
             return False
     return True
+
+
 _PUSH_COLUMNS = {"UUID": "uuid", "TrackingID": "tid", "NodeTID": "node", "CaptureID": "capture",
                  "Application": "app", "Network.A": "net_a", "Network.B": "net_b",
                  "Link.A": "link_a", "Link.B": "link_b"}
@@ -781,8 +790,8 @@ class SQLiteStore(Store):
                 d[field] = layer
             cols.extend((a, b))
         start, last = d.get("Start"), d.get("Last")
-        start = start if type(start) is int else None
-        last = last if type(last) is int else None
+        start = start if _is_int(start) else None
+        last = last if _is_int(last) else None
         if start is not None:
             d["Start"] = _MARKS["S"]
         if last is not None:
@@ -798,9 +807,9 @@ class SQLiteStore(Store):
             m = d.get(k)
             if isinstance(m, dict):
                 m = dict(m)
-                if start is not None and _int_or_none(m.get("Start")) == start and type(m["Start"]) is int:
+                if start is not None and _int_or_none(m.get("Start")) == start and _is_int(m["Start"]):
                     m["Start"] = _MARKS["S"]
-                if last is not None and _int_or_none(m.get("Last")) == last and type(m["Last"]) is int:
+                if last is not None and _int_or_none(m.get("Last")) == last and _is_int(m["Last"]):
                     m["Last"] = _MARKS["L"]
                 d[k] = m
         skeleton, values = flowcodec.split(d)
