@@ -4,9 +4,10 @@
 # ansible-test insists on running from a physical .../ansible_collections/<ns>/<name>/ directory
 # (a symlink is refused), so the collection is first built from this work tree with
 # `ansible-galaxy collection build` -- which applies galaxy.yml's build_ignore, so exactly what
-# ships is what gets tested: meta, plugins, roles, playbooks, docs, changelogs, tests/unit and
-# tests/sanity; not .venv, skydive_runtime, tripleo, benchmarks or the pytest trees -- and the
-# artifact is unpacked under a temporary ansible_collections/skydive/skydive tree.
+# ships is what gets tested: meta, plugins, roles, playbooks, docs, changelogs, tests/unit,
+# tests/sanity, and the runtime the roles deploy (skydive_runtime/, pyproject.toml) and tripleo/;
+# not .venv, benchmarks, scripts or the pytest trees -- and the artifact is unpacked under a
+# temporary ansible_collections/skydive/skydive tree.
 #
 # ansible-test bootstraps pip in each sanity virtualenv with a get-pip script downloaded from a
 # host this machine cannot reach; a stand-in (tests/ansible/get_pip_standin.py) is installed in
