@@ -14,7 +14,6 @@ added, node updated other than its Captures, edge added), debounced by
 Captures hold it.
 """
 
-import asyncio
 import logging
 import time
 
@@ -22,7 +21,7 @@ from ..api import graph_ws
 from ..api.query import QueryError
 from ..api.ws import RequestError
 from ..flow.capabilities import CAPTURABLE_TYPES, NODE_TYPES_BY_CAPTURE, SINGLE_PER_NODE
-from ..graph import GraphListener
+from .ondemand import OnDemandManager
 
 log = logging.getLogger(__name__)
 
@@ -48,90 +47,15 @@ def capture_query(capture):
     return q
 
 
-class CaptureManager(GraphListener):
+class CaptureManager(OnDemandManager):
+    kind = "capture"
+    ignored_keys = ("Captures", "Metric", "LastUpdateMetric")
+
     def __init__(self, analyzer, flows=None, debounce=None):
-        self.analyzer = analyzer
-        self.graph = analyzer.graph
-        self.engine = analyzer.engine
-        self.resources = analyzer.resources
-        self.server = analyzer.ws.server
+        OnDemandManager.__init__(self, analyzer, debounce)
         self.flows = flows
-        self.debounce = debounce if debounce is not None else \
-            analyzer.config.get_float("analyzer.capture.debounce", 0.2)
         self.pending = {}            # (capture uuid, node id) -> monotonic time the Start was sent
         self.errors = {}             # capture uuid -> last error message
-        self._timer = None
-        self._tasks = set()
-        self.running = False
-        self.starts = 0
-        self.stops = 0
-
-    # ---- lifecycle ----------------------------------------------------------------------------
-    def start(self):
-        self.running = True
-        self.resources.watchers.append(self)
-        self.graph.add_listener(self)
-        self.server.listeners.append(self)
-        self._schedule(0)
-
-    def stop(self):
-        self.running = False
-        if self in self.resources.watchers:
-            self.resources.watchers.remove(self)
-        self.graph.remove_listener(self)
-        if self in self.server.listeners:
-            self.server.listeners.remove(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for t in list(self._tasks):
-            t.cancel()
-
-    def _spawn(self, coro):
-        t = asyncio.ensure_future(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-        return t
-
-    # ---- triggers ----------------------------------------------------------------------------
-    def _schedule(self, delay=None):
-        if not self.running or self._timer is not None:
-            return
-        loop = asyncio.get_event_loop()
-        self._timer = loop.call_later(self.debounce if delay is None else delay, self._fire)
-
-    def _fire(self):
-        self._timer = None
-        self.apply_all()
-
-    def on_resource_created(self, kind, obj):
-        if kind == "capture":
-            self._schedule(0)
-
-    def on_resource_deleted(self, kind, obj):
-        if kind == "capture":
-            self._spawn(self.remove(obj))
-
-    def on_node_added(self, node):
-        self._schedule()
-
-    def on_node_updated(self, node, ops):
-        # our own Captures updates (and counter refreshes) must not re-trigger the matching
-        for op in ops or ():
-            key = op[1] if len(op) > 1 else ""
-            if not (key == "Captures" or key.startswith("Captures.") or key in ("Metric", "LastUpdateMetric")):
-                self._schedule()
-                return
-
-    def on_edge_added(self, edge):
-        self._schedule()
-
-    def on_ws_connect(self, conn):
-        if conn.path == graph_ws.AGENT:
-            self._schedule()
-
-    def on_ws_disconnect(self, conn):
-        pass
 
     # ---- matching ------------------------------------------------------------------------------
     def apply_all(self):

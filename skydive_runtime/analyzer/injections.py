@@ -19,7 +19,6 @@ the whole per-node resolution for the first source node, so that what cannot run
 create time; TCP/UDP ports left at 0 are drawn in [1024, 65535) when the resource is stored.
 """
 
-import asyncio
 import ipaddress
 import logging
 import random
@@ -30,8 +29,8 @@ from ..api.query import QueryError
 from ..api.resources import ResourceError
 from ..api.ws import RequestError
 from ..flow import forge
-from ..graph import GraphListener
 from ..gremlin.topology import next_hop
+from .ondemand import OnDemandManager
 
 log = logging.getLogger(__name__)
 
@@ -209,93 +208,27 @@ class _State:
         self.errors = {}        # node ID -> last error
 
 
-class InjectionManager(GraphListener):
+class InjectionManager(OnDemandManager):
+    kind = KIND
+    ignored_keys = _IGNORED_KEYS
+    # injections reloaded from the store ran in a previous analyzer: they are not replayed
+    # (their resource stays until DELETE or TTL, and DELETE still stops them)
+    schedule_at_start = False
+
     def __init__(self, analyzer, debounce=None):
-        self.analyzer = analyzer
-        self.graph = analyzer.graph
-        self.engine = analyzer.engine
-        self.resources = analyzer.resources
-        self.server = analyzer.ws.server
-        self.debounce = debounce if debounce is not None else \
-            analyzer.config.get_float("analyzer.capture.debounce", 0.2)
+        OnDemandManager.__init__(self, analyzer, debounce)
         self.states = {}        # injection uuid -> _State (injections created by this process)
-        self._timer = None
-        self._tasks = set()
-        self.running = False
-        self.starts = 0
-        self.stops = 0
 
-    # ---- lifecycle --------------------------------------------------------------------------
-    def start(self):
-        # injections reloaded from the store ran in a previous analyzer: they are not replayed
-        # (their resource stays until DELETE or TTL, and DELETE still stops them)
-        self.running = True
-        self.resources.watchers.append(self)
-        self.graph.add_listener(self)
-        self.server.listeners.append(self)
+    def has_work(self):
+        return bool(self.states)
 
-    def stop(self):
-        self.running = False
-        if self in self.resources.watchers:
-            self.resources.watchers.remove(self)
-        self.graph.remove_listener(self)
-        if self in self.server.listeners:
-            self.server.listeners.remove(self)
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for t in list(self._tasks):
-            t.cancel()
-
-    def _spawn(self, coro):
-        t = asyncio.ensure_future(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-        return t
+    def resource_created(self, obj):
+        if obj.get("UUID"):
+            self.states[obj["UUID"]] = _State(obj)
 
     def status(self):
         return {uid: {"Nodes": sorted(st.started.values()), "Errors": dict(st.errors)}
                 for uid, st in self.states.items()}
-
-    # ---- triggers ---------------------------------------------------------------------------
-    def _schedule(self, delay=None):
-        if not self.running or self._timer is not None or not self.states:
-            return
-        loop = asyncio.get_event_loop()
-        self._timer = loop.call_later(self.debounce if delay is None else delay, self._fire)
-
-    def _fire(self):
-        self._timer = None
-        self.apply_all()
-
-    def on_resource_created(self, kind, obj):
-        if kind == KIND and obj.get("UUID"):
-            self.states[obj["UUID"]] = _State(obj)
-            self._schedule(0)
-
-    def on_resource_deleted(self, kind, obj):
-        if kind == KIND:
-            self._spawn(self.remove(obj))
-
-    def on_node_added(self, node):
-        self._schedule()
-
-    def on_node_updated(self, node, ops):
-        for op in ops or ():
-            key = op[1] if len(op) > 1 else ""
-            if not any(key == k or key.startswith(k + ".") for k in _IGNORED_KEYS):
-                self._schedule()
-                return
-
-    def on_edge_added(self, edge):
-        self._schedule()
-
-    def on_ws_connect(self, conn):
-        if conn.path == graph_ws.AGENT:
-            self._schedule()
-
-    def on_ws_disconnect(self, conn):
-        pass
 
     # ---- matching ---------------------------------------------------------------------------
     def apply_all(self):
