@@ -12,10 +12,10 @@ HTTP/WebSocket API (`/api`, `/login`, `/api/status`, `/api/topology`, `/ws/subsc
 
 import asyncio
 import logging
-import signal
 
 from aiohttp import web
 
+from ..common.service import serve_until_signalled
 from ..config import ConfigError
 from ..graph import Graph
 from .forwarder import Forwarder
@@ -237,19 +237,4 @@ class Agent:
         self.started = False
 
     async def run_forever(self):
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await self.stop()
+        await serve_until_signalled(self)

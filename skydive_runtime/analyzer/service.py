@@ -14,7 +14,6 @@ obj)), `analyzer.ws.server` (connection registry: `.connections(AGENT)`, `conn.r
 
 import asyncio
 import logging
-import signal
 import ssl
 
 from aiohttp import web
@@ -28,6 +27,7 @@ from ..api.resources import (DuplicateError, EdgeBackend, EdgeKind, NodeBackend,
 from ..api.server import (make_app, make_guard, mount_config, mount_info, mount_login, mount_status,
                           mount_topology)
 from ..api.ws import WSOptions
+from ..common.service import serve_until_signalled
 from ..config import ConfigError
 from ..graph import Graph
 from ..ui import mount_ui
@@ -235,19 +235,4 @@ class Analyzer:
         self.app = None
 
     async def run_forever(self):
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed = []
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass
-        await self.start()
-        try:
-            await stop.wait()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await self.stop()
+        await serve_until_signalled(self)

@@ -4,10 +4,10 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import sys
 
 from .. import __version__
+from ..common.service import serve_until_signalled
 from ..config import Config, ConfigError
 from . import client
 
@@ -23,28 +23,6 @@ def _setup_logging(config, verbose):
     level = "DEBUG" if verbose else config.get_string("logging.level", "INFO").upper()
     logging.basicConfig(level=getattr(logging, level, logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-
-
-async def _serve(services):
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
-    started = []
-    try:
-        for svc in services:
-            await svc.start()
-            started.append(svc)
-        await stop.wait()
-    finally:
-        for svc in reversed(started):
-            try:
-                await svc.stop()
-            except Exception:  # keep stopping the others
-                logging.getLogger("skydive").exception("error while stopping %s", type(svc).__name__)
 
 
 def _run_services(args):
@@ -68,7 +46,7 @@ def _run_services(args):
     if args.command in ("agent", "allinone"):
         from ..agent.service import Agent
         services.append(Agent(config))
-    asyncio.run(_serve(services))
+    asyncio.run(serve_until_signalled(*services))
     return 0
 
 

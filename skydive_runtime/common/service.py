@@ -1,0 +1,34 @@
+"""Run services (objects with `async start()` / `async stop()`) until SIGTERM or SIGINT."""
+
+import asyncio
+import logging
+import signal
+
+log = logging.getLogger(__name__)
+
+
+async def serve_until_signalled(*services):
+    """Start the services in order, wait for SIGTERM/SIGINT (or cancellation), stop them in reverse."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):   # not the main thread
+            pass
+    started = []
+    try:
+        for svc in services:
+            await svc.start()
+            started.append(svc)
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        for svc in reversed(started):
+            try:
+                await svc.stop()
+            except Exception:  # keep stopping the others
+                log.exception("error while stopping %s", type(svc).__name__)
