@@ -113,8 +113,8 @@ class CaptureManager(OnDemandManager):
         if self.running:
             self.server.broadcast(graph_ws.SUBSCRIBER, "OnDemandCaptureNotification", "NodeUpdated", capture)
 
-    async def remove(self, capture):
-        cid = capture.get("UUID", "")
+    async def remove(self, obj):
+        cid = obj.get("UUID", "")
         for k in [k for k in self.pending if k[0] == cid]:
             del self.pending[k]
         if self.flows is not None:
@@ -130,7 +130,7 @@ class CaptureManager(OnDemandManager):
                 continue
             self.stops += 1
             try:
-                reply = await conn.request(NAMESPACE, "Stop", {"NodeID": nid, "Resource": capture},
+                reply = await conn.request(NAMESPACE, "Stop", {"NodeID": nid, "Resource": obj},
                                            timeout=REQUEST_TIMEOUT_S)
                 if reply.get("Status", 200) not in (200, 404):
                     log.warning("capture %s: Stop on %s: %s %s", cid, nid, reply.get("Status"), reply.get("Obj"))

@@ -288,8 +288,8 @@ class InjectionManager(OnDemandManager):
         if self.running:
             self.server.broadcast(graph_ws.SUBSCRIBER, NOTIFICATION, "NodeUpdated", st.inj)
 
-    async def remove(self, inj):
-        uid = inj.get("UUID", "")
+    async def remove(self, obj):
+        uid = obj.get("UUID", "")
         st = self.states.pop(uid, None)
         targets = {}
         for node in self.graph.nodes.values():
@@ -307,7 +307,7 @@ class InjectionManager(OnDemandManager):
                 continue
             self.stops += 1
             try:
-                reply = await conn.request(NAMESPACE, "Stop", {"NodeID": nid, "Resource": inj},
+                reply = await conn.request(NAMESPACE, "Stop", {"NodeID": nid, "Resource": obj},
                                            timeout=REQUEST_TIMEOUT_S)
                 if reply.get("Status", 200) not in (200, 404):
                     log.warning("injection %s: Stop on %s: %s %s", uid, nid, reply.get("Status"), reply.get("Obj"))
