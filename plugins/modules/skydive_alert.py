@@ -12,7 +12,7 @@ module: skydive_alert
 short_description: Manage Skydive alerts
 version_added: 1.0.0
 description:
-  - Create or delete an alert (C(/api/alert)), a Gremlin query (or JavaScript) the analyzer
+  - Create or delete an alert (C(/api/alert)), a Gremlin query the analyzer
     evaluates on every topology change or periodically, and that fires when its result is not
     empty, notifying websocket subscribers and optionally a webhook or a script.
   - An alert is identified by its name. The analyzer cannot update an alert, so when an option
@@ -45,8 +45,9 @@ options:
     default: ''
   expression:
     description:
-      - Gremlin query (or JavaScript) that fires the alert when its result is not empty, for
-        example C(G.V().Has('Type', 'device', 'State', 'DOWN')). Required with O(state=present).
+      - Gremlin query that fires the alert when its result is not empty, for example
+        C(G.V().Has('Type', 'device', 'State', 'DOWN')). Required with O(state=present).
+      - Upstream Skydive also took JavaScript expressions; this analyzer refuses them (400).
     type: str
   trigger:
     description:
