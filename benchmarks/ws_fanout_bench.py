@@ -56,7 +56,7 @@ async def run(events, subscribers, bulk, parse, chunk):
     from skydive_runtime.analyzer.service import Analyzer
     from skydive_runtime.config import Config
 
-    cfg = Config({"host_id": "bench", "analyzer": {"listen": "127.0.0.1:0", "topology": {"backend": "memory"}},
+    cfg = Config({"host_id": "bench", "analyzer": {"listen": "127.0.0.1:0", "topology": {"backend": "memory"}, "flow": {"backend": "memory"}},
                   "http": {"ws": {"queue_size": 100000}}, "logging": {"level": "WARNING"}})
     analyzer = Analyzer(cfg)
     await analyzer.start()
