@@ -223,7 +223,7 @@ class AgentCaptures(GraphListener):
             return FlowTable(node_tid=node.Metadata.get("TID", "") or "", capture_id=probe.cid,
                              layer_key_mode=c.get("LayerKeyMode") or self.default_mode,
                              expire_ms=self.expire_ms, app_timeouts_ms=None if self.app_timeouts is None else
-                             {k: v for k, v in self.app_timeouts.items()},
+                             dict(self.app_timeouts.items()),
                              max_entries=self.max_entries, raw_packet_limit=int(c.get("RawPacketLimit") or 0),
                              header_size=0 if not hs else int(hs),
                              extra_tcp_metric=bool(c.get("ExtraTCPMetric")),
@@ -324,7 +324,7 @@ class AgentCaptures(GraphListener):
         if exe is None:
             raise RuntimeError("ovs-vsctl is not installed")
         p = subprocess.run([exe, "--db=" + _ovs_db_arg(self.ovsdb), "--timeout=10"] + list(args),
-                           capture_output=True, text=True, timeout=20)
+                           capture_output=True, text=True, timeout=20, check=False)
         if p.returncode != 0:
             raise RuntimeError(p.stderr.strip() or "ovs-vsctl failed (%d)" % p.returncode)
         return p.stdout

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Resolve TripleO environment files the way `openstack overcloud deploy -e` does and write
 the resulting role_data as config-download style Ansible files.
 
@@ -396,7 +395,7 @@ def _dedup_external(data, section):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("-e", "--environment-file", action="append", required=True, dest="envs")
     ap.add_argument("-r", "--roles-file", required=True)
     ap.add_argument("-o", "--output-dir", required=True)

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Offline checker for TripleO service templates, environments and roles.
 
 Re-implements the rules of tripleo-heat-templates' tools/yaml-validate.py that make sense
@@ -419,7 +418,7 @@ def validate(paths, quiet=False):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     ap.add_argument("-q", "--quiet", action="store_true", help="do not print warnings")
     ap.add_argument("paths", nargs="*")
     args = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Controller side of the skydive roles: build the skydive-runtime wheel from the collection's
 # sources (cached by a fingerprint of those sources, reproducible bytes) and, when asked, a
 # tarball of dependency wheels for nodes without a package index. Prints one JSON object.
