@@ -8,6 +8,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tests.fixtures.processes import SkydiveProcess, analyzer_config  # noqa: E402
+from tests.fixtures.topology import NetEnv  # noqa: E402
 
 
 @pytest.fixture
@@ -19,6 +20,16 @@ def analyzer_process(tmp_path):
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def net():
+    """Namespaces, links and bridges made through it are removed after the test, even on failure."""
+    env = NetEnv()
+    try:
+        yield env
+    finally:
+        env.cleanup()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from tests.fixtures.processes import SkydiveProcess, analyzer_config
-from tests.fixtures.topology import Names, NetEnv, PrivateOVS, wait_until
+from tests.fixtures.topology import Names, PrivateOVS, wait_until
 
 pytestmark = pytest.mark.needs_root
 
@@ -101,15 +101,6 @@ def stack(tmp_path_factory, ovs):
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture
-def net():
-    env = NetEnv()
-    try:
-        yield env
-    finally:
-        env.cleanup()
 
 
 @pytest.fixture

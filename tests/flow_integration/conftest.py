@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from tests.fixtures.processes import SkydiveProcess, analyzer_config
-from tests.fixtures.topology import Names, NetEnv, PrivateOVS, run, wait_until
+from tests.fixtures.topology import Names, PrivateOVS, run, wait_until
 
 HAVE_TOOLS = all(shutil.which(t) for t in ("ip", "ping"))
 
@@ -157,15 +157,6 @@ def stack(tmp_path_factory, ovs):
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture
-def net():
-    env = NetEnv()
-    try:
-        yield env
-    finally:
-        env.cleanup()
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import os
 import pytest
 import requests
 
-from tests.flow_integration.conftest import HAVE_TOOLS, FlowStack, names, net  # noqa: F401 (fixtures)
+from tests.flow_integration.conftest import HAVE_TOOLS, FlowStack, names  # noqa: F401 (fixtures)
 
 
 class InjectionStack(FlowStack):
