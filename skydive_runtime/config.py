@@ -24,7 +24,8 @@ DEFAULTS = {
         "flow": {"backend": "sqlite", "max_buffer_size": 100000},
         "startup": {"capture_gremlin": "", "capture_bpf": "", "capture_type": ""},
         "capture": {"debounce": 0.2},
-        "alert": {"debounce": 0.1, "min_period": 0.1, "action_timeout": 10.0},
+        "alert": {"debounce": 0.1, "min_period": 0.1, "action_timeout": 10.0,
+                  "scripts_dirs": [], "run_as": "", "webhook_allowed": []},
     },
     "agent": {
         "listen": "127.0.0.1:8081",

@@ -17,7 +17,8 @@ previous firing's result does not fire again, an evaluation that does not fire f
 Firing sends the notification `{"UUID", "Timestamp", "ReasonData"}` (ReasonData = the query result
 as `/api/topology` returns it) to the `/ws/subscriber` clients (Namespace and Type `Alert`) and runs
 the alert's `Action`: `http(s)://...` → POST of the JSON payload, `file:///path` → the program
-run with the payload on stdin. Actions run as tasks (in firing order for one alert), each bounded by `analyzer.alert.action_timeout`
+run with the payload on stdin, within the limits of `actions.ActionPolicy` (scripts only from
+`analyzer.alert.scripts_dirs`, webhooks only to `analyzer.alert.webhook_allowed`). Actions run as tasks (in firing order for one alert), each bounded by `analyzer.alert.action_timeout`
 seconds (default 10); their failures are logged, never raised, and never block the loop.
 """
 
@@ -31,6 +32,7 @@ from ..api import graph_ws
 from ..api.query import QueryError
 from ..common.timeutil import parse_duration_ms, rfc3339_now
 from ..graph import GraphListener
+from .actions import ActionPolicy, ActionRefused, parse_action  # noqa: F401  (parse_action: API)
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +60,6 @@ def parse_trigger(trigger):
             raise ValueError("duration must be positive")
         return "duration", ms / 1000.0
     raise ValueError("unknown trigger %r" % trigger)
-
-
-def parse_action(action):
-    """("", None) | ("webhook", url) | ("script", path); ValueError for anything else."""
-    a = (action or "").strip()
-    if not a:
-        return "", None
-    low = a.lower()
-    if low.startswith("http://") or low.startswith("https://"):
-        return "webhook", a
-    if low.startswith("file://"):
-        path = a[len("file://"):]
-        if not path.startswith("/"):
-            raise ValueError("file:// action needs an absolute path (file:///path/to/script)")
-        return "script", path
-    raise ValueError("Action must be empty, an http(s):// URL or file:///path/to/script")
 
 
 class AlertState:
@@ -125,6 +111,7 @@ class AlertManager(GraphListener):
             cfg.get_float("analyzer.alert.action_timeout", 10.0)
         self.min_period = min_period if min_period is not None else \
             cfg.get_float("analyzer.alert.min_period", 0.1)
+        self.policy = getattr(analyzer, "action_policy", None) or ActionPolicy.from_config(cfg)
         self.alerts = {}              # uuid -> AlertState
         self.graph_alerts = {}        # uuid -> AlertState, the `graph` triggered ones
         self.running = False
@@ -190,7 +177,14 @@ class AlertManager(GraphListener):
         except ValueError as exc:
             log.error("alert %s not registered: %s", uuid, exc)
             return None
+        refusal = ""
+        try:
+            self.policy.check(alert.get("Action", ""))
+        except ValueError as exc:   # a stored alert the configuration no longer allows: no action
+            log.error("alert %s: its action will not run: %s", uuid, exc)
+            action_kind, target, refusal = "", None, str(exc)
         st = AlertState(alert, trigger, period, action_kind, target)
+        st.action_error = refusal
         self.alerts[uuid] = st
         self.evaluate(st)                           # once at registration, as upstream
         if trigger == "graph":
@@ -309,9 +303,12 @@ class AlertManager(GraphListener):
         import aiohttp
         url = st.action_target
         try:
+            self.policy.check_url(url)
             if self._session is None or self._session.closed:
-                self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.action_timeout))
-            async with self._session.post(url, data=payload.encode("utf-8"),
+                self._session = aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.action_timeout),
+                    connector=aiohttp.TCPConnector(resolver=self.policy.resolver()))
+            async with self._session.post(url, data=payload.encode("utf-8"), allow_redirects=False,
                                           headers={"Content-Type": "application/json"}) as resp:
                 await resp.read()
                 if resp.status >= 400:
@@ -331,9 +328,16 @@ class AlertManager(GraphListener):
     async def _script(self, st, payload):
         path = st.action_target
         try:
+            real = self.policy.script_path(path)      # re-checked: the file may have changed
+        except ActionRefused as exc:
+            st.action_error = str(exc)
+            log.warning("alert %s: script refused: %s", st.uuid, exc)
+            return
+        try:
+            # argv is the script alone (never a shell, never the payload): the payload goes to stdin
             proc = await asyncio.create_subprocess_exec(
-                path, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, close_fds=True, start_new_session=True)
+                real, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, **self.policy.exec_kwargs())
         except OSError as exc:
             st.action_error = "%s: %s" % (path, exc.strerror or exc)
             log.warning("alert %s: cannot run %s: %s", st.uuid, path, exc.strerror or exc)

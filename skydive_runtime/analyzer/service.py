@@ -31,6 +31,7 @@ from ..common.service import serve_until_signalled
 from ..config import ConfigError
 from ..graph import Graph
 from ..ui import mount_ui
+from .actions import ActionPolicy
 from .alerts import AlertManager
 from .flows import install_flows
 from .injections import InjectionKind, InjectionManager
@@ -132,6 +133,8 @@ class Analyzer:
                      NodeRuleKind(self.engine), EdgeRuleKind(self.engine), WorkflowKind()):
             self.kinds[kind.name] = kind
             ResourceHandler(kind, StoredBackend(kind, self.resources), guard).register(app)
+        self.action_policy = ActionPolicy.from_config(self.config)
+        self.kinds["alert"].action_check = self.action_policy.check   # refused actions: 400 at creation
         self.ws = graph_ws.mount_graph_ws(
             app, self.graph, WSOptions.from_config(self.config, self.service_type), self.engine,
             authenticators=authn,

@@ -237,6 +237,7 @@ class AlertKind(_GremlinKind):
     runtime, so such alerts are refused at creation instead of never firing."""
     name = "alert"
     title = "Alert"
+    action_check = None     # callable(action) raising ValueError: the analyzer's action policy
 
     def decode(self, data):
         d = _body(data, self.title)
@@ -256,6 +257,11 @@ class AlertKind(_GremlinKind):
         if not _ACTION_RE.match(obj["Action"].strip()):
             raise ResourceError("Action: %r must be empty, an http(s):// URL or file:///path/to/script"
                                 % obj["Action"])
+        if self.action_check is not None:
+            try:
+                self.action_check(obj["Action"])
+            except ValueError as exc:
+                raise ResourceError("Action: %s" % exc) from None
         if not _TRIGGER_RE.match(obj["Trigger"]):
             raise ResourceError("Trigger: %r does not match ^(graph|duration:.+|)$" % obj["Trigger"])
         if obj["Trigger"].startswith("duration:"):

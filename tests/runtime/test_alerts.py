@@ -192,7 +192,8 @@ def test_fires_at_registration_and_count(tmp_path):
 def test_script_receives_payload(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
-    script = tmp_path / "alert.sh"
+    (tmp_path / "scripts").mkdir()
+    script = tmp_path / "scripts" / "alert.sh"
     script.write_text("#!/bin/sh\nn=$(ls %s | wc -l)\ncat > %s/payload.$n.json\n" % (out, out))
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
 
@@ -212,17 +213,23 @@ def test_script_receives_payload(tmp_path):
         assert [n["ID"] for n in p["ReasonData"]] == ["s1"]
         st = await alert_state(c, a["UUID"])
         assert "ActionError" not in st
-    run_with_analyzer(alert_config(tmp_path), body)
+    run_with_analyzer(alert_config(tmp_path, scripts_dirs=[str(tmp_path / "scripts")]), body)
 
 
 def test_failing_script_is_reported(tmp_path):
-    script = tmp_path / "fail.sh"
+    scripts = tmp_path / "scripts"
+    scripts.mkdir()
+    script = scripts / "fail.sh"
     script.write_text("#!/bin/sh\ncat >/dev/null\necho boom >&2\nexit 3\n")
     script.chmod(0o755)
+    gone = scripts / "gone.sh"
+    gone.write_text("#!/bin/sh\nexit 0\n")
+    gone.chmod(0o755)
 
     async def body(c):
         a = await create_alert(c, Expression="G.V().Has('Name','x')", Action="file://" + str(script))
-        b = await create_alert(c, Expression="G.V().Has('Name','x')", Action="file:///nonexistent/alert-script")
+        b = await create_alert(c, Expression="G.V().Has('Name','x')", Action="file://" + str(gone))
+        gone.unlink()     # removed after the alert was accepted: reported when it fires
         await c.json("POST", "/api/node", node("x1", "x"), expect=201)
         for _ in range(100):
             sa, sb = await alert_state(c, a["UUID"]), await alert_state(c, b["UUID"])
@@ -231,7 +238,7 @@ def test_failing_script_is_reported(tmp_path):
             await asyncio.sleep(0.05)
         assert sa["ActionError"].endswith("exit status 3") and sa["Firings"] == 1
         assert "No such file" in sb["ActionError"] and sb["Firings"] == 1
-    run_with_analyzer(alert_config(tmp_path), body)
+    run_with_analyzer(alert_config(tmp_path, scripts_dirs=[str(scripts)]), body)
 
 
 # ---- duration trigger --------------------------------------------------------------------------------
