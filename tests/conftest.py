@@ -8,7 +8,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tests.fixtures.processes import SkydiveProcess, analyzer_config  # noqa: E402
-from tests.fixtures.topology import NetEnv  # noqa: E402
+from tests.fixtures.topology import NetEnv, PrivateOVS  # noqa: E402
 
 
 @pytest.fixture
@@ -30,6 +30,40 @@ def net():
         yield env
     finally:
         env.cleanup()
+
+
+@pytest.fixture(scope="session")
+def ovs(tmp_path_factory):
+    """One private Open vSwitch (ovsdb-server + ovs-vswitchd, userspace datapath) per test run."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (Open vSwitch)")
+    if not PrivateOVS.available():
+        pytest.skip("Open vSwitch is not installed")
+    switch = PrivateOVS(str(tmp_path_factory.mktemp("ovs"))).start()
+    try:
+        yield switch
+    finally:
+        switch.stop()
+
+
+@pytest.fixture
+def ovs_bridges(ovs):
+    """Bridges of the private OVS added through `add` are deleted (with their ports) after the test."""
+    made = []
+
+    class Bridges:
+        def add(self, name):
+            made.append(name)
+            return ovs.add_bridge(name)
+
+        def vsctl(self, *args):
+            return ovs.vsctl(*args)
+
+    try:
+        yield Bridges()
+    finally:
+        for name in reversed(made):
+            ovs.del_bridge(name)
 
 
 def pytest_collection_modifyitems(config, items):

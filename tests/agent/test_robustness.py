@@ -6,8 +6,9 @@ import os
 import pytest
 import requests
 
-from tests.agent.conftest import Stack
-from tests.fixtures.topology import PrivateOVS, run, wait_until
+from tests.agent.conftest import agent_config, agent_stack
+from tests.fixtures.processes import SkydiveProcess, analyzer_config, free_port, wait_until
+from tests.fixtures.topology import PrivateOVS, run
 
 pytestmark = pytest.mark.needs_root
 
@@ -47,7 +48,7 @@ def test_ovs_absent_then_started(tmp_path):
         pytest.skip("Open vSwitch is not installed")
     ovs = PrivateOVS(str(tmp_path / "ovs"))
     os.makedirs(ovs.dir, exist_ok=True)
-    s = Stack(tmp_path / "stack", ovs.remote)
+    s = agent_stack(tmp_path / "stack", ovs.remote)
     try:
         s.start()
         st = agent_status(s)["TopologyProbes"]["ovsdb"]
@@ -83,7 +84,7 @@ def _analyzer_ids(stack):
 @pytest.mark.parametrize("backend", ["memory", "sqlite"])
 def test_analyzer_restart(tmp_path, net, names, backend):
     """With sqlite the analyzer reloads the agent's old elements at restart: the Sync replaces them."""
-    s = Stack(tmp_path, "unix:///nonexistent/db.sock", backend=backend)
+    s = agent_stack(tmp_path, backend=backend)
     try:
         s.start()
         a, b, c, d = names("a"), names("b"), names("c"), names("d")
@@ -160,7 +161,7 @@ def test_rename_and_move_between_namespaces(stack, net, names):
 
 
 def test_tid_stable_across_agent_restart(tmp_path, net, names):
-    s = Stack(tmp_path, "unix:///nonexistent/db.sock")
+    s = agent_stack(tmp_path)
     try:
         s.start()
         ns, a, b = names("n"), names("a"), names("b")
@@ -175,7 +176,7 @@ def test_tid_stable_across_agent_restart(tmp_path, net, names):
         assert len(first) == 4
         s.agent.stop()
         s.wait_count("G.V().Has('Name','%s')" % ns, 0)      # DeleteOnDisconnect
-        s.launch_agent()
+        s.start_agent()
         s.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s')" % (ns, b), 1)
         second = tids()
         assert {k: v[1] for k, v in first.items()} == {k: v[1] for k, v in second.items()}
@@ -238,9 +239,6 @@ def test_agent_subscriber_ws(stack, net, names):
 
 def test_two_analyzers_and_ovsdb_over_tcp(tmp_path, net, names):
     """Every analyzer of `analyzers` gets the whole graph; ovs.ovsdb may be tcp://."""
-    from tests.agent.conftest import agent_config
-    from tests.fixtures.processes import SkydiveProcess, analyzer_config
-    from tests.fixtures.topology import free_port
     if not PrivateOVS.available():
         pytest.skip("Open vSwitch is not installed")
     ovs = PrivateOVS(str(tmp_path / "ovs"))
@@ -284,7 +282,7 @@ def test_two_analyzers_and_ovsdb_over_tcp(tmp_path, net, names):
 def test_interface_metrics_history(tmp_path, net, names):
     """Upstream TestInterfaceMetrics on a history backend: the LastUpdateMetric revisions of `lo`
     aggregate to every packet the pings sent."""
-    s = Stack(tmp_path, "unix:///nonexistent/db.sock", backend="sqlite")
+    s = agent_stack(tmp_path, backend="sqlite")
     try:
         s.start()
         ns = names("n")
@@ -309,8 +307,6 @@ def test_interface_metrics_history(tmp_path, net, names):
 
 def test_cluster_credentials(tmp_path, net, names):
     """An analyzer with basic cluster auth takes the agent with the right credentials only."""
-    from tests.agent.conftest import agent_config
-    from tests.fixtures.processes import SkydiveProcess, analyzer_config
     cfg = analyzer_config(tmp_path / "an")
     cfg["analyzer"]["topology"]["backend"] = "memory"
     cfg["analyzer"]["auth"] = {"cluster": {"backend": "clusterauth"}}

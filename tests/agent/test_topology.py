@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from tests.fixtures.topology import run, wait_until
+from tests.fixtures.processes import wait_until
+from tests.fixtures.topology import run
 
 pytestmark = pytest.mark.needs_root
 

@@ -2,7 +2,6 @@
 against a live analyzer populated over REST, the same on the recorded topology (offline),
 caching, and the failures an operator can meet."""
 
-import filecmp
 import json
 import os
 
@@ -13,8 +12,6 @@ from tests.ansible import topology_data
 from tests.ansible.conftest import plain, run_inventory
 
 FIXTURES = topology_data.FIXTURES
-UNIT_COPY = os.path.join(topology_data.FIXTURES, "..", "..", "unit", "plugins", "inventory", "fixtures",
-                         "topology.json")
 UPDATE = os.environ.get("SKYDIVE_UPDATE_GOLDEN") == "1"
 
 DEFAULT_CONFIG = {"plugin": "skydive.skydive.skydive", "group_by": ["type", "host", "manager", "captures"]}
@@ -126,11 +123,6 @@ def test_offline_export_format_and_no_interfaces(ansible_env, tmp_path):
     assert all("skydive_interfaces" not in v for v in hostvars.values())
     assert "ansible_host" not in hostvars["compute-0"]  # no interfaces fetched, no metadata key
     assert hostvars["controller-0"]["ansible_host"] == "203.0.113.5"
-
-
-def test_unit_fixture_is_the_recorded_topology():
-    """tests/unit (run by ansible-test, shipped) keeps a copy of the recorded topology."""
-    assert filecmp.cmp(topology_data.RECORDED, UNIT_COPY, shallow=False)
 
 
 @pytest.mark.ansible

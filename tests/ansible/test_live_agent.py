@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from tests.ansible.conftest import plain, run_inventory
-from tests.fixtures.processes import SkydiveProcess, analyzer_config, wait_until
+from tests.fixtures.processes import analyzer_config, wait_until
+from tests.fixtures.stack import Stack
 from tests.fixtures.topology import Names, NetEnv
 
 pytestmark = [pytest.mark.ansible, pytest.mark.needs_root,
@@ -22,26 +23,18 @@ def live_stack(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("needs root (network namespaces)")
     workdir = tmp_path_factory.mktemp("live-stack")
-    cfg = analyzer_config(str(workdir / "analyzer"))
+    cfg = analyzer_config(str(workdir))
     cfg["analyzer"]["topology"]["backend"] = "memory"
     cfg["analyzer"]["flow"]["backend"] = "memory"
-    analyzer = SkydiveProcess("analyzer", str(workdir / "analyzer"), cfg)
-    host_id = "ans-%s" % uuid.uuid4().hex[:6]
-    agent = SkydiveProcess("agent", str(workdir / "agent"), {
-        "host_id": host_id, "analyzers": [], "agent": {"topology": {"probes": []}},
-        "ovs": {"ovsdb": "unix:///nonexistent/db.sock"}, "logging": {"level": "INFO"}})
+    stack = Stack(workdir, {"host_id": "ans-%s" % uuid.uuid4().hex[:6], "agent": {"topology": {"probes": []}},
+                            "ovs": {"ovsdb": "unix:///nonexistent/db.sock"}, "logging": {"level": "INFO"}}, cfg)
     net = NetEnv()
     try:
-        analyzer.start()
-        agent.config["analyzers"] = [analyzer.address]
-        agent.start()
-        wait_until(lambda: analyzer.query("G.V().Has('Type', 'host', 'Name', '%s').Count()" % host_id) == 1,
-                   timeout=20, message="agent host node on the analyzer")
-        yield analyzer, host_id, net
+        stack.start()
+        yield stack.analyzer, stack.agent_host_id, net
     finally:
         net.cleanup()
-        agent.stop()
-        analyzer.stop()
+        stack.stop()
 
 
 def test_capture_waits_until_active_on_agent(live_stack, runner):

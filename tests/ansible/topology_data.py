@@ -1,5 +1,6 @@
 """The topology the inventory tests put into a live analyzer (REST POST /api/node and /api/edge)
-and that tests/ansible/fixtures/topology.json records (GET /api/topology of that analyzer).
+and that tests/unit/plugins/inventory/fixtures/topology.json records (GET /api/topology of that
+analyzer; kept there only, since tests/unit ships with the collection and ansible-test runs it).
 
 It looks like what two agents and a static switch give: host nodes owning their interfaces,
 a netns and an OVS bridge, one interface carrying an active capture, and a ToR switch declared
@@ -11,8 +12,9 @@ import os
 
 import requests
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-RECORDED = os.path.join(FIXTURES, "topology.json")
+HERE = os.path.dirname(os.path.abspath(__file__))
+FIXTURES = os.path.join(HERE, "fixtures")
+RECORDED = os.path.join(HERE, "..", "unit", "plugins", "inventory", "fixtures", "topology.json")
 
 
 def _node(ident, name, node_type, host, **metadata):

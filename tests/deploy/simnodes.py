@@ -354,17 +354,3 @@ def _wait_port(host, port, timeout):
             if time.time() > deadline:
                 raise
             time.sleep(0.1)
-
-
-def wait_until(fn, timeout=30, interval=0.5):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except Exception as exc:  # noqa: BLE001 - report the last error on timeout
-            last = exc
-        time.sleep(interval)
-    return last

@@ -9,7 +9,8 @@ import os
 
 import pytest
 
-from tests.deploy.simnodes import REPO, wait_until
+from tests.deploy.simnodes import REPO
+from tests.fixtures.processes import wait_until
 
 DEPLOY = os.path.join(REPO, "playbooks", "deploy.yml")
 UNINSTALL = os.path.join(REPO, "playbooks", "uninstall.yml")
@@ -29,9 +30,8 @@ def assert_deployed(cluster):
     for name in cluster.names:
         # an agent sends its topology right after connecting: allow it a moment
         query = "G.V().Has('Type', 'host', 'Name', '%s').Out().Has('Name', 'eth0')" % name
-        nodes = wait_until(lambda: cluster.gremlin(query), timeout=20)
-        nodes = nodes if isinstance(nodes, list) else []
-        assert nodes, "no eth0 interface of %s in the graph" % name
+        nodes = wait_until(lambda: cluster.gremlin(query), timeout=20, interval=0.5,
+                           message="the eth0 interface of %s in the graph" % name)
         assert all(n["Host"] == name for n in nodes), nodes
         ip = cluster.nodes[name]["ip"]
         assert any(ip + "/24" in (n["Metadata"].get("IPV4") or []) for n in nodes), \
@@ -115,7 +115,8 @@ def test_agent_config_change_restarts_only_agents(sim_cluster):
         assert after[n]["agent"] != before[n]["agent"], "agent of %s not restarted" % n
     restarted = {t for t, _h in res.changed_tasks() if "Restart" in t}
     assert restarted == {"skydive_agent : Restart skydive-agent"}, res.changed_tasks()
-    assert wait_until(lambda: set(sim_cluster.names) <= set(sim_cluster.status().get("Agents") or {}), 30)
+    wait_until(lambda: set(sim_cluster.names) <= set(sim_cluster.status().get("Agents") or {}), 30, interval=0.5,
+               message="every agent connected again")
 
 
 def test_analyzer_config_change_restarts_only_analyzer(sim_cluster):

@@ -1,4 +1,5 @@
-"""Fixtures for flow tests: two network namespaces joined by a veth pair, a private OVS.
+"""Fixtures for flow tests: two network namespaces joined by a veth pair (the private OVS is
+`ovs`/`ovs_bridges` of tests/conftest.py).
 
 Every name is unique (`fl` + random hex) so runs in parallel with other
 engineers' tests never collide, and every fixture removes what it created
@@ -7,9 +8,7 @@ in a `finally`, even when the test fails.
 
 import os
 import secrets
-import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -97,66 +96,3 @@ def udp_send(pair, count, dport=7001, sport=40000, size=18, from_a=True, dst=Non
     target = dst or (pair.ip_b if from_a else pair.ip_a)
     ex = pair.exec_a if from_a else pair.exec_b
     ex("/usr/bin/python3", "-c", code, target, str(dport), str(sport), str(count), str(size))
-
-
-class PrivateOVS(object):
-    """ovsdb-server + ovs-vswitchd under a private tmp dir (environment.md §2)."""
-
-    def __init__(self, tmpdir):
-        self.dir = str(tmpdir)
-        self.db = "unix:%s/db.sock" % self.dir
-        self.bridges = []
-        self.started = []
-
-    def vsctl(self, *args, check=True):
-        return run("ovs-vsctl", "--db=" + self.db, "--timeout=20", *args, check=check)
-
-    def start(self):
-        d = self.dir
-        run("ovsdb-tool", "create", d + "/conf.db", "/usr/share/openvswitch/vswitch.ovsschema")
-        run("ovsdb-server", d + "/conf.db", "--remote=punix:%s/db.sock" % d,
-            "--remote=db:Open_vSwitch,Open_vSwitch,manager_options", "--pidfile=%s/ovsdb-server.pid" % d,
-            "--log-file=%s/ovsdb-server.log" % d, "--unixctl=%s/ovsdb-server.ctl" % d, "--detach")
-        self.started.append("ovsdb-server")
-        self.vsctl("--no-wait", "init")
-        env = dict(os.environ, OVS_RUNDIR=d)
-        run("ovs-vswitchd", self.db, "--pidfile=%s/ovs-vswitchd.pid" % d, "--log-file=%s/ovs-vswitchd.log" % d,
-            "--unixctl=%s/ovs-vswitchd.ctl" % d, "--detach", env=env)
-        self.started.append("ovs-vswitchd")
-        return self
-
-    def add_bridge(self, name):
-        self.vsctl("add-br", name, "--", "set", "bridge", name, "datapath_type=netdev")
-        self.bridges.append(name)
-
-    def stop(self):
-        for br in self.bridges:
-            self.vsctl("--if-exists", "del-br", br, check=False)
-        for name in reversed(self.started):
-            run("ovs-appctl", "-t", "%s/%s.ctl" % (self.dir, name), "exit", check=False)
-            pidfile = "%s/%s.pid" % (self.dir, name)
-            deadline = time.time() + 5
-            while os.path.exists(pidfile) and time.time() < deadline:
-                time.sleep(0.05)
-            if os.path.exists(pidfile):
-                try:
-                    os.kill(int(open(pidfile).read().strip()), 9)
-                except (ValueError, OSError):
-                    pass
-        # The netdev datapath leaves tap devices named after the bridges (and ovs-netdev).
-        for br in self.bridges:
-            run("ip", "link", "del", br, check=False)
-
-
-@pytest.fixture
-def private_ovs(tmp_path):
-    if shutil.which("ovs-vsctl") is None or shutil.which("ovs-vswitchd") is None:
-        pytest.skip("openvswitch-switch is not installed")
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    ovs = PrivateOVS(tmp_path)
-    try:
-        ovs.start()
-        yield ovs
-    finally:
-        ovs.stop()

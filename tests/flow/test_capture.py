@@ -10,6 +10,7 @@ from skydive_runtime.flow.afpacket import AFPacketSource, CaptureError
 from skydive_runtime.flow.capture import CaptureRunner
 from skydive_runtime.flow.pcap import PcapSource
 from skydive_runtime.flow.table import FlowTable
+from tests.fixtures.processes import wait_until
 from tests.flow.conftest import udp_send
 
 
@@ -18,15 +19,6 @@ def latest(flows):
     for f in flows:
         out[f["UUID"]] = f
     return out
-
-
-def wait_for(cond, timeout=10):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
 
 
 @pytest.mark.parametrize("kind", ["afpacket", "pcap"])
@@ -39,13 +31,13 @@ def test_runner_batches_updates_and_stats(veth_pair, kind):
     r.start()
     try:
         udp_send(veth_pair, 40, dport=7100)
-        assert wait_for(lambda: sum(f["LastUpdateMetric"]["ABPackets"] for b in got for f in b) >= 40)
+        wait_until(lambda: sum(f["LastUpdateMetric"]["ABPackets"] for b in got for f in b) >= 40)
         udp_send(veth_pair, 7, dport=7100)
-        assert wait_for(lambda: sum(f["LastUpdateMetric"]["ABPackets"] for b in got for f in b) >= 47)
-        assert wait_for(lambda: stats and stats[-1]["PacketsReceived"] == 47)
+        wait_until(lambda: sum(f["LastUpdateMetric"]["ABPackets"] for b in got for f in b) >= 47)
+        wait_until(lambda: stats and stats[-1]["PacketsReceived"] == 47)
         snap = []
         r.request_snapshot(snap.append)
-        assert wait_for(lambda: snap)
+        wait_until(lambda: snap)
         assert [f["Metric"]["ABPackets"] for f in snap[0]] == [47]
     finally:
         r.stop()
@@ -104,7 +96,7 @@ def test_capture_on_interface_that_vanishes(veth_pair):
         time.sleep(0.3)
         veth_pair.exec_a("ip", "link", "del", veth_pair.dev_a)
         # The ring socket reports ENETDOWN once the device is gone: the runner ends with an error.
-        wait_for(lambda: not r.running, 5)
+        wait_until(lambda: not r.running, 5)
     finally:
         r.stop()
     assert not r.running
@@ -125,10 +117,10 @@ def test_process_runner_exact_counts_snapshot_and_stop(veth_pair):
     try:
         assert r.running and r.process.pid != os.getpid()
         udp_send(veth_pair, 33, dport=7400)
-        assert wait_for(lambda: stats and stats[-1]["PacketsReceived"] == 33)
+        wait_until(lambda: stats and stats[-1]["PacketsReceived"] == 33)
         snap = []
         r.request_snapshot(snap.append)
-        assert wait_for(lambda: snap)
+        wait_until(lambda: snap)
         assert [f["Metric"]["ABPackets"] for f in snap[0]] == [33]
     finally:
         r.stop()
@@ -149,7 +141,7 @@ def test_process_runner_open_error_and_child_death(veth_pair):
     r.start()
     try:
         os.kill(r.process.pid, 9)
-        assert wait_for(lambda: errors, 5)
+        wait_until(lambda: errors, 5)
     finally:
         r.stop()
     assert "ended unexpectedly" in str(r.error) and not r.running

@@ -102,24 +102,24 @@ def test_collector_feeds_table_over_udp():
 
 
 @pytest.fixture
-def ovs_two_namespaces(private_ovs):
+def ovs_two_namespaces(ovs_bridges):
     tag = secrets.token_hex(3)
     br = "fl%sbr" % tag
     nss = ["fl%sm" % tag, "fl%sn" % tag]
     ips = ["10.251.%d.1" % (int(tag, 16) % 250), "10.251.%d.2" % (int(tag, 16) % 250)]
     ports = []
     try:
-        private_ovs.add_bridge(br)
+        ovs_bridges.add(br)
         for i, ns in enumerate(nss):
             run("ip", "netns", "add", ns)
             port = "fl%sp%d" % (tag, i)
             run("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
             ports.append(port)
             run("ip", "link", "set", port, "up")
-            private_ovs.vsctl("add-port", br, port)
+            ovs_bridges.vsctl("add-port", br, port)
             run("ip", "-n", ns, "addr", "add", ips[i] + "/24", "dev", "eth0")
             run("ip", "-n", ns, "link", "set", "eth0", "up")
-        yield private_ovs, br, nss, ips, ports
+        yield ovs_bridges, br, nss, ips, ports
     finally:
         for port in ports:
             run("ip", "link", "del", port, check=False)

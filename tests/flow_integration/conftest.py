@@ -1,5 +1,5 @@
-"""Flow integration harness: a real `skydive analyzer` and a real `skydive agent` (subprocesses,
-free ports, private SQLite store, private Open vSwitch), one stack per test module; namespaces,
+"""Flow integration harness: the stack of tests/fixtures/stack.py (real `skydive analyzer` and
+`skydive agent` subprocesses, private SQLite store, the private Open vSwitch), one per test module; namespaces,
 veths and bridges per test through NetEnv (removed in `finally`). flow.update is 1 s."""
 
 import os
@@ -11,8 +11,9 @@ import struct
 import pytest
 import requests
 
-from tests.fixtures.processes import SkydiveProcess, analyzer_config
-from tests.fixtures.topology import Names, PrivateOVS, run, wait_until
+from tests.fixtures.processes import analyzer_config
+from tests.fixtures.stack import Stack
+from tests.fixtures.topology import Names, run
 
 HAVE_TOOLS = all(shutil.which(t) for t in ("ip", "ping"))
 
@@ -40,21 +41,17 @@ def _port_range(width):
     raise RuntimeError("no free port range")
 
 
-class FlowStack:
-    """analyzer + agent; helpers for captures and Gremlin."""
+class FlowStack(Stack):
+    """The stack (tests/fixtures/stack.py) with flow.update 1 s; helpers for captures."""
 
     def __init__(self, workdir, ovsdb):
-        self.workdir = str(workdir)
-        cfg = analyzer_config(self.workdir)
+        cfg = analyzer_config(str(workdir))
         cfg["flow"] = {"update": 1, "expire": 600}
         cfg["analyzer"]["capture"] = {"debounce": 0.1}
-        self.analyzer = SkydiveProcess("analyzer", os.path.join(self.workdir, "analyzer"), cfg)
-        self.ovsdb = ovsdb
-        self.host_id = "flowag-%s" % os.urandom(3).hex()
         sl, sh = _port_range(4)
         pl, ph = _port_range(4)
-        self.agent_cfg = {
-            "host_id": self.host_id,
+        Stack.__init__(self, workdir, {
+            "host_id": "flowag-%s" % os.urandom(3).hex(),
             "agent": {"topology": {"probes": ["ovsdb"], "netlink": {"metrics_update": 5}},
                       "capture": {"stats_update": 1},
                       "flow": {"sflow": {"bind_address": "127.0.0.1", "port_min": sl, "port_max": sh},
@@ -62,56 +59,7 @@ class FlowStack:
             "flow": {"update": 1, "expire": 600, "application_ports": {"tcp": {8765: "skytest"}}},
             "ovs": {"ovsdb": ovsdb},
             "logging": {"level": "INFO"},
-        }
-        self.agent = None
-
-    @property
-    def url(self):
-        return self.analyzer.url
-
-    def start(self):
-        self.analyzer.start()
-        self.start_agent()
-        return self
-
-    def start_agent(self):
-        cfg = dict(self.agent_cfg, analyzers=[self.analyzer.address])
-        self.agent = SkydiveProcess("agent", os.path.join(self.workdir, "agent"), cfg)
-        self.agent.start()
-        wait_until(lambda: self.q("G.V().Has('Type','host','Name','%s').Count()" % self.host_id) == 1,
-                   timeout=20, message="agent host node on the analyzer")
-
-    def stop(self):
-        for p in (self.agent, self.analyzer):
-            if p is not None:
-                p.stop()
-
-    # ---- gremlin ------------------------------------------------------------------------------
-    def post_query(self, query, accept="application/json"):
-        return requests.post(self.url + "/api/topology", json={"GremlinQuery": query},
-                             headers={"Accept": accept}, timeout=15)
-
-    def q(self, query):
-        r = self.post_query(query)
-        assert r.status_code == 200, "%s -> %d %s" % (query, r.status_code, r.text)
-        return r.json() if r.content else None
-
-    def wait_q(self, query, expected, timeout=15, message=None):
-        """Poll until q(query) == expected (or expected(value) is true when callable); returns
-        the matching value."""
-        seen = []
-
-        def ok():
-            v = self.q(query)
-            if expected(v) if callable(expected) else v == expected:
-                seen.append(v)
-                return True
-            return None
-        try:
-            wait_until(ok, timeout=timeout, interval=0.25, message=message or query)
-            return seen[-1]
-        except AssertionError:
-            raise AssertionError("%s: expected %r, got %r" % (query, expected, self.q(query)))
+        }, cfg)
 
     # ---- captures -----------------------------------------------------------------------------
     def create_capture(self, **body):
@@ -129,23 +77,6 @@ class FlowStack:
         """Every node of node_query has this capture active (upstream harness: 15 tries, then 2 s)."""
         q = "%s.Has('Captures.ID', '%s', 'Captures.State', 'active').Count()" % (node_query, cid)
         self.wait_q(q, count, timeout=timeout, message="capture %s active on %s" % (cid, node_query))
-
-    def node(self, name):
-        found = self.q("G.V().Has('Name','%s')" % name)
-        assert len(found) == 1, found
-        return found[0]
-
-
-@pytest.fixture(scope="module")
-def ovs(tmp_path_factory):
-    if not PrivateOVS.available():
-        pytest.skip("Open vSwitch is not installed")
-    o = PrivateOVS(str(tmp_path_factory.mktemp("fiovs"))).start()
-    try:
-        yield o
-    finally:
-        o.stop()
-
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, ovs):
@@ -282,5 +213,4 @@ def read_pcap(data):
     return out
 
 
-__all__ = ["FlowStack", "Pair", "ping", "udp_send", "sample_pcap", "read_pcap", "subnet", "wait_until",
-           "run"]
+__all__ = ["FlowStack", "Pair", "ping", "udp_send", "sample_pcap", "read_pcap", "subnet", "run"]

@@ -9,8 +9,9 @@ import aiohttp
 import pytest
 import requests
 
+from tests.fixtures.processes import wait_until
 from tests.fixtures.topology import Names
-from tests.flow_integration.conftest import Pair, ping, wait_until
+from tests.flow_integration.conftest import Pair, ping
 
 pytestmark = pytest.mark.needs_root
 

@@ -9,7 +9,8 @@ import sys
 import aiohttp
 import pytest
 
-from tests.flow_integration.conftest import Pair, ping, read_pcap, run, udp_send, wait_until
+from tests.fixtures.processes import wait_until
+from tests.flow_integration.conftest import Pair, ping, read_pcap, run, udp_send
 
 pytestmark = pytest.mark.needs_root
 

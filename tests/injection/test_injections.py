@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 from skydive.rest.client import RESTClient
 
-from tests.flow_integration.conftest import Pair, sample_pcap, wait_until
+from tests.fixtures.processes import wait_until
+from tests.flow_integration.conftest import Pair, sample_pcap
 from skydive_runtime.flow import forge
 
 pytestmark = [pytest.mark.needs_root, pytest.mark.timeout(300)]

@@ -366,7 +366,7 @@ def test_bad_alert_bodies(tmp_path, fields, needle):
 
 
 def test_unreachable_or_slow_webhook_breaks_nothing(tmp_path):
-    from tests.fixtures.topology import free_port
+    from tests.fixtures.processes import free_port
 
     async def body(c):
         async with Receiver() as good, Receiver(delay=5) as slow:

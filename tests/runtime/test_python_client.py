@@ -14,6 +14,7 @@ from skydive.websocket.client import (EdgeAddedMsgType, NodeAddedMsgType, SyncRe
                                       SyncRequestMsgType, WSClient, WSClientDefaultProtocol, WSMessage)
 from skydive.graph import Edge, Node
 
+from tests.fixtures.processes import wait_until
 from tests.runtime.test_api_support import AnalyzerThread, analyzer_config
 
 pytestmark = pytest.mark.timeout(120)
@@ -48,15 +49,6 @@ def loop():
     finally:
         lp.close()
         asyncio.set_event_loop(None)
-
-
-def wait_for(fn, timeout=5.0):
-    deadline = time.time() + timeout
-    while True:
-        v = fn()
-        if v or time.time() > deadline:
-            return v
-        time.sleep(0.05)
 
 
 class PublisherProtocol(WSClientDefaultProtocol):
@@ -119,7 +111,7 @@ def test_injection(analyzer, loop):
     client.connect()
     client.start()
     rest = RESTClient(analyzer.address)
-    assert wait_for(lambda: len(rest.lookup_edges("G.E().Has('RelationType', 'layer2')")) == 1)
+    wait_until(lambda: len(rest.lookup_edges("G.E().Has('RelationType', 'layer2')")) == 1, timeout=5)
     assert len(rest.lookup_nodes("G.V().Has('Name', 'Test port')")) == 1
     assert len(rest.lookup_nodes("G.V().Has('Name', 'Bad netns')")) == 0
     assert len(rest.lookup_nodes("G.V().Has('Name', 'Bad node')")) == 0
