@@ -89,6 +89,7 @@ class NetnsProbe:
         self.run_path = run_path
         self.inotify = None
         self.wd = None
+        self.own_ns = None    # (st_dev, st_ino) of the agent's namespace: no netns node, as upstream
         self.nodes = {}       # path -> netns node
         self.waiting = {}     # path -> retry index
         self.loop = None
@@ -97,6 +98,8 @@ class NetnsProbe:
 
     def start(self):
         self.loop = asyncio.get_running_loop()
+        own = os.stat("/proc/self/ns/net")
+        self.own_ns = (own.st_dev, own.st_ino)
         self.inotify = Inotify()
         self.loop.add_reader(self.inotify.fd, self._on_events)
         self._watch()
@@ -202,6 +205,9 @@ class NetnsProbe:
         try:
             st = os.stat(path)
         except OSError:
+            return
+        if (st.st_dev, st.st_ino) == self.own_ns:
+            log.debug("netns: %s is the agent's own namespace (its host's interfaces)", path)
             return
         name = os.path.basename(path)
         host_tid = tid_of(self.topo.host)

@@ -1,6 +1,7 @@
 """Agent test harness: the stack of tests/fixtures/stack.py (a real `skydive analyzer` and a real
-`skydive agent`) watching the private Open vSwitch, and a NetEnv per test (tests/conftest.py)
-that removes every namespace/link the test made."""
+`skydive agent`) on the host (`stack`) or beside the private Open vSwitch in its namespace
+(`ovs_stack`), and a NetEnv per test (tests/conftest.py) that removes every namespace/link the
+test made."""
 
 import os
 import shutil
@@ -34,12 +35,13 @@ def agent_config(analyzer, ovsdb=NO_OVSDB, host_id=None, **extra):
     return cfg
 
 
-def agent_stack(workdir, ovsdb=NO_OVSDB, backend="memory"):
-    """A Stack whose agent runs agent_config(); the analyzer keeps topology and flows in `backend`."""
+def agent_stack(workdir, ovsdb=NO_OVSDB, backend="memory", ovs=None):
+    """A Stack whose agent runs agent_config(); the analyzer keeps topology and flows in `backend`.
+    With `ovs`, the agent runs beside that switch, in its namespace (Stack)."""
     cfg = analyzer_config(str(workdir))
     cfg["analyzer"]["topology"]["backend"] = backend
     cfg["analyzer"]["flow"]["backend"] = backend
-    return Stack(workdir, agent_config(None, ovsdb), cfg)
+    return Stack(workdir, agent_config(None, ovsdb), cfg, ovs=ovs)
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +49,21 @@ def stack(tmp_path_factory, ovs):
     if os.geteuid() != 0 or not HAVE_IP:
         pytest.skip("needs root and iproute2")
     s = agent_stack(tmp_path_factory.mktemp("stack"), ovs.remote)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="session")
+def ovs_stack(tmp_path_factory, ovs):
+    """An agent in the private switch's namespace: its bridges, ports and internal interfaces are
+    the agent's host's, as on a host running Open vSwitch (create the test's host-side links in
+    `ovs.netns`)."""
+    if os.geteuid() != 0 or not HAVE_IP:
+        pytest.skip("needs root and iproute2")
+    s = agent_stack(tmp_path_factory.mktemp("ovs-stack"), ovs=ovs)
     try:
         s.start()
         yield s

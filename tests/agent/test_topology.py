@@ -1,7 +1,6 @@
 """Topology scenarios of upstream tests/topology_test.go, asserted with Gremlin on the ANALYZER
 fed by a real agent. Every test scopes its queries to the unique names it created."""
 
-import json
 import os
 
 import pytest
@@ -184,94 +183,6 @@ def test_interface_metrics(stack, net, names):
     assert last["Start"] < last["Last"]
 
 
-def test_ovs_bridge(stack, ovs_bridges, names):
-    br = names("ob")
-    ovs_bridges.add(br)
-    q = ("G.V().Has('Type','ovsbridge','Name','%s').Out('Type','ovsport','Name','%s')"
-         ".Out('Type','internal','Name','%s','Driver','openvswitch')" % (br, br, br))
-    # as upstream: ownership + layer2 between bridge and port give the interface twice, hence Dedup
-    stack.wait_count(q + ".Dedup()", 1)
-    assert stack.count(q) == 2
-    bridge = stack.node(br, ",'Type','ovsbridge'")["Metadata"]
-    assert bridge["UUID"] and bridge["TID"]
-    host = stack.agent_host_id
-    assert stack.count("G.V().Has('Type','host','Name','%s').Out('Type','ovsbridge','Name','%s')" % (host, br)) == 1
-
-
-def test_ovs_patch(stack, ovs_bridges, names):
-    br1, br2, p1, p2 = names("ob"), names("ob"), names("p"), names("p")
-    ovs_bridges.add(br1)
-    ovs_bridges.add(br2)
-    ovs_bridges.vsctl("add-port", br1, p1, "--", "set", "interface", p1, "type=patch", "options:peer=" + p2)
-    ovs_bridges.vsctl("add-port", br2, p2, "--", "set", "interface", p2, "type=patch", "options:peer=" + p1)
-    q = ("G.V().Has('Type','patch','Name','%s','Driver','openvswitch').Both('Type','patch','Name','%s','Driver','openvswitch')"
-         % (p1, p2))
-    stack.wait_count(q, 1)
-    assert stack.count(q + ".Dedup()") == 1
-    assert stack.count("G.V().Has('Name','%s').BothE().Has('RelationType','layer2','Type','patch')" % p1) == 1
-
-
-def test_ovs_interface(stack, ovs_bridges, names):
-    br, intf = names("ob"), names("i")
-    ovs_bridges.add(br)
-    ovs_bridges.vsctl("add-port", br, intf, "--", "set", "interface", intf, "type=internal")
-    stack.wait_count("G.V().Has('Type','internal','Name','%s','Driver','openvswitch').HasKey('UUID').HasKey('MAC')"
-                     % intf, 1)
-    # one node for the interface: netlink and OVS merged
-    assert stack.count("G.V().Has('Name','%s','Type',NE('ovsport'))" % intf) == 1
-    md = stack.node(intf, ",'Type','internal'")["Metadata"]
-    assert isinstance(md["IfIndex"], int) and md["OfPort"] >= 1 and md["MTU"] > 0
-
-
-def test_ovs_internal_moved_to_namespace(stack, net, ovs_bridges, names):
-    br, intf, ns = names("ob"), names("i"), names("n")
-    ovs_bridges.add(br)
-    net.add_netns(ns)
-    ovs_bridges.vsctl("add-port", br, intf, "--", "set", "interface", intf, "type=internal")
-    stack.wait_count("G.V().Has('Type','internal','Name','%s')" % intf, 1)
-    net.ip("link", "set", intf, "netns", ns)
-    stack.wait_count("G.V().Has('Name','%s','Type','netns').Out('Name','%s','Type','internal')" % (ns, intf), 1)
-    assert stack.count("G.V().Has('Name','%s','Type','internal')" % intf) == 1
-    assert stack.count("G.V().Has('Name','%s').In('Type','ovsport')" % intf) == 1
-    node_id = stack.node(intf, ",'Type','internal'")["ID"]
-    # and back to the host: still the same single node, owned by the host again
-    net.ip("link", "set", intf, "netns", "1", netns=ns)
-    host = "G.V().Has('Type','host','Name','%s')" % stack.agent_host_id
-    stack.wait_count(host + ".OutE().Has('RelationType','ownership').OutV().Has('Name','%s','Type','internal')"
-                     % intf, 1)
-    assert stack.count("G.V().Has('Name','%s','Type','internal')" % intf) == 1
-    assert stack.node(intf, ",'Type','internal'")["ID"] == node_id
-
-
-def test_ovs_ownership_links(stack, ovs_bridges, names):
-    br, vx, gre, patch, intf = names("ob"), names("vx"), names("gr"), names("p"), names("i")
-    ovs_bridges.add(br)
-    ovs_bridges.vsctl("add-port", br, vx, "--", "set", "interface", vx, "type=vxlan",
-                      "options:remote_ip=10.9.9.2", "options:local_ip=10.9.9.1", "external_ids:iface-id=port-x")
-    ovs_bridges.vsctl("add-port", br, gre, "--", "set", "interface", gre, "type=gre", "options:remote_ip=10.9.9.3")
-    ovs_bridges.vsctl("add-port", br, patch, "--", "set", "interface", patch, "type=patch", "options:peer=nowhere")
-    ovs_bridges.vsctl("add-port", br, intf, "--", "set", "interface", intf, "type=internal")
-    bridge = "G.V().Has('Type','ovsbridge','Name','%s')" % br
-    for name, kind in ((vx, "vxlan"), (gre, "gre"), (patch, "patch")):
-        stack.wait_count(bridge + ".OutE().Has('RelationType','ownership').OutV().Has('Name','%s','Type','%s')"
-                         % (name, kind), 1)
-    stack.wait_count("G.V().Has('Name','%s','Type','internal')" % intf, 1)
-    # internal port: owned by the host, not by the bridge
-    assert stack.count(bridge + ".Out('Name','%s','Type','internal')" % intf) == 0
-    host = "G.V().Has('Type','host','Name','%s')" % stack.agent_host_id
-    assert stack.count(host + ".OutE().Has('RelationType','ownership').OutV().Has('Name','%s')" % intf) == 1
-    md = stack.node(vx, ",'Type','vxlan'")["Metadata"]
-    assert md["RemoteIP"] == "10.9.9.2" and md["LocalIP"] == "10.9.9.1"
-    assert md["ExtID"] == {"iface-id": "port-x"}
-    assert stack.count("G.V().Has('ExtID.iface-id','port-x')") == 1
-    assert md["Driver"] == "openvswitch" and md["TID"]
-    assert json.dumps(md["Ovs"]["Options"], sort_keys=True) == json.dumps(
-        {"local_ip": "10.9.9.1", "remote_ip": "10.9.9.2"}, sort_keys=True)
-    # removing a tunnel port removes its node
-    ovs_bridges.vsctl("del-port", br, vx)
-    stack.wait_count("G.V().Has('Name','%s')" % vx, 0)  # port and interface
-
-
 def test_interface_features(stack, net, names):
     a, b = names("a"), names("b")
     net.add_veth(a, b)
@@ -279,25 +190,6 @@ def test_interface_features(stack, net, names):
     stack.wait_count("G.V().Has('Name','%s','Features.tx-tcp-segmentation',true)" % a, 1)
     run(["ethtool", "-K", a, "tso", "off"])
     stack.wait_count("G.V().Has('Name','%s','Features.tx-tcp-segmentation',false)" % a, 1)
-
-
-def test_ovs_system_port_merged(stack, net, ovs_bridges, names):
-    """A veth plugged into OVS is one node: netlink's veth with OVS's UUID/OfPort, below its ovsport."""
-    br, a, b = names("ob"), names("a"), names("b")
-    ovs_bridges.add(br)
-    net.add_veth(a, b)
-    ovs_bridges.vsctl("add-port", br, a, "--", "set", "interface", a, "external_ids:attached-mac=02:00:00:00:00:01")
-    stack.wait_count("G.V().Has('Type','ovsport','Name','%s').Out('Name','%s','Type','veth').HasKey('UUID')" % (a, a), 1)
-    assert stack.count("G.V().Has('Name','%s','Type',NE('ovsport'))" % a) == 1
-    md = stack.node(a, ",'Type','veth'")["Metadata"]
-    assert md["Driver"] == "veth" and md["OfPort"] >= 1 and md["ExtID"]["attached-mac"] == "02:00:00:00:00:01"
-    host = "G.V().Has('Type','host','Name','%s')" % stack.agent_host_id
-    assert stack.count(host + ".OutE().Has('RelationType','ownership').OutV().Has('Name','%s','Type','veth')" % a) == 1
-    # leaving OVS keeps the interface, without its OVS keys
-    ovs_bridges.vsctl("del-port", br, a)
-    stack.wait_count("G.V().Has('Name','%s','Type','veth').HasKey('UUID')" % a, 0)
-    assert stack.count("G.V().Has('Name','%s','Type','veth')" % a) == 1
-    assert "ExtID" not in stack.node(a, ",'Type','veth'")["Metadata"]
 
 
 def test_link_flicker(stack, net, names, tmp_path):

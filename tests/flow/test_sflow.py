@@ -102,7 +102,8 @@ def test_collector_feeds_table_over_udp():
 
 
 @pytest.fixture
-def ovs_two_namespaces(ovs_bridges):
+def ovs_two_namespaces(ovs, ovs_bridges):
+    """Two namespaces plugged into a bridge of the private switch (ports in the switch's namespace)."""
     tag = secrets.token_hex(3)
     br = "fl%sbr" % tag
     nss = ["fl%sm" % tag, "fl%sn" % tag]
@@ -113,16 +114,16 @@ def ovs_two_namespaces(ovs_bridges):
         for i, ns in enumerate(nss):
             run("ip", "netns", "add", ns)
             port = "fl%sp%d" % (tag, i)
-            run("ip", "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            ovs.ip("link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", ns)
             ports.append(port)
-            run("ip", "link", "set", port, "up")
+            ovs.ip("link", "set", port, "up")
             ovs_bridges.vsctl("add-port", br, port)
             run("ip", "-n", ns, "addr", "add", ips[i] + "/24", "dev", "eth0")
             run("ip", "-n", ns, "link", "set", "eth0", "up")
-        yield ovs_bridges, br, nss, ips, ports
+        yield ovs, br, nss, ips, ports
     finally:
         for port in ports:
-            run("ip", "link", "del", port, check=False)
+            ovs.ip("link", "del", port, check=False)
         for ns in nss:
             _kill_netns_pids(ns)
             run("ip", "netns", "del", ns, check=False)
@@ -130,7 +131,7 @@ def ovs_two_namespaces(ovs_bridges):
 
 def test_real_openvswitch_sflow(ovs_two_namespaces):
     ovs, br, nss, ips, ports = ovs_two_namespaces
-    src = SFlowSource("127.0.0.1", 0)
+    src = SFlowSource(ovs.host_ip, 0)    # ovs-vswitchd sends from its namespace, over the uplink
     samples = []
     src.on_sample = samples.append
     got = []
@@ -161,8 +162,8 @@ def test_real_openvswitch_sflow(ovs_two_namespaces):
     f = fl[0]
     assert f["Network"]["A"] == ips[0] and f["Network"]["B"] == ips[1]
     assert f["Metric"]["ABPackets"] == 5 and f["Metric"]["BAPackets"] == 5
-    # input/output ifIndex of the samples are the OVS ports (veth ifindexes in the root namespace)
-    idx = [socket.if_nametoindex(p) for p in ports]
+    # input/output ifIndex of the samples are the OVS ports (veth ifindexes in the switch's namespace)
+    idx = [int(ovs.ip("-o", "link", "show", p).stdout.split(":", 1)[0]) for p in ports]
     icmp_samples = [s for s in samples if any(getattr(rec, "header", b"")[12:14] == b"\x08\x00"
                                                and rec.header[23] == 1 for rec in s.records)]
     pairs = {(s.input_if, s.output_if) for s in icmp_samples}

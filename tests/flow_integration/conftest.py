@@ -44,7 +44,7 @@ def _port_range(width):
 class FlowStack(Stack):
     """The stack (tests/fixtures/stack.py) with flow.update 1 s; helpers for captures."""
 
-    def __init__(self, workdir, ovsdb):
+    def __init__(self, workdir, ovsdb, ovs=None):
         cfg = analyzer_config(str(workdir))
         cfg["flow"] = {"update": 1, "expire": 600}
         cfg["analyzer"]["capture"] = {"debounce": 0.1}
@@ -59,7 +59,7 @@ class FlowStack(Stack):
             "flow": {"update": 1, "expire": 600, "application_ports": {"tcp": {8765: "skytest"}}},
             "ovs": {"ovsdb": ovsdb},
             "logging": {"level": "INFO"},
-        }, cfg)
+        }, cfg, ovs=ovs)
 
     # ---- captures -----------------------------------------------------------------------------
     def create_capture(self, **body):
@@ -83,6 +83,19 @@ def stack(tmp_path_factory, ovs):
     if os.geteuid() != 0 or not HAVE_TOOLS:
         pytest.skip("needs root, iproute2 and ping")
     s = FlowStack(tmp_path_factory.mktemp("flowstack"), ovs.remote)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def ovs_stack(tmp_path_factory, ovs):
+    """The agent beside the private switch, in its namespace (Stack): for captures on the switch."""
+    if os.geteuid() != 0 or not HAVE_TOOLS:
+        pytest.skip("needs root, iproute2 and ping")
+    s = FlowStack(tmp_path_factory.mktemp("flowstack-ovs"), ovs.remote, ovs=ovs)
     try:
         s.start()
         yield s

@@ -228,9 +228,11 @@ def test_pcap_probe_on_bridge_port_and_flow_feed(stack, net, names):
     stack.delete_capture(cid)
 
 
-def test_ovssflow_on_bridge_and_src_dst_interfaces(stack, ovs, net, names):
+def test_ovssflow_on_bridge_and_src_dst_interfaces(ovs_stack, ovs, net, names):
     """TestFlowGremlin on an ovssflow capture (default type for an ovsbridge) + TestSFlowSrcDstPath,
-    ICMP and UDP through OVS (userspace datapath, tx checksum offload off)."""
+    ICMP and UDP through OVS (userspace datapath, tx checksum offload off). The agent runs beside
+    the switch, in its namespace, where the switch's ports are made."""
+    stack = ovs_stack
     prefix = "10.%d.%d" % tuple(__import__("random").randint(1, 250) for _ in range(2))
     br = names("ob")
     ovs.add_bridge(br)
@@ -239,14 +241,14 @@ def test_ovssflow_on_bridge_and_src_dst_interfaces(stack, ovs, net, names):
         for i in (1, 2):
             n = net.add_netns(names("on"))
             inner, outer = names("oi"), names("oo")
-            net.add_veth(outer, inner, netns_b=n)
+            net.add_veth(outer, inner, netns_a=ovs.netns, netns_b=n)
             ovs.vsctl("add-port", br, outer)
-            net.ip("link", "set", outer, "up")
+            net.ip("link", "set", outer, "up", netns=ovs.netns)
             net.ip("addr", "add", "%s.%d/24" % (prefix, i), "dev", inner, netns=n)
             net.ip("link", "set", inner, "up", netns=n)
             run(["ip", "netns", "exec", n, "ethtool", "-K", inner, "tx", "off"], check=False)
             ns.append(n), ifs.append(inner), ips.append("%s.%d" % (prefix, i))
-        run(["ip", "link", "set", br, "up"], check=False)
+        ovs.ip("link", "set", br, "up", check=False)
         bq = "G.V().Has('Name','%s','Type','ovsbridge')" % br
         stack.wait_q(bq + ".Count()", 1)
         cid = stack.capture(GremlinQuery=bq)
