@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 STORED_KINDS = ("capture", "alert", "injectpacket", "noderule", "edgerule", "workflow")
 
 
+def restorable_origin(origin):
+    """Elements the analyzer puts back from its store at start: all but the agents' (each agent
+    sends its whole subgraph again when it reconnects)."""
+    return not origin.startswith("agent.")
+
+
 def _ssl_context(config):
     cert = config.get_string("tls.server_cert")
     key = config.get_string("tls.server_key")
@@ -90,10 +96,12 @@ class Analyzer:
 
     # ---- construction -----------------------------------------------------------------------------
     def _open_store(self):
-        from ..storage import MemoryStore, StoreError, open_store
+        from ..storage import MemoryStore, StoreCorrupt, StoreError, open_store
         name, section = self.config.storage_section("analyzer.topology.backend")
         try:
             store = open_store(section, name)
+        except StoreCorrupt:
+            raise
         except StoreError as exc:
             raise ConfigError("analyzer.topology.backend: %s" % exc) from None
         history = None if isinstance(store, MemoryStore) else store
@@ -111,7 +119,7 @@ class Analyzer:
         self._ssl = _ssl_context(self.config)
         self.graph = Graph(host_id=self.host_id, origin="analyzer.%s" % self.host_id)
         self.store, history = self._open_store()
-        self.store.attach(self.graph)
+        self.store.attach(self.graph, restore=restorable_origin)
         self.engine = QueryEngine(self.graph, history=history)
         self.resources = ResourceStore(self.store)
         self.resources.load(STORED_KINDS)
@@ -125,8 +133,8 @@ class Analyzer:
         mount_topology(app, self.graph, self.engine, guard)
         origin = "api.%s" % self.host_id
         node_kind, edge_kind = NodeKind(), EdgeKind()
-        ResourceHandler(node_kind, NodeBackend(node_kind, self.graph, origin), guard).register(app)
-        ResourceHandler(edge_kind, EdgeBackend(edge_kind, self.graph, origin), guard).register(app)
+        ResourceHandler(node_kind, NodeBackend(node_kind, self.graph, origin, self.store), guard).register(app)
+        ResourceHandler(edge_kind, EdgeBackend(edge_kind, self.graph, origin, self.store), guard).register(app)
         self.kinds = {}
         # InjectionKind (analyzer/injections.py) adds the per-node resolution the API layer can't do
         for kind in (CaptureKind(self.engine), AlertKind(self.engine), InjectionKind(self.engine),

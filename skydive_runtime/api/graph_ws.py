@@ -13,6 +13,7 @@ import json
 import logging
 
 from ..graph import Edge, Node, SchemaError, validate
+from ..graph.elements import MAX_INT
 from ..graph.events import GraphListener
 from ..graph.metadata import diff_ops
 from .query import QueryError
@@ -239,7 +240,7 @@ class GraphApplier:
         if not isinstance(obj, dict) or not isinstance(obj.get("ID"), str) or not obj.get("ID"):
             raise ValueError("No ID found for graph element")
         t = obj.get("DeletedAt")
-        return obj["ID"], t if isinstance(t, int) and not isinstance(t, bool) and t > 0 else None
+        return obj["ID"], t if isinstance(t, int) and not isinstance(t, bool) and 0 < t < MAX_INT else None
 
     def _partial(self, conn, type_, obj):
         if not isinstance(obj, dict):
@@ -252,6 +253,8 @@ class GraphApplier:
         rev = obj.get("Revision")
         if not isinstance(rev, int) or isinstance(rev, bool):
             raise ValueError("partial update without a Revision")
+        if not 0 < rev < MAX_INT:
+            raise ValueError("Revision of %s must be below 2^63-1, got %d" % (eid, rev))
         if rev <= el.Revision:
             return
         changes, deletes = {}, []
@@ -263,7 +266,9 @@ class GraphApplier:
                 changes.pop(op["Key"], None)
             else:
                 changes[op["Key"]] = op.get("Value")
-        t = obj.get("UpdatedAt") if isinstance(obj.get("UpdatedAt"), int) else None
+        t = obj.get("UpdatedAt")
+        if not isinstance(t, int) or isinstance(t, bool) or not 0 < t < MAX_INT:
+            t = None
         el.Revision = rev - 1            # the graph bumps it back to the publisher's revision
         if not self.graph.update_metadata(el, changes, t=t, deletes=deletes):
             el.Revision = rev

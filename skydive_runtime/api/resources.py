@@ -15,6 +15,7 @@ import logging
 from ..common.ids import new_uuid
 from ..common.timeutil import now_ms, parse_duration_ms
 from ..graph import Edge, GraphError, Node, SchemaError, validate
+from ..storage import MAX_TTL_MS, InvalidWrite, StoreError, wait_committed
 from .http import HTTPError, empty, json_response, read_body
 from .jsonpatch import PatchError, apply_patch
 
@@ -80,8 +81,17 @@ class StoredBackend:
             raise DuplicateError()
         obj["UUID"] = new_uuid()
         obj = self.kind.finalize(obj)
-        self.resources.put(self.kind.name, obj["UUID"], obj, ttl_ms)
+        try:
+            self.resources.put(self.kind.name, obj["UUID"], obj, ttl_ms)
+        except InvalidWrite as exc:
+            raise ResourceError(str(exc)) from None
         return obj
+
+    async def committed(self):
+        await self.resources.committed()
+
+    def undo_create(self, obj):
+        self.resources.delete(self.kind.name, obj["UUID"])
 
     def update(self, rid, patched):
         raise NotUpdatable()
@@ -135,6 +145,11 @@ class ResourceStore:
             self.expiry[(kind, rid)] = self.now() + ttl_ms
         self._notify("on_resource_created", kind, obj)
         return obj
+
+    async def committed(self):
+        """Wait until the writes made so far are committed to the store (group commit)."""
+        if self.store is not None:
+            await wait_committed(self.store)
 
     def delete(self, kind, rid):
         if self.get(kind, rid) is None:
@@ -192,10 +207,18 @@ class _GraphBackend:
     cls = None
     protected = ()
 
-    def __init__(self, kind, graph, origin):
+    def __init__(self, kind, graph, origin, store=None):
         self.kind = kind
         self.graph = graph
         self.origin = origin
+        self.store = store      # the history store archiving this graph: a 2xx waits for its commit
+
+    async def committed(self):
+        if self.store is not None:
+            await wait_committed(self.store)
+
+    def undo_create(self, obj):
+        self._delete(self._elements()[obj["ID"]])
 
     def _elements(self):
         raise NotImplementedError
@@ -291,10 +314,12 @@ def parse_ttl(request):
         return None
     try:
         ms = parse_duration_ms(raw)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise HTTPError(400, "invalid ttl: %s" % exc) from None
     if ms < 0:
         raise HTTPError(400, "invalid ttl: %r is negative" % raw)
+    if ms > MAX_TTL_MS:
+        raise HTTPError(400, "invalid ttl: %r is too large (at most %dms, about 292 years)" % (raw, MAX_TTL_MS))
     return ms or None
 
 
@@ -358,7 +383,18 @@ class ResourceHandler:
             raise HTTPError(400, str(exc)) from None
         except DuplicateError:
             raise HTTPError(409, "duplicated resource") from None
+        try:
+            await self.backend.committed()
+        except StoreError as exc:
+            self.backend.undo_create(obj)
+            raise HTTPError(503, "%s not created: %s" % (self.kind.title, exc)) from None
         return json_response(self._decorate(obj), status=201)
+
+    async def _committed(self, what):
+        try:
+            await self.backend.committed()
+        except StoreError as exc:
+            raise HTTPError(503, "%s %s but not stored: %s" % (self.kind.title, what, exc)) from None
 
     async def patch(self, request):
         self.guard(request, self.kind.name, "write")
@@ -383,6 +419,7 @@ class ResourceHandler:
             return empty(404)
         if result is False:
             return empty(304)
+        await self._committed("updated")
         return json_response(self._decorate(result))
 
     async def delete(self, request):
@@ -390,6 +427,7 @@ class ResourceHandler:
         rid = self._id(request)
         if not self.backend.delete(rid):
             raise HTTPError(404, "%s '%s' not found" % (self.kind.title, rid))
+        await self._committed("deleted")
         return empty(200, "text/plain")
 
 

@@ -9,6 +9,7 @@ import sys
 from .. import __version__
 from ..common.service import serve_until_signalled
 from ..config import Config, ConfigError
+from ..storage import StoreError
 from . import client
 
 
@@ -90,6 +91,9 @@ def main(argv=None):
         print("skydive: configuration error: %s" % exc, file=sys.stderr)
         return 2
     except client.ClientError as exc:
+        print("skydive: %s" % exc, file=sys.stderr)
+        return 1
+    except StoreError as exc:
         print("skydive: %s" % exc, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

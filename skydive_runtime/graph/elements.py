@@ -3,6 +3,8 @@
 from ..common.jsonutil import normalize_numbers
 from ..common.timeutil import now_ms
 
+MAX_INT = 2 ** 63 - 1   # Revision and times are 64-bit (2^63-1 itself means "never" in the history)
+
 
 class Element:
     __slots__ = ("ID", "Metadata", "Host", "Origin", "CreatedAt", "UpdatedAt", "DeletedAt", "Revision")
@@ -53,8 +55,8 @@ class Element:
                 v = 0
             if isinstance(v, float) and v.is_integer():
                 v = int(v)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise ValueError("%s of %s must be a non-negative integer" % (field, eid))
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < MAX_INT:
+                raise ValueError("%s of %s must be a non-negative integer below 2^63-1" % (field, eid))
             kw[arg] = v
         return eid, kw
 

@@ -6,8 +6,8 @@
     store.graph_at(t_ms)            # HistoryProvider for G.At / G.Context
 """
 
-from .base import (FlowStorageNotConfigured, HistoryNotSupported, Store, StoreError, FlowView,
-                   normalize_flow_filter, parse_retention)
+from .base import (MAX_TTL_MS, FlowStorageNotConfigured, HistoryNotSupported, InvalidWrite, Store, StoreCorrupt, StoreError,
+                   FlowView, normalize_flow_filter, parse_retention, wait_committed)
 from .memory import MemoryStore
 from .sqlite import DEFAULT_PATH, SQLiteStore
 
@@ -46,9 +46,9 @@ def open_store(settings=None, name=None):
     try:
         return SQLiteStore(**kw)
     except StoreError as exc:
-        raise StoreError("%s: %s" % (where, exc)) from None
+        raise type(exc)("%s: %s" % (where, exc)) from None
 
 
-__all__ = ["Store", "StoreError", "HistoryNotSupported", "FlowStorageNotConfigured", "FlowView",
+__all__ = ["MAX_TTL_MS", "Store", "StoreError", "StoreCorrupt", "InvalidWrite", "wait_committed", "HistoryNotSupported", "FlowStorageNotConfigured", "FlowView",
            "MemoryStore", "SQLiteStore", "open_store", "normalize_flow_filter", "parse_retention",
            "DEFAULT_PATH"]

@@ -13,15 +13,27 @@ Nothing here speaks SQL: a distributed backend implements the same methods.
 """
 
 import abc
+import asyncio
 import re
 
 from ..graph.filters import And, Eq, KeyFilter, Not, Or, Within, Without
 
 NEVER = 2 ** 63 - 1   # ArchivedAt/DeletedAt of a revision that is still alive
+MAX_TTL_MS = NEVER // 1_000_000   # Go's largest time.Duration (~292 years), in ms
+MAX_RECORD_BYTES = 16 * 1024 * 1024   # one resource or one revision, serialised
 
 
 class StoreError(Exception):
     """The store cannot do what was asked (bad path, corrupt file, closed, I/O error...)."""
+
+
+class InvalidWrite(StoreError, ValueError):
+    """A write refused before it is queued (a value out of bounds, not serialisable...): it
+    harms no other write; the API answers it with a 400."""
+
+
+class StoreCorrupt(StoreError):
+    """The store file fails its integrity check (empty, truncated, not a skydive store...)."""
 
 
 class HistoryNotSupported(StoreError):
@@ -234,9 +246,13 @@ class Store(abc.ABC):
 
     # -- topology history ------------------------------------------------------------------
     @abc.abstractmethod
-    def attach(self, graph):
+    def attach(self, graph, restore=None):
         """Start archiving `graph`: its current elements are recorded as live revisions and
-        every later add/update/delete is archived as it happens. One graph per store."""
+        every later add/update/delete is archived as it happens. One graph per store.
+
+        `restore(origin) -> bool`: the elements still live when the previous run ended whose
+        Origin it accepts are put back into `graph` (their history goes on); the others are
+        closed at the last heartbeat of that run. Backends without history restore nothing."""
 
     @abc.abstractmethod
     def detach(self):
@@ -293,6 +309,14 @@ class Store(abc.ABC):
         """{uuid: [FlowMetric dict, ...]} ordered by Start: the LastUpdateMetric of each
         stored update whose [Start, Last] meets the window. Flows without metrics are absent."""
 
+    # -- durability ------------------------------------------------------------------------
+    def when_committed(self, callback):
+        """Call callback(None) once every write queued before this call is committed (durable
+        across a crash of this process), callback(StoreError) when it could not be. It may be
+        called from another thread and must return quickly. Backends writing at once call it
+        at once."""
+        callback(None)
+
     # -- housekeeping ----------------------------------------------------------------------
     @abc.abstractmethod
     def prune(self, now_ms=None):
@@ -311,3 +335,25 @@ class Store(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+async def wait_committed(store):
+    """Wait, without blocking the event loop, until every write queued so far on `store` is
+    committed; raises the StoreError of a failed commit."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+
+    def resolve(err):
+        if not fut.done():
+            fut.set_result(err)
+
+    def done(err):
+        try:
+            loop.call_soon_threadsafe(resolve, err)
+        except RuntimeError:   # the loop is closed: nobody waits any more
+            pass
+
+    store.when_committed(done)
+    err = await fut
+    if err is not None:
+        raise err

@@ -9,7 +9,7 @@ import copy
 import threading
 
 from ..common.timeutil import now_ms as _now
-from .base import FlowStorageNotConfigured, HistoryNotSupported, Store, StoreError
+from .base import MAX_TTL_MS, FlowStorageNotConfigured, HistoryNotSupported, InvalidWrite, Store, StoreError
 
 
 class MemoryStore(Store):
@@ -27,7 +27,7 @@ class MemoryStore(Store):
             raise StoreError("store is closed")
 
     # history: refused like upstream's memory backend
-    def attach(self, graph):
+    def attach(self, graph, restore=None):
         self._check()
 
     def detach(self):
@@ -48,8 +48,8 @@ class MemoryStore(Store):
             raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
         expires = None
         if ttl_ms is not None:
-            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or ttl_ms <= 0:
-                raise StoreError("resource TTL must be a positive number of ms, got %r" % (ttl_ms,))
+            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or not 0 < ttl_ms <= MAX_TTL_MS:
+                raise InvalidWrite("resource TTL must be a positive number of ms up to %d, got %r" % (MAX_TTL_MS, ttl_ms))
             expires = _now() + int(ttl_ms)
         with self._lock:
             self._resources[(kind, id)] = (copy.deepcopy(obj), expires)

@@ -10,6 +10,7 @@ thread and only serialises the element and queues it.
 On-disk layout: see docs/storage.md.
 """
 
+import asyncio
 import atexit
 import fcntl
 import hashlib
@@ -29,8 +30,8 @@ from ..common.timeutil import now_ms as _now
 from ..graph.elements import Edge, Node
 from ..graph.graph import Graph
 from . import flowcodec
-from .base import (NEVER, Store, StoreError, flow_alive_between, flow_matches, flow_pushdown,
-                   normalize_flow_filter, parse_ms, parse_retention)
+from .base import (MAX_RECORD_BYTES, MAX_TTL_MS, NEVER, InvalidWrite, Store, StoreCorrupt, StoreError,
+                   flow_alive_between, flow_matches, flow_pushdown, normalize_flow_filter, parse_ms, parse_retention)
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,35 @@ class _Call:
         self.error = None
 
 
+class _Barrier:
+    """Asks the writer to commit what is queued before it now, then to call callback(error)."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback):
+        self.callback = callback
+
+
 _STOP = object()
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _check_text(what, s):
+    """s (a str) can be stored: valid UTF-8 once encoded, not larger than a record may be."""
+    try:
+        n = len(s.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidWrite("%s is not valid UTF-8 text: %s" % (what, exc.reason)) from None
+    if n > MAX_RECORD_BYTES:
+        raise InvalidWrite("%s is too large (%d bytes, at most %d)" % (what, n, MAX_RECORD_BYTES))
+
+
+def corrupt_message(path, reason):
+    """The refusal of a damaged store file: what is wrong and how to recover."""
+    return ("store %s %s. The analyzer does not start on a damaged store. To recover, stop the analyzer, "
+            "then either restore a backup: `skydive store restore BACKUP --path %s`, or move the file away "
+            "to start with an empty store: `mv %s %s.damaged` (and its -wal file, if any)"
+            % (path, reason, path, path, path))
 _OPEN_STORES = weakref.WeakSet()
 
 
@@ -221,6 +250,48 @@ def _close_open_stores():
             log.exception("storage: closing %s at exit failed", store.path)
 
 
+def _fsync_dir(path):
+    fd = os.open(path or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_SQLITE_MAGIC = b"SQLite format 3\0"
+
+
+def check_file(path):
+    """Cheap checks of a store file before SQLite opens it: False when there is none yet (a
+    fresh store will be created); raises StoreCorrupt when it is empty, not an SQLite file, or
+    shorter than its header says (truncated)."""
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError("cannot open store %s: %s" % (path, exc.strerror or exc)) from None
+    if size == 0:
+        raise StoreCorrupt(corrupt_message(path, "is empty (0 bytes)"))
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(100)
+    except OSError as exc:
+        raise StoreError("cannot read store %s: %s" % (path, exc.strerror or exc)) from None
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise StoreCorrupt(corrupt_message(path, "is not an SQLite database (bad header, %d bytes)" % size))
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    header_valid = head[24:28] == head[92:96]   # the in-header size is current
+    if page < 512 or page & (page - 1):
+        raise StoreCorrupt(corrupt_message(path, "has a corrupt header (page size %d)" % page))
+    if size % page or (header_valid and pages * page > size):
+        raise StoreCorrupt(corrupt_message(path, "is truncated (%d bytes, its header says %d)"
+                                           % (size, pages * page if header_valid else size - size % page + page)))
+    return True
+
+
 class _HistoryRecorder:
     """The graph listener: serialises each event at once (elements are mutated in place)."""
 
@@ -229,21 +300,40 @@ class _HistoryRecorder:
         self.live = ({}, {})   # per kind: element ID -> (rowid, UpdatedAt) of its live revision
 
     def _row(self, kind, el, rowid, archived_at=NEVER, deleted_at=None):
-        return (rowid, kind, el.ID, el.Revision, el.CreatedAt, el.UpdatedAt, deleted_at, archived_at,
-                el.Host or "", el.Origin or "", getattr(el, "Parent", None), getattr(el, "Child", None),
-                dumps(el.Metadata))
+        """The history row of el, or None (logged) when a value cannot be stored: a bad element
+        is left out of the history and harms no other write of the batch."""
+        try:
+            row = (rowid, kind, el.ID, el.Revision, el.CreatedAt, el.UpdatedAt, deleted_at, archived_at,
+                   el.Host or "", el.Origin or "", getattr(el, "Parent", None), getattr(el, "Child", None),
+                   dumps(el.Metadata))
+            for name, v in zip(("Revision", "CreatedAt", "UpdatedAt", "DeletedAt"), row[3:7]):
+                if v is not None and (not isinstance(v, int) or not _I64_MIN <= v <= _I64_MAX):
+                    raise InvalidWrite("%s %r is not a 64-bit integer" % (name, v))
+            for name, v in zip(("ID", "Host", "Origin", "Parent", "Child", "Metadata"), row[2:3] + row[8:]):
+                if v is not None:
+                    _check_text(name, v)
+        except (InvalidWrite, TypeError, ValueError) as exc:
+            log.warning("storage: %s %r (revision %r) left out of the history: %s",
+                        "node" if kind == 0 else "edge", el.ID, el.Revision, exc)
+            return None
+        return row
 
     def record(self, kind, el):
         rowid = next(self.store._rowids)
+        row = self._row(kind, el, rowid)
+        if row is None:
+            return
         self.live[kind][el.ID] = (rowid, el.UpdatedAt)
-        self.store._enqueue(("hi", self._row(kind, el, rowid)))
+        self.store._enqueue(("hi", row))
 
     def supersede(self, kind, el, t, deleted):
         prev = self.live[kind].pop(el.ID, None)
         if prev is None:
-            if deleted:   # never seen alive (attached later): keep its last state anyway
+            if deleted and isinstance(el.UpdatedAt, int):   # never seen alive (attached later): keep its last state
                 t = max(t, el.UpdatedAt)
-                self.store._enqueue(("hi", self._row(kind, el, next(self.store._rowids), t, t)))
+                row = self._row(kind, el, next(self.store._rowids), t, t)
+                if row is not None:
+                    self.store._enqueue(("hi", row))
             return
         rowid, prev_updated = prev
         t = max(t, prev_updated)
@@ -256,8 +346,10 @@ class _HistoryRecorder:
         """Archive the live revision and record the new one (one queue operation)."""
         prev = self.live[kind].get(el.ID)
         rowid = next(self.store._rowids)
-        self.live[kind][el.ID] = (rowid, el.UpdatedAt)
         row = self._row(kind, el, rowid)
+        if row is None:   # the previous revision stays the live one
+            return
+        self.live[kind][el.ID] = (rowid, el.UpdatedAt)
         if prev is None:
             self.store._enqueue(("hi", row))
         else:
@@ -277,6 +369,35 @@ class _HistoryRecorder:
 
     def on_edge_deleted(self, edge):
         self.supersede(1, edge, edge.DeletedAt or _now(), True)
+
+
+class _PendingEdges:
+    """Restored edges waiting for an end that an agent will bring back (its resync)."""
+
+    def __init__(self, graph, edges):
+        self.graph = graph
+        self.edges = {e.ID: e for e in edges}
+        graph.add_listener(self)
+        log.info("storage: %d restored edges wait for their ends", len(edges))
+
+    def on_node_added(self, node):
+        if not any(node.ID in (e.Parent, e.Child) for e in self.edges.values()):
+            return
+        try:   # after the other listeners have seen the node
+            asyncio.get_running_loop().call_soon(self.add_ready)
+        except RuntimeError:
+            self.add_ready()
+
+    def add_ready(self):
+        g = self.graph
+        for eid, edge in list(self.edges.items()):
+            if eid in g.edges:
+                del self.edges[eid]
+            elif edge.Parent in g.nodes and edge.Child in g.nodes:
+                del self.edges[eid]
+                g.add_edge(edge)
+        if not self.edges:
+            g.remove_listener(self)
 
 
 class SQLiteStore(Store):
@@ -316,6 +437,7 @@ class SQLiteStore(Store):
         self._write_error = None
         self._recorder = None
         self._graph = None
+        self._restore = None
         self._readers = []
         self._readers_lock = threading.Lock()
         self._local = threading.local()
@@ -326,12 +448,15 @@ class SQLiteStore(Store):
 
         self._acquire_lock()
         try:
+            if not check_file(self.path):
+                self._create_fresh(sync)
             self._wconn = self._connect()
             self._wconn.execute("PRAGMA synchronous=%s" % sync)
             if max_size_mb:
                 page = self._wconn.execute("PRAGMA page_size").fetchone()[0]
                 self._wconn.execute("PRAGMA max_page_count=%d" % max(8, int(max_size_mb * 1048576) // page))
             self._init_schema()
+            self._quick_check()
             self._load_writer_state()
         except BaseException:
             self._release()
@@ -360,21 +485,60 @@ class SQLiteStore(Store):
             raise StoreError("store %s is already open (by this or another process)" % self.path) from None
         self._lock_fd = fd
 
-    def _connect(self):
+    def _connect(self, path=None):
+        path = path or self.path
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
         except sqlite3.Error as exc:
-            raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
+            raise StoreError("cannot open store %s: %s" % (path, exc)) from None
         try:
             conn.execute("PRAGMA busy_timeout=30000")
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
-                raise StoreError("cannot open store %s: WAL journal mode refused (got %s)" % (self.path, mode))
+                raise StoreError("cannot open store %s: WAL journal mode refused (got %s)" % (path, mode))
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError("cannot open store %s: %s (the file is corrupt or not a skydive store)"
-                             % (self.path, exc)) from None
+            raise StoreCorrupt(corrupt_message(path, "cannot be read (%s): the file is corrupt or not a skydive store"
+                                               % exc)) from None
         return conn
+
+    def _create_fresh(self, sync):
+        """First start: build the empty store beside the path, then rename it into place, so a
+        crash while creating it never leaves a half-made store behind."""
+        for suffix in ("-wal", "-shm"):
+            orphan = self.path + suffix
+            if os.path.exists(orphan):   # left by a store file that was moved away
+                aside = "%s.orphan-%d" % (orphan, time.time())
+                log.warning("storage: %s has no store file beside it, moved to %s", orphan, aside)
+                os.replace(orphan, aside)
+        tmp = self.path + ".creating"
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            if os.path.exists(tmp + suffix):
+                os.unlink(tmp + suffix)
+        conn = self._connect(tmp)
+        try:
+            conn.execute("PRAGMA synchronous=%s" % sync)
+            self._wconn = conn
+            self._init_schema()
+        finally:
+            self._wconn = None
+            conn.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        _fsync_dir(os.path.dirname(self.path))
+        log.info("storage: created an empty store %s", self.path)
+
+    def _quick_check(self):
+        try:
+            problems = [r[0] for r in self._wconn.execute("PRAGMA quick_check(5)")]
+        except sqlite3.DatabaseError as exc:
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise StoreCorrupt(corrupt_message(self.path, "fails its integrity check (%s)" % "; ".join(problems)))
 
     def _init_schema(self):
         c = self._wconn
@@ -402,10 +566,10 @@ class SQLiteStore(Store):
             if version < SCHEMA_VERSION:
                 raise StoreError("store %s has schema version %d which cannot be upgraded to %d"
                                  % (self.path, version, SCHEMA_VERSION))
-        except sqlite3.Error as exc:
+        except sqlite3.DatabaseError as exc:
             if c.in_transaction:
                 c.execute("ROLLBACK")
-            raise StoreError("cannot open store %s: %s" % (self.path, exc)) from None
+            raise StoreCorrupt(corrupt_message(self.path, "cannot be read (%s)" % exc)) from None
 
     def _load_writer_state(self):
         try:
@@ -446,15 +610,17 @@ class SQLiteStore(Store):
             rows = 1
             deadline = time.monotonic() + self.flush_interval
             urgent = op is _STOP or isinstance(op, _Call)
+            hurry = op.__class__ is _Barrier   # someone waits for a commit: take what is queued, no more
             while not urgent and rows < self.batch_size:
                 remaining = deadline - time.monotonic()
                 try:
-                    op = q.get(timeout=remaining) if remaining > 0 else q.get_nowait()
+                    op = q.get(timeout=remaining) if remaining > 0 and not hurry else q.get_nowait()
                 except queue.Empty:
                     break
                 batch.append(op)
                 rows += len(op[1]) if op.__class__ is tuple and op[0] == "fl" else 1
                 urgent = op is _STOP or isinstance(op, _Call)
+                hurry = hurry or op.__class__ is _Barrier
             stopping = self._apply(batch)
 
     def _apply(self, batch):
@@ -462,7 +628,9 @@ class SQLiteStore(Store):
         c = self._wconn
         h_ins, h_arch, flows = [], [], []
         calls = [op for op in batch if isinstance(op, _Call)]
+        barriers = [op for op in batch if op.__class__ is _Barrier]
         stop = False
+        failed = None
 
         def flush_lists():
             if h_ins:
@@ -480,6 +648,8 @@ class SQLiteStore(Store):
             for op in batch:
                 if op is _STOP:
                     stop = True
+                    continue
+                if op.__class__ is _Barrier:
                     continue
                 if isinstance(op, _Call):
                     flush_lists()
@@ -522,7 +692,7 @@ class SQLiteStore(Store):
                     c.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            self._write_error = StoreError("writing to store %s failed: %s" % (self.path, exc))
+            self._write_error = failed = StoreError("writing to store %s failed: %s" % (self.path, exc))
             try:   # strings assigned in the rolled back batch are gone: resync the dictionary
                 self._load_strings()
             except (sqlite3.Error, StoreError):
@@ -534,7 +704,18 @@ class SQLiteStore(Store):
             self._applied += len(batch)
             for call in calls:
                 call.done.set()
+            for barrier in barriers:
+                try:
+                    barrier.callback(failed)
+                except Exception:   # a waiter's problem must not stop the writer
+                    log.exception("storage: commit callback failed")
         return stop
+
+    def when_committed(self, callback):
+        if self._closed or not self._writer.is_alive():
+            callback(StoreError("store %s is closed" % self.path))
+            return
+        self._enqueue(_Barrier(callback))
 
     def _submit(self, fn=None, timeout=120):
         """Run fn(conn) in the writer thread after everything queued before; return its result."""
@@ -586,32 +767,77 @@ class SQLiteStore(Store):
             raise StoreError("reading store %s failed: %s" % (self.path, exc)) from None
 
     # ---- topology history --------------------------------------------------------------------
-    def attach(self, graph):
+    def _close_live(self, c, t, keep):
+        """Close the live revisions at t, except (keep=True) those restore() accepts."""
+        sql = "UPDATE history SET archived_at=MAX(updated_at, ?), deleted_at=MAX(updated_at, ?) WHERE archived_at=?"
+        if keep and self._restore is not None:
+            c.create_function("skydive_restorable", 1, lambda origin: 1 if self._restore(origin) else 0,
+                              deterministic=True)
+            sql += " AND NOT skydive_restorable(origin)"
+        return c.execute(sql, (t, t, NEVER)).rowcount
+
+    def attach(self, graph, restore=None):
         self._check_open()
         if self._graph is graph:
             return
         if self._graph is not None:
             raise StoreError("store %s already archives another graph" % self.path)
+        self._restore = restore
         heartbeat = [None]
 
-        def close_stale(c):
+        def reopen(c):
             row = c.execute("SELECT value FROM meta WHERE key='heartbeat'").fetchone()
             t = int(row[0]) if row else _now()
             heartbeat[0] = t
-            return c.execute("UPDATE history SET archived_at=MAX(updated_at, ?), deleted_at=MAX(updated_at, ?) "
-                             "WHERE archived_at=?", (t, t, NEVER)).rowcount
+            closed = self._close_live(c, t, keep=True)
+            live = c.execute("SELECT %s FROM history WHERE archived_at=? ORDER BY id" % self._H_COLS, (NEVER,)).fetchall()
+            return closed, live
 
-        closed = self._submit(close_stale)
+        closed, live = self._submit(reopen)
         if closed:
             log.info("storage: %d revisions left live by the previous run closed at %d", closed, heartbeat[0])
         rec = _HistoryRecorder(self)
+        restored = self._restore_live(graph, rec, live, heartbeat[0])
+        if restored:
+            log.info("storage: %d nodes and %d edges of the previous run restored", *restored)
         self._recorder = rec
         self._graph = graph
-        for n in list(graph.nodes.values()):
-            rec.on_node_added(n)
-        for e in list(graph.edges.values()):
-            rec.on_edge_added(e)
+        for kind, elements in ((0, graph.nodes), (1, graph.edges)):
+            for el in list(elements.values()):
+                if el.ID not in rec.live[kind]:
+                    rec.record(kind, el)
         graph.add_listener(rec)
+
+    def _restore_live(self, graph, rec, rows, t):
+        """Put the revisions still live (restorable ones) back into graph; their rows stay the
+        live revisions. Edges with an end not in the graph wait for it (_PendingEdges)."""
+        if not rows:
+            return None
+        latest = {}
+        for row in rows:   # one live revision per element (the latest) in case of duplicates
+            latest[(row[0], row[1])] = row
+        stale = [(row[11],) for row in rows if latest[(row[0], row[1])] is not row]
+        nodes = [r for r in latest.values() if r[0] == 0 and r[1] not in graph.nodes]
+        edges = [r for r in latest.values() if r[0] == 1 and r[1] not in graph.edges]
+        for row in nodes:
+            graph.add_node(self._element(row))
+            rec.live[0][row[1]] = (row[11], row[4])
+        pending = []
+        for row in edges:
+            edge = self._element(row)
+            if edge.Parent in graph.nodes and edge.Child in graph.nodes:
+                graph.add_edge(edge)
+                rec.live[1][row[1]] = (row[11], row[4])
+            else:
+                stale.append((row[11],))
+                pending.append(edge)
+        if stale:   # closed now; a pending edge gets a new revision when both its ends are back
+            self._submit(lambda c: c.executemany(
+                "UPDATE history SET archived_at=MAX(updated_at, %d), deleted_at=MAX(updated_at, %d) WHERE id=?"
+                % (t, t), stale))
+        if pending:
+            _PendingEdges(graph, pending)
+        return len(nodes), len(edges) - len(pending)
 
     def detach(self):
         if self._graph is None:
@@ -620,9 +846,7 @@ class SQLiteStore(Store):
         self._graph = None
         self._recorder = None
         t = _now()
-        self._submit(lambda c: c.execute(
-            "UPDATE history SET archived_at=MAX(updated_at, ?), deleted_at=MAX(updated_at, ?) WHERE archived_at=?",
-            (t, t, NEVER)).rowcount)
+        self._submit(lambda c: self._close_live(c, t, keep=True))
 
     @staticmethod
     def _element(row):
@@ -685,9 +909,9 @@ class SQLiteStore(Store):
     @staticmethod
     def _check_kind_id(kind, id):
         if not isinstance(kind, str) or not kind:
-            raise StoreError("resource kind must be a non-empty string, got %r" % (kind,))
+            raise InvalidWrite("resource kind must be a non-empty string, got %r" % (kind,))
         if not isinstance(id, str) or not id:
-            raise StoreError("resource id must be a non-empty string, got %r" % (id,))
+            raise InvalidWrite("resource id must be a non-empty string, got %r" % (id,))
 
     def put_resource(self, kind, id, obj, ttl_ms=None):
         self._check_open()
@@ -696,13 +920,15 @@ class SQLiteStore(Store):
             raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
         expires = None
         if ttl_ms is not None:
-            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or ttl_ms <= 0:
-                raise StoreError("resource TTL must be a positive number of ms, got %r" % (ttl_ms,))
+            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or not 0 < ttl_ms <= MAX_TTL_MS:
+                raise InvalidWrite("resource TTL must be a positive number of ms up to %d, got %r" % (MAX_TTL_MS, ttl_ms))
             expires = _now() + int(ttl_ms)
         try:
             text = dumps(obj)
-        except (TypeError, ValueError) as exc:
-            raise StoreError("resource %s/%s is not JSON serialisable: %s" % (kind, id, exc)) from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidWrite("resource %s/%s is not JSON serialisable: %s" % (kind, id, exc)) from None
+        _check_text("resource %s ID" % kind, id)
+        _check_text("resource %s/%s" % (kind, id), text)
         self._enqueue(("rp", (kind, id, text, expires)))
 
     def get_resource(self, kind, id):
@@ -751,6 +977,7 @@ class SQLiteStore(Store):
     def _sid(self, s, new):
         i = self._sids.get(s)
         if i is None:
+            _check_text("flow string", s)
             i = self._next_sid
             self._next_sid += 1
             self._sids[s] = i
@@ -824,6 +1051,9 @@ class SQLiteStore(Store):
         else:
             data = bytes((CODEC_JSON,)) + _deflate(json.dumps(
                 d, separators=(",", ":"), ensure_ascii=False, default=_marker_json).encode())
+        for v in cols:
+            if v is not None and not _I64_MIN <= v <= _I64_MAX:
+                raise InvalidWrite("value %d does not fit in 64 bits" % v)
         cols.append(data)
         metric = None
         m = f.get("LastUpdateMetric")
@@ -834,6 +1064,8 @@ class SQLiteStore(Store):
                 metric = (ms, None if ml is None else ml - ms, _int_or_none(m.get("ABPackets")),
                           _int_or_none(m.get("ABBytes")), _int_or_none(m.get("BAPackets")),
                           _int_or_none(m.get("BABytes")), _int_or_none(m.get("RTT")), ukey)
+                if any(v is not None and not _I64_MIN <= v <= _I64_MAX for v in metric):
+                    raise InvalidWrite("LastUpdateMetric value does not fit in 64 bits")
         return cols, metric
 
     def _write_flows(self, c, flows):
