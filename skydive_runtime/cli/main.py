@@ -10,12 +10,12 @@ from .. import __version__
 from ..common.service import serve_until_signalled
 from ..config import Config, ConfigError
 from ..storage import StoreError
-from . import client
+from . import client, store
 
 
 def _load_config(args, overrides):
     files = list(args.config or [])
-    if not files and os.path.exists("/etc/skydive/skydive.yml") and args.command in ("analyzer", "agent", "allinone"):
+    if not files and os.path.exists("/etc/skydive/skydive.yml") and args.command in ("analyzer", "agent", "allinone", "store"):
         files = ["/etc/skydive/skydive.yml"]
     return Config.load(files, overrides={k: v for k, v in overrides.items() if v is not None})
 
@@ -74,6 +74,7 @@ def build_parser():
 
     sub.add_parser("version", help="print the version")
     client.add_parser(sub)
+    store.add_parser(sub)
     return p
 
 
@@ -86,6 +87,8 @@ def main(argv=None):
             return 0
         if args.command == "client":
             return client.run(args)
+        if args.command == "store":
+            return store.run(args, _load_config(args, {}))
         return _run_services(args)
     except ConfigError as exc:
         print("skydive: configuration error: %s" % exc, file=sys.stderr)

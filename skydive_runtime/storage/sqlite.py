@@ -250,6 +250,14 @@ def _close_open_stores():
             log.exception("storage: closing %s at exit failed", store.path)
 
 
+def integrity_problems(conn, pragma="quick_check"):
+    """'' when SQLite's quick_check/integrity_check passes, else its first findings on one line."""
+    lines = []
+    for (text,) in conn.execute("PRAGMA %s(5)" % pragma):
+        lines.extend(x for x in str(text).splitlines() if x and not x.startswith("*** in database"))
+    return "" if lines == ["ok"] else "; ".join(lines)
+
+
 def _fsync_dir(path):
     fd = os.open(path or ".", os.O_RDONLY)
     try:
@@ -534,11 +542,11 @@ class SQLiteStore(Store):
 
     def _quick_check(self):
         try:
-            problems = [r[0] for r in self._wconn.execute("PRAGMA quick_check(5)")]
+            problems = integrity_problems(self._wconn, "quick_check")
         except sqlite3.DatabaseError as exc:
-            problems = [str(exc)]
-        if problems != ["ok"]:
-            raise StoreCorrupt(corrupt_message(self.path, "fails its integrity check (%s)" % "; ".join(problems)))
+            problems = str(exc)
+        if problems:
+            raise StoreCorrupt(corrupt_message(self.path, "fails its integrity check (%s)" % problems))
 
     def _init_schema(self):
         c = self._wconn
