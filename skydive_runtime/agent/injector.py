@@ -4,7 +4,8 @@ The analyzer sends `Start` / `Stop` with Obj `{"NodeID": <node id>, "Resource": 
 request being the injection resolved for that node (UUID, SrcIP, SrcMAC, SrcPort, DstIP, DstMAC,
 DstPort, Type, Count, ICMPID, Interval, Mode, IncrementPayload, Payload, Pcap, TTL). We answer
 `StartReply` / `StopReply` with Status 200 (started / stopped), 400 (bad request), 404 (unknown
-node, injection not running there) or 500 (the interface cannot be opened).
+node, injection not running there) or 500 (the interface cannot be opened); the request
+handling, task table and node entries are agent/ondemand.py's.
 
     injections = AgentInjections(agent)
     injections.start()          # registers the handler, PacketCount refresh task, graph listener
@@ -29,7 +30,7 @@ import threading
 from ..flow import forge
 from ..flow.netns import NetnsError, in_netns
 from ..flow.pcapfile import PcapError, PcapStreamParser
-from ..graph import GraphListener
+from .ondemand import OnDemandError, OnDemandHandler, OnDemandTask
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,7 @@ REQUEST_FIELDS = ("UUID", "SrcIP", "SrcMAC", "SrcPort", "DstIP", "DstMAC", "DstP
                   "ICMPID", "Interval", "Mode", "IncrementPayload", "Payload", "Pcap", "TTL")
 
 
-class InjectionError(Exception):
-    def __init__(self, status, message):
-        Exception.__init__(self, message)
-        self.status = status
+InjectionError = OnDemandError
 
 
 # ---- request decoding (never trust the wire) ------------------------------------------------------
@@ -197,12 +195,11 @@ class PacketPlan:
         return data, forge.ethertype_of(data, False)
 
 
-class _Injection:
-    """One injection on one node: the socket, the sender thread, the node entry."""
+class _Injection(OnDemandTask):
+    """One injection on one node: the socket, the sender thread."""
 
     def __init__(self, node_id, request, run, plan, ifname, netns):
-        self.node_id = node_id
-        self.uuid = request["UUID"]
+        OnDemandTask.__init__(self, node_id, request["UUID"], request)
         self.request = request
         self.run = run
         self.plan = plan
@@ -214,12 +211,6 @@ class _Injection:
         self.sent = 0
         self.error = None
         self.finished = False
-        self.published = None
-
-    def entry(self):
-        e = {k: self.request.get(k) for k in REQUEST_FIELDS}
-        e.update({"ID": self.uuid, "State": "active", "PacketCount": self.sent})
-        return e
 
     def open(self):
         """In a worker thread: the AF_PACKET socket inside the interface's namespace."""
@@ -249,7 +240,7 @@ class _Injection:
         except OSError as exc:
             self.error = "sending on %s failed: %s" % (self.ifname, exc.strerror or exc)
         except Exception as exc:          # a bug must not kill the agent: report it
-            log.exception("injection %s on %s failed", self.uuid, self.node_id)
+            log.exception("injection %s on %s failed", self.uid, self.node_id)
             self.error = str(exc) or type(exc).__name__
         finally:
             try:
@@ -260,121 +251,55 @@ class _Injection:
             on_done(self)
 
 
-class AgentInjections(GraphListener):
+class AgentInjections(OnDemandHandler):
+    namespace = NAMESPACE
+    metadata_key = METADATA_KEY
+    what = "injection"
+
     def __init__(self, agent):
-        self.agent = agent
-        self.graph = agent.graph
-        self.stats_s = max(0.1, agent.config.get_float("agent.injection.stats_update", 3.0))
-        self.running_injections = {}     # (node id, injection uuid) -> _Injection
-        self.loop = None
-        self.running = False
-        self._task = None
+        OnDemandHandler.__init__(self, agent)
+        self.refresh_s = max(0.1, agent.config.get_float("agent.injection.stats_update", 3.0))
         self.completed = 0
         self.failed = 0
         self.last_errors = {}            # injection uuid -> last error message
 
-    # ---- lifecycle ---------------------------------------------------------------------------
-    def start(self):
-        self.loop = asyncio.get_event_loop()
-        self.running = True
-        if self.agent.forwarder is not None:
-            self.agent.forwarder.register_handler(NAMESPACE, self.handle)
-        self.graph.add_listener(self)
-        self._task = asyncio.ensure_future(self._refresh_loop())
+    def task_status(self, task):
+        return {"PacketCount": task.sent, "Total": task.plan.total}
 
-    async def stop(self):
-        self.running = False
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        self.graph.remove_listener(self)
-        for key in list(self.running_injections):
-            inj = self.running_injections.pop(key)
-            await self._halt(inj)
-            self._remove_entry(inj.node_id, inj.uuid)
-
-    def status(self):
-        out = {}
-        for (nid, uid), inj in self.running_injections.items():
-            out.setdefault(uid, {})[nid] = {"PacketCount": inj.sent, "Total": inj.plan.total}
-        return out
-
-    # ---- requests ----------------------------------------------------------------------------
-    async def handle(self, msg):
-        mtype = msg.get("Type")
-        obj = msg.get("Obj")
-        reply_type = {"Start": "StartReply", "Stop": "StopReply"}.get(mtype)
-        if reply_type is None:
-            return None
-        status, message = 200, ""
-        try:
-            if not isinstance(obj, dict) or not isinstance(obj.get("NodeID"), str) \
-                    or not isinstance(obj.get("Resource"), dict):
-                raise InjectionError(400, "expected {\"NodeID\": <id>, \"Resource\": <injection request>}")
-            if mtype == "Start":
-                await self.start_injection(obj["NodeID"], obj["Resource"])
-            else:
-                uid = obj["Resource"].get("UUID")
-                if not isinstance(uid, str) or not uid:
-                    raise InjectionError(400, "UUID: an injection id is required")
-                await self.stop_injection(obj["NodeID"], uid)
-        except InjectionError as exc:
-            status, message = exc.status, str(exc)
-        except Exception as exc:            # never let a request crash the agent
-            log.exception("injection %s failed", mtype)
-            status, message = 500, str(exc) or type(exc).__name__
-        if status != 200:
-            (log.info if status == 404 else log.warning)(
-                "injection %s on %s: %d %s", mtype, obj.get("NodeID") if isinstance(obj, dict) else "?", status, message)
-        return {"Namespace": NAMESPACE, "Type": reply_type, "UUID": msg.get("UUID", ""), "Status": status,
-                "Obj": message or None}
-
-    async def start_injection(self, node_id, resource):
-        node = self.graph.get_node(node_id)
-        if node is None:
-            raise InjectionError(404, "node %s not found" % node_id)
+    # ---- OnDemandHandler -------------------------------------------------------------------------
+    def create(self, node, resource):
         ethernet_header = node.Metadata.get("EncapType") not in RAW_IP_ENCAPS
         request, run = decode_request(resource, ethernet_header)
-        key = (node_id, request["UUID"])
-        if key in self.running_injections:
-            return                                            # idempotent Start
-        loc = self.agent.locate_interface(node_id)
+        loc = self.agent.locate_interface(node.ID)
         if loc is None or not loc.get("Name"):
             raise InjectionError(500, "cannot locate interface %s (%s) on this host"
-                                 % (node.Metadata.get("Name"), node_id))
+                                 % (node.Metadata.get("Name"), node.ID))
         plan = PacketPlan(run, ethernet_header)
-        inj = _Injection(node_id, request, run, plan, loc["Name"], loc.get("NetNsPath") or None)
-        self.running_injections[key] = inj
-        try:
-            await self.loop.run_in_executor(None, inj.open)
-        except BaseException:
-            self.running_injections.pop(key, None)
-            raise
-        if not self.running or self.running_injections.get(key) is not inj:    # stopped meanwhile
-            inj.sock.close()
-            return
-        self._publish(inj)
-        inj.thread = threading.Thread(target=inj.send_loop, args=(self._done_threadsafe,),
-                                      name="inject-%s-%s" % (inj.uuid[:8], inj.ifname), daemon=True)
-        inj.thread.start()
-        log.info("injection %s started on %s (%s): %d %s packet(s), interval %d ms", inj.uuid, inj.ifname,
-                 node_id, plan.total, "pcap" if run.get("packets") is not None else run["Type"], run["Interval"])
+        return _Injection(node.ID, request, run, plan, loc["Name"], loc.get("NetNsPath") or None)
 
-    async def stop_injection(self, node_id, uid):
-        inj = self.running_injections.pop((node_id, uid), None)
-        if inj is None:
-            if self._remove_entry(node_id, uid):
-                return
-            raise InjectionError(404, "injection %s is not running on node %s" % (uid, node_id))
-        await self._halt(inj)
-        self._remove_entry(node_id, uid)
-        log.info("injection %s stopped on %s after %d packet(s)", uid, node_id, inj.sent)
+    async def launch(self, task, node):
+        await self.loop.run_in_executor(None, task.open)
 
-    async def _halt(self, inj):
-        inj.stop_event.set()
-        t = inj.thread
+    def started(self, task):
+        task.thread = threading.Thread(target=task.send_loop, args=(self._done_threadsafe,),
+                                       name="inject-%s-%s" % (task.uid[:8], task.ifname), daemon=True)
+        task.thread.start()
+        log.info("injection %s started on %s (%s): %d %s packet(s), interval %d ms", task.uid, task.ifname,
+                 task.node_id, task.plan.total, "pcap" if task.run.get("packets") is not None else task.run["Type"],
+                 task.run["Interval"])
+
+    def entry(self, task):
+        e = {k: task.request.get(k) for k in REQUEST_FIELDS}
+        e.update({"ID": task.uid, "State": "active", "PacketCount": task.sent})
+        return e
+
+    async def remove(self, task):
+        task.stop_event.set()
+        t = task.thread
         if t is not None and t.is_alive():
             await self.loop.run_in_executor(None, t.join, 5.0)
+        elif t is None and task.sock is not None:
+            task.sock.close()                # opened, never started (stopped meanwhile)
 
     # ---- sender thread -> loop -----------------------------------------------------------------
     def _done_threadsafe(self, inj):
@@ -384,71 +309,23 @@ class AgentInjections(GraphListener):
             pass
 
     def _done(self, inj):
-        key = (inj.node_id, inj.uuid)
         if inj.error:
             self.failed += 1
-            self.last_errors[inj.uuid] = inj.error
-            log.warning("injection %s on %s (%s) ended after %d of %d packet(s): %s", inj.uuid, inj.ifname,
+            self.last_errors[inj.uid] = inj.error
+            log.warning("injection %s on %s (%s) ended after %d of %d packet(s): %s", inj.uid, inj.ifname,
                         inj.node_id, inj.sent, inj.plan.total, inj.error)
         elif inj.stop_event.is_set() and inj.sent < inj.plan.total:
-            log.info("injection %s on %s interrupted after %d of %d packet(s)", inj.uuid, inj.ifname, inj.sent,
+            log.info("injection %s on %s interrupted after %d of %d packet(s)", inj.uid, inj.ifname, inj.sent,
                      inj.plan.total)
         else:
             self.completed += 1
-            log.info("injection %s on %s done: %d packet(s)", inj.uuid, inj.ifname, inj.sent)
-        if self.running_injections.get(key) is inj:
-            del self.running_injections[key]
-            self._remove_entry(inj.node_id, inj.uuid)
+            log.info("injection %s on %s done: %d packet(s)", inj.uid, inj.ifname, inj.sent)
+        self.finish(inj)
 
-    async def _refresh_loop(self):
-        while self.running:
-            await asyncio.sleep(self.stats_s)
-            for inj in list(self.running_injections.values()):
-                if not inj.finished:
-                    self._publish(inj)
-
-    # ---- node PacketInjections -----------------------------------------------------------------
-    def _publish(self, inj):
-        node = self.graph.get_node(inj.node_id)
-        if node is None:
-            return
-        entry = inj.entry()
-        if entry == inj.published:
-            return
-        cur = node.Metadata.get(METADATA_KEY)
-        items = [dict(x) for x in cur if isinstance(x, dict)] if isinstance(cur, list) else []
-        for i, x in enumerate(items):
-            if x.get("ID") == inj.uuid:
-                items[i] = entry
-                break
-        else:
-            items.append(entry)
-        self.graph.update_metadata(node, {METADATA_KEY: items})
-        inj.published = entry
-
-    def _remove_entry(self, node_id, uid):
-        node = self.graph.get_node(node_id)
-        if node is None:
-            return False
-        cur = node.Metadata.get(METADATA_KEY)
-        if not isinstance(cur, list):
-            return False
-        kept = [dict(x) for x in cur if not (isinstance(x, dict) and x.get("ID") == uid)]
-        if len(kept) == len(cur):
-            return False
-        if kept:
-            self.graph.update_metadata(node, {METADATA_KEY: kept})
-        else:
-            self.graph.del_metadata(node, METADATA_KEY)
-        return True
-
-    # ---- graph listener: the source node disappears ----------------------------------------------
-    def on_node_deleted(self, node):
-        for key in [k for k in self.running_injections if k[0] == node.ID]:
-            inj = self.running_injections.pop(key)
-            inj.stop_event.set()
-            log.info("injection %s: node %s (%s) deleted, injection stopped after %d packet(s)", inj.uuid,
-                     node.Metadata.get("Name"), node.ID, inj.sent)
+    def refresh(self):
+        for inj in list(self.tasks.values()):
+            if not inj.finished:
+                self.publish(inj)
 
 
 __all__ = ["AgentInjections", "NAMESPACE", "decode_request", "PacketPlan", "InjectionError"]

@@ -137,8 +137,7 @@ class Agent:
                     pass
         flow_probes, captures = [], {}
         if self.captures is not None:
-            from .captures import NODE_CAPTURE_TYPES
-            flow_probes = sorted({t for types, _default in NODE_CAPTURE_TYPES.values() for t in types})
+            flow_probes = list(self.captures.types)
             captures = self.captures.status()
         return {"Clients": clients, "Analyzers": self.forwarder.status() if self.forwarder else {},
                 "TopologyProbes": probes, "FlowProbes": flow_probes, "Captures": captures}

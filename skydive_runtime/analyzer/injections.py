@@ -27,7 +27,6 @@ from ..api import graph_ws
 from ..api.kinds import InjectPacketKind
 from ..api.query import QueryError
 from ..api.resources import ResourceError
-from ..api.ws import RequestError
 from ..flow import forge
 from ..gremlin.topology import next_hop
 from .ondemand import OnDemandManager
@@ -37,7 +36,6 @@ log = logging.getLogger(__name__)
 NAMESPACE = "OnDemandPacketInjection"
 NOTIFICATION = "OnDemandPacketInjectionNotification"
 KIND = "injectpacket"
-REQUEST_TIMEOUT_S = 15.0
 _IGNORED_KEYS = ("PacketInjections", "Captures", "Metric", "LastUpdateMetric")
 _rng = random.SystemRandom()
 
@@ -210,6 +208,9 @@ class _State:
 
 class InjectionManager(OnDemandManager):
     kind = KIND
+    namespace = NAMESPACE
+    notification = NOTIFICATION
+    metadata_key = "PacketInjections"
     ignored_keys = _IGNORED_KEYS
     # injections reloaded from the store ran in a previous analyzer: they are not replayed
     # (their resource stays until DELETE or TTL, and DELETE still stops them)
@@ -271,48 +272,22 @@ class InjectionManager(OnDemandManager):
         return n
 
     async def _start(self, conn, st, key, node_id, req):
-        uid = req["UUID"]
-        self.starts += 1
-        try:
-            reply = await conn.request(NAMESPACE, "Start", {"NodeID": node_id, "Resource": req},
-                                       timeout=REQUEST_TIMEOUT_S)
-        except RequestError as exc:
-            log.warning("injection %s: Start on %s failed: %s", uid, node_id, exc)
+        status, message = await self.send_start(conn, node_id, req)
+        if status is None:
             st.started.pop(key, None)            # the agent went away: retried when it is back
-            return
-        status = reply.get("Status", 200)
-        if status != 200:
-            st.errors[node_id] = "%s: %s" % (status, reply.get("Obj"))
-            log.warning("injection %s on node %s: %s %s", uid, node_id, status, reply.get("Obj"))
-            return
-        if self.running:
-            self.server.broadcast(graph_ws.SUBSCRIBER, NOTIFICATION, "NodeUpdated", st.inj)
+        elif status != 200:
+            st.errors[node_id] = "%s: %s" % (status, message)
 
     async def remove(self, obj):
         uid = obj.get("UUID", "")
         st = self.states.pop(uid, None)
-        targets = {}
-        for node in self.graph.nodes.values():
-            items = node.Metadata.get("PacketInjections")
-            if isinstance(items, list) and any(isinstance(x, dict) and x.get("ID") == uid for x in items):
-                targets[node.ID] = node.Host
+        targets = self.nodes_carrying(uid)
         if st is not None:
             for nid in st.started.values():
                 node = self.graph.get_node(nid)
                 if node is not None and nid not in st.errors:
                     targets.setdefault(nid, node.Host)
-        for nid, host in targets.items():
-            conn = self.server.get(graph_ws.AGENT, host)
-            if conn is None:
-                continue
-            self.stops += 1
-            try:
-                reply = await conn.request(NAMESPACE, "Stop", {"NodeID": nid, "Resource": obj},
-                                           timeout=REQUEST_TIMEOUT_S)
-                if reply.get("Status", 200) not in (200, 404):
-                    log.warning("injection %s: Stop on %s: %s %s", uid, nid, reply.get("Status"), reply.get("Obj"))
-            except RequestError as exc:
-                log.warning("injection %s: Stop on %s failed: %s", uid, nid, exc)
+        await self.stop_on_nodes(obj, targets)
 
 
 __all__ = ["InjectionKind", "InjectionManager", "injection_query", "resolve_request", "destination_mac",

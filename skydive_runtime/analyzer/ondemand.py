@@ -2,19 +2,30 @@
 
 A manager watches one resource kind: it re-matches its resources against the graph after
 graph changes (debounced), when an agent connects and when a resource is created, and
-undoes a resource when it is deleted. Subclasses set `kind`, `ignored_keys` (node metadata
-they write back themselves, which must not re-trigger matching) and implement `apply_all()`
-and `async remove(obj)`.
+undoes a resource when it is deleted. Subclasses set `kind`, `namespace` (of the agents'
+on-demand handler, agent/ondemand.py), `notification`, `metadata_key` (the node list the
+agents fill), `ignored_keys` (node metadata they write back themselves, which must not
+re-trigger matching) and implement `apply_all()` and `async remove(obj)`, with
+`send_start()` and `stop_on_nodes()` for the requests to the agents.
 """
 
 import asyncio
+import logging
 
 from ..api import graph_ws
+from ..api.ws import RequestError
 from ..graph import GraphListener
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_S = 15.0
 
 
 class OnDemandManager(GraphListener):
     kind = ""
+    namespace = ""
+    notification = ""
+    metadata_key = ""
     ignored_keys = ("Metric", "LastUpdateMetric")
     schedule_at_start = True
 
@@ -45,6 +56,50 @@ class OnDemandManager(GraphListener):
 
     def resource_created(self, obj):
         """Called before matching is scheduled for a newly created resource."""
+
+    # ---- requests to the agents -------------------------------------------------------------
+    async def send_start(self, conn, node_id, resource):
+        """Start `resource` on a node: (status, message), status None when the agent did not
+        answer. A started resource is notified to the subscribers."""
+        uid = resource.get("UUID", "")
+        self.starts += 1
+        try:
+            reply = await conn.request(self.namespace, "Start", {"NodeID": node_id, "Resource": resource},
+                                       timeout=REQUEST_TIMEOUT_S)
+        except RequestError as exc:
+            log.warning("%s %s: Start on %s failed: %s", self.kind, uid, node_id, exc)
+            return None, str(exc)
+        status = reply.get("Status", 200)
+        if status != 200:
+            log.warning("%s %s on node %s: %s %s", self.kind, uid, node_id, status, reply.get("Obj"))
+        elif self.running:
+            self.server.broadcast(graph_ws.SUBSCRIBER, self.notification, "NodeUpdated", resource)
+        return status, reply.get("Obj")
+
+    def nodes_carrying(self, uid):
+        """{node id: host} of the nodes whose `metadata_key` list holds `uid`."""
+        out = {}
+        for node in self.graph.nodes.values():
+            items = node.Metadata.get(self.metadata_key)
+            if isinstance(items, list) and any(isinstance(x, dict) and x.get("ID") == uid for x in items):
+                out[node.ID] = node.Host
+        return out
+
+    async def stop_on_nodes(self, obj, targets):
+        """Send Stop for `obj` to the agent of every {node id: host} of `targets`."""
+        uid = obj.get("UUID", "")
+        for nid, host in targets.items():
+            conn = self.server.get(graph_ws.AGENT, host)
+            if conn is None:
+                continue
+            self.stops += 1
+            try:
+                reply = await conn.request(self.namespace, "Stop", {"NodeID": nid, "Resource": obj},
+                                           timeout=REQUEST_TIMEOUT_S)
+                if reply.get("Status", 200) not in (200, 404):
+                    log.warning("%s %s: Stop on %s: %s %s", self.kind, uid, nid, reply.get("Status"), reply.get("Obj"))
+            except RequestError as exc:
+                log.warning("%s %s: Stop on %s failed: %s", self.kind, uid, nid, exc)
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self):

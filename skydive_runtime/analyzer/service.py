@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..api import graph_ws
 from ..api.auth import RBAC, Authenticator, make_backend
-from ..api.kinds import AlertKind, CaptureKind, EdgeRuleKind, NodeRuleKind, WorkflowKind
+from ..api.kinds import AlertKind, EdgeRuleKind, NodeRuleKind, WorkflowKind
 from ..api.query import QueryEngine
 from ..api.resources import (DuplicateError, EdgeBackend, EdgeKind, NodeBackend, NodeKind, ResourceError,
                              ResourceHandler, ResourceStore, StoredBackend)
@@ -34,6 +34,7 @@ from ..ui import mount_ui
 from .actions import ActionPolicy
 from .alerts import AlertManager
 from .flows import install_flows
+from .captures import AnalyzerCaptureKind
 from .injections import InjectionKind, InjectionManager
 from .rules import TopologyRules
 
@@ -136,8 +137,8 @@ class Analyzer:
         ResourceHandler(node_kind, NodeBackend(node_kind, self.graph, origin, self.store), guard).register(app)
         ResourceHandler(edge_kind, EdgeBackend(edge_kind, self.graph, origin, self.store), guard).register(app)
         self.kinds = {}
-        # InjectionKind (analyzer/injections.py) adds the per-node resolution the API layer can't do
-        for kind in (CaptureKind(self.engine), AlertKind(self.engine), InjectionKind(self.engine),
+        # AnalyzerCaptureKind, InjectionKind add the checks against the graph the API layer can't do
+        for kind in (AnalyzerCaptureKind(self.engine), AlertKind(self.engine), InjectionKind(self.engine),
                      NodeRuleKind(self.engine), EdgeRuleKind(self.engine), WorkflowKind()):
             self.kinds[kind.name] = kind
             ResourceHandler(kind, StoredBackend(kind, self.resources), guard).register(app)

@@ -11,7 +11,7 @@ import logging
 import re
 
 from ..common.timeutil import rfc3339_now
-from ..flow.capabilities import CAPTURE_CAPS, CAPTURE_TYPES
+from ..flow import capabilities
 from ..graph import Node, SchemaError
 from ..graph.schema import validate_node
 from .query import QueryError
@@ -155,21 +155,14 @@ class CaptureKind(_GremlinKind):
             raise ResourceError("HeaderSize: must be 0 or between 14 and 4096")
         if obj["LayerKeyMode"] not in ("L2", "L3"):
             raise ResourceError("LayerKeyMode: must be L2 or L3")
-        t = obj["Type"]
-        if t and t not in CAPTURE_TYPES:
-            raise ResourceError("Type: unknown capture type %r (%s)" % (t, ", ".join(CAPTURE_TYPES)))
         if obj["Target"] and not _ADDR_RE.match(obj["Target"]):
             raise ResourceError("Target: %r is not an address (addr:port)" % obj["Target"])
         if obj["TargetType"] not in ("", "netflowv5", "erspanv1"):
             raise ResourceError("TargetType: must be netflowv5 or erspanv1")
-        if t:
-            bpf_ok, raw_ok, tcp_ok = CAPTURE_CAPS[t][:3]
-            if obj["BPFFilter"] and not bpf_ok:
-                raise ResourceError("%s capture doesn't support BPF filtering" % t)
-            if obj["RawPacketLimit"] and not raw_ok:
-                raise ResourceError("%s capture doesn't support raw packet capture" % t)
-            if obj["ExtraTCPMetric"] and not tcp_ok:
-                raise ResourceError("%s capture doesn't support extra TCP metrics" % t)
+        try:        # the type exists and honours every option asked for
+            capabilities.check_capture(obj)
+        except ValueError as exc:
+            raise ResourceError(str(exc)) from None
         if obj["BPFFilter"]:
             self.check_bpf(obj["BPFFilter"])
 
@@ -192,7 +185,8 @@ class CaptureKind(_GremlinKind):
             raise ResourceError("BPFFilter: invalid BPF filter %r: %s" % (expr, exc)) from None
 
     def is_duplicate(self, obj, existing):
-        multi = CAPTURE_CAPS.get(obj["Type"] or "afpacket", (0, 0, 0, True))[3]
+        ctype = capabilities.capture_type(obj["Type"] or "afpacket")
+        multi = ctype is None or ctype.multiple_per_node
         for o in existing:
             if o.get("GremlinQuery") == obj["GremlinQuery"] and (o.get("Type") or "") == obj["Type"]:
                 if not multi or (o.get("BPFFilter") or "") == obj["BPFFilter"]:

@@ -20,6 +20,7 @@ import socket
 import struct
 
 from . import bpf as _bpf
+from .capabilities import CaptureStartError, Opened
 from .netns import in_netns
 
 SOL_PACKET = 263
@@ -217,3 +218,24 @@ class AFPacketSource(object):
         if self._devstat is not None:
             self._devstat.close()
             self._devstat = None
+
+
+# ---- capture type `afpacket` (flow/capabilities.py) ------------------------------------------------
+
+def available(config):
+    """None when this process can open AF_PACKET sockets (CAP_NET_RAW)."""
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0).close()
+    except (AttributeError, OSError) as e:
+        return "cannot open AF_PACKET sockets: %s" % (getattr(e, "strerror", None) or e)
+    return None
+
+
+def open_capture(ctx, source_cls=None):
+    """The interface of ctx.node, read by AFPacketSource (or `source_cls`, same arguments)."""
+    ifname, netns = ctx.locate()
+    try:
+        return Opened((source_cls or AFPacketSource)(ifname, netns=netns, bpf_filter=ctx.capture.get("BPFFilter") or None,
+                                                     header_size=ctx.header_size))
+    except (ValueError, OSError) as exc:
+        raise CaptureStartError(400, str(exc)) from None

@@ -1,40 +1,131 @@
-"""Which capture types exist, what each supports, and which node types each can run on.
+"""Capture types: the node types each can capture, the options each honours, and its source.
 
-One table (upstream flow/probes/capabilities.go) shared by the API's validation, the
-analyzer's capture manager and the agent's capture handler.
+One registry (upstream flow/probes/capabilities.go) read by the API's validation, the analyzer's
+capture manager, the agent's capture handler and the CLI. A capture type is one `register(...)`
+line here and one module of skydive_runtime.flow holding two functions:
+
+    def available(config):     # None when this host can run the type now, else why not
+    def open_capture(ctx):     # -> Opened(source[, table, setup, cleanup, packet_clock])
+
+`open_capture` runs on the agent's loop with a context giving `ctx.capture` (the resource),
+`ctx.node` (the graph node), `ctx.config`, `ctx.table` (the FlowTable built for the capture),
+`ctx.entry` (the node's `Captures` entry, where a source adds e.g. `PCAPSocket`),
+`ctx.header_size`, `ctx.max_entries`, `ctx.locate()` -> (ifname, netns path or None) and
+`ctx.bind(make, (port_min, port_max), error_cls, what)` -> an opened source on the first free
+port. It raises CaptureStartError(status, message). `setup`/`cleanup` are blocking callables
+run in a worker thread after the source started / before it stops (OVS settings).
 """
 
 from collections import namedtuple
-
-Caps = namedtuple("Caps", "bpf raw_packets extra_tcp_metric multiple_per_node")
-
-CAPTURE_CAPS = {
-    "afpacket": Caps(True, True, True, True),
-    "pcap": Caps(True, True, True, True),
-    "pcapsocket": Caps(True, True, True, False),
-    "sflow": Caps(True, True, True, False),
-    "ovssflow": Caps(True, True, True, False),
-    "dpdk": Caps(True, True, True, False),
-    "ovsmirror": Caps(True, True, True, False),
-    "ovsnetflow": Caps(True, True, True, False),
-    "ebpf": Caps(False, False, True, False),
-}
-CAPTURE_TYPES = tuple(CAPTURE_CAPS)
-SINGLE_PER_NODE = tuple(t for t, c in CAPTURE_CAPS.items() if not c.multiple_per_node)
+import importlib
 
 # interface node types (netlink Type); `tuntap` is how the agent names tun/tap devices (VM taps)
 INTERFACE_TYPES = ("internal", "veth", "tun", "tuntap", "bridge", "dummy", "gre", "bond", "can", "hsr",
                    "ifb", "macvlan", "macvtap", "vlan", "vxlan", "gretap", "ip6gretap", "geneve", "ipoib",
                    "vcan", "ipip", "ipvlan", "lowpan", "ip6tnl", "ip6gre", "sit", "device")
-INTERFACE_CAPTURES = ("afpacket", "pcap", "pcapsocket", "sflow", "ebpf")
 
-# capture type -> node types that can take it
-NODE_TYPES_BY_CAPTURE = {t: INTERFACE_TYPES for t in INTERFACE_CAPTURES}
-NODE_TYPES_BY_CAPTURE.update({"ovssflow": ("ovsbridge",), "ovsnetflow": ("ovsbridge",),
-                              "ovsmirror": ("ovsport",), "dpdk": ("dpdkport",)})
-NODE_TYPES_BY_CAPTURE["pcapsocket"] = INTERFACE_TYPES + ("ovsbridge",)
-CAPTURABLE_TYPES = INTERFACE_TYPES + ("ovsbridge", "ovsport", "dpdkport")
+# options of the capture resource a type may honour, with the values that mean "not asked for"
+# (upstream clients always send SamplingRate 1 and PollingInterval 10)
+OPTIONS = {"BPFFilter": ("",), "RawPacketLimit": (0,), "HeaderSize": (0,), "ExtraTCPMetric": (False,),
+           "SamplingRate": (0, 1), "PollingInterval": (0, 10), "Port": (0,), "ExtraLayers": (0,),
+           "IPDefrag": (False,), "ReassembleTCP": (False,), "Target": ("",), "TargetType": ("",)}
+# upstream's wording for the three it names
+_REFUSALS = {"BPFFilter": "BPF filtering", "RawPacketLimit": "raw packet capture",
+             "ExtraTCPMetric": "extra TCP metrics"}
+PACKET_OPTIONS = ("BPFFilter", "RawPacketLimit", "HeaderSize", "ExtraTCPMetric")
 
-# node type -> capture type used when the capture names none
-DEFAULT_CAPTURE = dict.fromkeys(INTERFACE_TYPES, "afpacket")
-DEFAULT_CAPTURE.update({"ovsbridge": "ovssflow", "ovsport": "ovsmirror", "dpdkport": "dpdk"})
+CaptureType = namedtuple("CaptureType", "name node_types default_on options multiple_per_node kernel_bpf module")
+
+CAPTURE_TYPES = {}          # name -> CaptureType, in registration order
+
+
+class CaptureStartError(Exception):
+    """A capture that cannot start on a node; `status` is the agent's reply status."""
+
+    def __init__(self, status, message):
+        Exception.__init__(self, message)
+        self.status = status
+
+
+class Opened(object):
+    """What `open_capture` returns: the source for CaptureRunner (opened or not), the table it
+    feeds when not ctx.table, and the blocking `setup`/`cleanup` hooks."""
+
+    def __init__(self, source, table=None, setup=None, cleanup=None, packet_clock=False):
+        self.source = source
+        self.table = table
+        self.setup = setup
+        self.cleanup = cleanup
+        self.packet_clock = packet_clock
+
+
+def register(name, node_types, module, options=PACKET_OPTIONS, default_on=(), multiple_per_node=False,
+             kernel_bpf=False):
+    """Add a capture type: `module` is the skydive_runtime.flow module with available()/open_capture()."""
+    CAPTURE_TYPES[name] = CaptureType(name, tuple(node_types), tuple(default_on), frozenset(options),
+                                      multiple_per_node, kernel_bpf, module)
+
+
+register("afpacket", INTERFACE_TYPES, "afpacket", default_on=INTERFACE_TYPES, multiple_per_node=True, kernel_bpf=True)
+register("pcap", INTERFACE_TYPES, "pcap", multiple_per_node=True, kernel_bpf=True)
+register("pcapsocket", INTERFACE_TYPES + ("ovsbridge",), "pcapfile", options=PACKET_OPTIONS + ("Port",))
+register("sflow", INTERFACE_TYPES, "sflow", options=PACKET_OPTIONS + ("Port",))
+register("ovssflow", ("ovsbridge",), "ovssflow", options=PACKET_OPTIONS + ("Port", "SamplingRate", "PollingInterval"),
+         default_on=("ovsbridge",))
+register("ebpf", INTERFACE_TYPES, "ebpf", options=("ExtraTCPMetric",))
+
+# upstream types with no implementation here: refused at creation (see docs/flows.md)
+NOT_IMPLEMENTED = ("ovsmirror", "ovsnetflow", "dpdk")
+
+CAPTURABLE_TYPES = tuple(dict.fromkeys(t for c in CAPTURE_TYPES.values() for t in c.node_types))
+SINGLE_PER_NODE = tuple(n for n, c in CAPTURE_TYPES.items() if not c.multiple_per_node)
+DEFAULT_CAPTURE = {t: c.name for c in reversed(list(CAPTURE_TYPES.values())) for t in c.default_on}
+
+
+def capture_type(name):
+    return CAPTURE_TYPES.get(name)
+
+
+def types_for_node(node_type):
+    """Names of the capture types a node of `node_type` can take."""
+    return tuple(n for n, c in CAPTURE_TYPES.items() if node_type in c.node_types)
+
+
+def source_module(ctype):
+    return importlib.import_module("%s.%s" % (__package__, ctype.module))
+
+
+def available_types(config):
+    """{name: None (runnable on this host now) or the reason it is not}."""
+    out = {}
+    for name, c in CAPTURE_TYPES.items():
+        try:
+            out[name] = source_module(c).available(config)
+        except Exception as exc:        # a type whose check breaks is not runnable
+            out[name] = str(exc) or type(exc).__name__
+    return out
+
+
+def check_capture(capture):
+    """ValueError naming what the capture resource asks that its Type cannot do."""
+    name = capture.get("Type") or ""
+    if name in NOT_IMPLEMENTED:
+        raise ValueError("Type: %s capture is not implemented (available: %s)" % (name, ", ".join(CAPTURE_TYPES)))
+    if name and name not in CAPTURE_TYPES:
+        raise ValueError("Type: unknown capture type %r (%s)" % (name, ", ".join(CAPTURE_TYPES)))
+    honoured = CAPTURE_TYPES[name].options if name else _DEFAULT_OPTIONS
+    for opt, neutral in OPTIONS.items():
+        if opt in honoured or capture.get(opt, neutral[0]) in neutral:
+            continue
+        what = name or "the default (%s)" % "/".join(sorted(set(DEFAULT_CAPTURE.values())))
+        if opt in _REFUSALS and name:
+            raise ValueError("%s capture doesn't support %s" % (name, _REFUSALS[opt]))
+        takers = [n for n, c in CAPTURE_TYPES.items() if opt in c.options]
+        raise ValueError("%s: not supported by %s capture%s" % (
+            opt, what, " (only %s)" % ", ".join(takers) if takers else " (no capture type implements it yet)"))
+
+
+# an untyped capture runs each node's default type: what every default honours, and the sFlow
+# settings the ovsbridge default (ovssflow) takes
+_DEFAULT_OPTIONS = frozenset.intersection(*(CAPTURE_TYPES[n].options for n in set(DEFAULT_CAPTURE.values()))) \
+    | {"SamplingRate", "PollingInterval"}

@@ -455,3 +455,49 @@ def _process_main(conn, source, settings, update_ms, stats_ms, poll_ms):
         runner.stop()
         send(("done", {"eof": runner.eof, "cpu_seconds": runner.cpu_seconds}))
         conn.close()
+
+
+class FilteredTable(object):
+    """A FlowTable behind a user-space BPF filter (sources that cannot filter in the kernel:
+    pcapsocket, sflow, ovssflow) and/or on a packet clock (pcapsocket: a replayed pcap keeps its
+    own timestamps, so timers run on packet time that then elapses with the wall clock: flows are
+    neither expired at once nor stamped with the replay time). Quacks like the FlowTable for
+    CaptureRunner."""
+
+    def __init__(self, table, expr=None, packet_clock=False):
+        self._t = table
+        self._m = None
+        if expr:
+            from .bpf import BPFMatcher
+            self._m = BPFMatcher(expr)
+        self.packet_clock = packet_clock
+        self._pkt_ms = 0
+        self._wall_ms = 0
+        self.capture_id = table.capture_id
+
+    def process(self, data, ts_ns, wire_len=0, linktype=None):
+        if self._m is not None and not self._m.match(data, wire_len or len(data)):
+            return
+        if self.packet_clock:
+            ms = ts_ns // 1000000
+            if ms >= self._pkt_ms:
+                self._pkt_ms = ms
+                self._wall_ms = time.time_ns() // 1000000
+        self._t.process(data, ts_ns, wire_len, linktype)
+
+    def _now(self, now_ms):
+        if self.packet_clock and self._pkt_ms:
+            return self._pkt_ms + max(0, now_ms - self._wall_ms)
+        return now_ms
+
+    def tick(self, now_ms):
+        return self._t.tick(self._now(now_ms))
+
+    def flush(self, now_ms):
+        return self._t.flush(self._now(now_ms))
+
+    def stats(self):
+        return self._t.stats()
+
+    def __len__(self):
+        return len(self._t)

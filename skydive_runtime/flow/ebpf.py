@@ -44,6 +44,7 @@ import time
 from . import bpfasm as A
 from . import decode as _dec
 from .afpacket import CaptureError, ETH_P_ALL
+from .capabilities import CaptureStartError, Opened
 from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB,
                    F_LAST, F_RTT, F_RTT0, F_STATE, FINISH_TCP_FIN, FINISH_TCP_RST)
 from .netns import in_netns
@@ -687,3 +688,30 @@ def prog_run_stats(prog_fd):
     attr = struct.pack("=IIQ", prog_fd, 256, ctypes.addressof(info))
     _bpf(BPF_OBJ_GET_INFO_BY_FD, attr)
     return struct.unpack_from("=QQ", info, 192)
+
+
+# ----------------------------------------------------------------------------- capture type `ebpf`
+
+def available(config):
+    """None when the kernel loads the flow program (bpf() allowed, verifier accepts it)."""
+    fds = []
+    try:
+        fds.append(map_create(BPF_MAP_TYPE_HASH, KEY_SIZE, VALUE_SIZE, 1, BPF_F_NO_PREALLOC, b"skydive_check"))
+        fds.append(map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, b"skydive_check"))
+        fds.append(load_program(build_program(fds[0], fds[1])))
+    except OSError as e:
+        return "the kernel refuses the eBPF flow program: %s" % (e.strerror or e)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return None
+
+
+def open_capture(ctx):
+    """In-kernel aggregation on the interface of ctx.node, feeding ctx.table through EBPFFlowTable."""
+    ifname, netns = ctx.locate()
+    try:
+        src = EBPFSource(ifname, netns=netns, max_flows=ctx.max_entries)
+    except (ValueError, OSError) as exc:
+        raise CaptureStartError(400, str(exc)) from None
+    return Opened(src, table=EBPFFlowTable(src, ctx.table))

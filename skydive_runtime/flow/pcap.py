@@ -166,3 +166,19 @@ class PcapSource(object):
         if self.handle is not None:
             _lib().pcap_close(self.handle)
             self.handle = None
+
+
+# ---- capture type `pcap` (flow/capabilities.py) ----------------------------------------------------
+
+def available(config):
+    """None when libpcap loads with the live-capture calls."""
+    try:
+        _lib()
+    except (BPFError, OSError, AttributeError) as e:
+        return str(e)
+    return None
+
+
+def open_capture(ctx):
+    from .afpacket import open_capture as open_interface
+    return open_interface(ctx, PcapSource)

@@ -16,6 +16,8 @@ import select
 import socket
 import struct
 
+from .capabilities import Opened
+
 MAGIC_US = 0xA1B2C3D4
 MAGIC_NS = 0xA1B23C4D
 _GLOBAL_LEN = 24
@@ -351,3 +353,20 @@ class PcapSocketSource(object):
         if self.server is not None:
             self.server.close()
             self.server = None
+
+
+# ---- capture type `pcapsocket` (flow/capabilities.py) ----------------------------------------------
+
+def available(config):
+    return None
+
+
+def open_capture(ctx):
+    """A PcapSocketSource on agent.flow.pcapsocket.min_port..max_port (or the capture's Port);
+    replayed streams keep their own clock."""
+    cfg = ctx.config
+    host = cfg.get_string("agent.flow.pcapsocket.bind_address") or "127.0.0.1"
+    ports = (cfg.get_int("agent.flow.pcapsocket.min_port", 8100), cfg.get_int("agent.flow.pcapsocket.max_port", 8132))
+    src = ctx.bind(lambda port: PcapSocketSource(host, port), ports, PcapError, "pcapsocket")
+    ctx.entry["PCAPSocket"] = src.address
+    return Opened(src, packet_clock=True)

@@ -16,6 +16,8 @@ import socket
 import struct
 import time
 
+from .capabilities import Opened
+
 SFLOW_DEFAULT_PORT = 6343
 
 FMT_FLOW_SAMPLE = 1
@@ -313,3 +315,23 @@ class SFlowSource(object):
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+# ---- capture type `sflow` (flow/capabilities.py) ---------------------------------------------------
+
+def available(config):
+    return None
+
+
+def collector(ctx):
+    """An SFlowSource bound in agent.flow.sflow.port_min..port_max (or on the capture's Port)."""
+    cfg = ctx.config
+    host = cfg.get_string("agent.flow.sflow.bind_address") or "127.0.0.1"
+    ports = (cfg.get_int("agent.flow.sflow.port_min", 6345), cfg.get_int("agent.flow.sflow.port_max", 6355))
+    src = ctx.bind(lambda port: SFlowSource(host, port), ports, SFlowError, "sFlow")
+    ctx.entry["SFlowSocket"] = src.address
+    return src
+
+
+def open_capture(ctx):
+    return Opened(collector(ctx))

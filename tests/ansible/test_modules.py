@@ -230,7 +230,11 @@ def test_capture_lifecycle(analyzer, runner):
         {"name": "drift_again", "skydive.skydive.skydive_capture": dict(capture, bpf_filter="tcp", sampling_rate=2)},
         {"name": "upstream_selector", "skydive.skydive.skydive_capture": {
             "interface_name": "cap-if", "type": "device", "capture_name": "cap2", "capture_type": "pcap",
-            "raw_packet_limit": 5, "header_size": 128, "extra_layers": ["DNS", "DHCPv4"]}},
+            "raw_packet_limit": 5, "header_size": 128}},
+        {"name": "extra_layers", "skydive.skydive.skydive_capture": dict(capture, capture_name="xl", extra_layers=["DNS"])},
+        {"name": "sampling_on_pcap", "skydive.skydive.skydive_capture": dict(
+            capture, capture_name="sr", capture_type="pcap", sampling_rate=5)},
+        {"name": "mirror", "skydive.skydive.skydive_capture": dict(capture, capture_name="mi", capture_type="ovsmirror")},
         {"name": "bad_header", "skydive.skydive.skydive_capture": dict(capture, header_size=5)},
         {"name": "bad_bpf", "skydive.skydive.skydive_capture": dict(capture, capture_name="bad", bpf_filter="no such filter (")},
         {"name": "no_selector", "skydive.skydive.skydive_capture": {"capture_name": "x"}},
@@ -263,8 +267,14 @@ def test_capture_lifecycle(analyzer, runner):
 
     upstream = ok(run["upstream_selector"])
     assert upstream["capture"]["GremlinQuery"] == CAPTURE_QUERY
-    assert (upstream["capture"]["Type"], upstream["capture"]["RawPacketLimit"], upstream["capture"]["HeaderSize"],
-            upstream["capture"]["ExtraLayers"]) == ("pcap", 5, 128, 6)
+    assert (upstream["capture"]["Type"], upstream["capture"]["RawPacketLimit"], upstream["capture"]["HeaderSize"]) == \
+        ("pcap", 5, 128)
+    # what no capture type does yet, or not this one, is a 400 naming the option
+    assert run["extra_layers"]["failed"] and "HTTP 400" in run["extra_layers"]["msg"]
+    assert "ExtraLayers: not supported by the default" in run["extra_layers"]["msg"]
+    assert "no capture type implements it yet" in run["extra_layers"]["msg"]
+    assert "SamplingRate: not supported by pcap capture (only ovssflow)" in run["sampling_on_pcap"]["msg"]
+    assert "Type: ovsmirror capture is not implemented" in run["mirror"]["msg"]
 
     assert run["bad_header"]["failed"] and "header_size must be 0 or between 14 and 4096" in run["bad_header"]["msg"]
     bad_bpf = run["bad_bpf"]

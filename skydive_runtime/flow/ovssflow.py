@@ -1,0 +1,57 @@
+"""Capture type `ovssflow`: an sFlow collector on the agent and an OVS `sFlow` row on the bridge
+sending to it (ovs-vsctl against `ovs.ovsdb`); stopping the capture clears the bridge's sflow.
+"""
+
+import json
+import shutil
+import subprocess
+
+from .capabilities import Opened
+from .sflow import collector
+
+DEFAULT_OVSDB = "unix:///var/run/openvswitch/db.sock"
+
+
+def db_arg(remote):
+    """ovs.ovsdb (unix:///p, tcp://h:p, h:p) -> ovs-vsctl --db value."""
+    if remote.startswith("unix://"):
+        return "unix:" + remote[len("unix://"):]
+    if remote.startswith("tcp://"):
+        return "tcp:" + remote[len("tcp://"):]
+    if remote.startswith(("unix:", "tcp:", "ssl:")):
+        return remote
+    return "tcp:" + remote
+
+
+def vsctl(ovsdb, *args):
+    exe = shutil.which("ovs-vsctl")
+    if exe is None:
+        raise RuntimeError("ovs-vsctl is not installed")
+    p = subprocess.run([exe, "--db=" + db_arg(ovsdb), "--timeout=10"] + list(args),
+                       capture_output=True, text=True, timeout=20, check=False)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr.strip() or "ovs-vsctl failed (%d)" % p.returncode)
+    return p.stdout
+
+
+def available(config):
+    return None if shutil.which("ovs-vsctl") else "ovs-vsctl is not installed"
+
+
+def open_capture(ctx):
+    src = collector(ctx)
+    ovsdb = ctx.config.get_string("ovs.ovsdb") or DEFAULT_OVSDB
+    bridge = ctx.node.Metadata.get("Name")
+    c = ctx.capture
+
+    def setup():
+        try:
+            vsctl(ovsdb, "--", "--id=@s", "create", "sflow", "agent=lo", 'target="%s"' % src.address,
+                  "header=%d" % int(c.get("HeaderSize") or 128), "sampling=%d" % int(c.get("SamplingRate") or 1),
+                  "polling=%d" % int(c.get("PollingInterval") or 10),
+                  "external_ids:skydive-capture=%s" % json.dumps(c.get("UUID", "")),
+                  "--", "set", "bridge", bridge, "sflow=@s")
+        except Exception as exc:
+            raise RuntimeError("cannot configure sFlow on %s: %s" % (bridge, exc)) from None
+
+    return Opened(src, setup=setup, cleanup=lambda: vsctl(ovsdb, "--if-exists", "clear", "bridge", bridge, "sflow"))
