@@ -15,7 +15,7 @@ import logging
 
 from aiohttp import web
 
-from ..common.service import serve_until_signalled
+from ..common.service import raise_fd_limit, serve_until_signalled
 from ..config import ConfigError
 from ..graph import Graph
 from .forwarder import Forwarder
@@ -56,6 +56,8 @@ class Agent:
         self.app = None
         self.port = None
         self._runner = None
+        self._conn_guard = None
+        self.limits = None
         self.started = False
 
     @property
@@ -80,13 +82,15 @@ class Agent:
     def _build_app(self):
         from ..api import graph_ws
         from ..api.auth import RBAC, Authenticator, make_backend
+        from ..api.limits import Limits, configure
         from ..api.query import QueryEngine
         from ..api.server import make_app, make_guard, mount_info, mount_login, mount_status, mount_topology
         from ..api.ws import WSOptions
         rbac = RBAC(self.config.get_list("rbac.policy"))
         authn = Authenticator(make_backend(self.config, "agent.auth.api.backend"), rbac)
         guard = make_guard(authn)
-        self.engine = QueryEngine(self.graph)
+        self.engine = QueryEngine(self.graph).configure(self.config)
+        self.limits = configure(Limits.from_config(self.config))
         app = make_app()
         mount_info(app, self.host_id, self.service_type, guard)
         mount_login(app, authn)
@@ -146,13 +150,7 @@ class Agent:
     @staticmethod
     def _raise_fd_limit():
         """Each watched namespace holds 4 descriptors: lift the soft limit to the hard one."""
-        try:
-            import resource
-            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-            if hard == resource.RLIM_INFINITY or hard > soft:
-                resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
-        except (ImportError, ValueError, OSError):
-            pass
+        raise_fd_limit()
 
     async def start(self, wait_initial=2.0):
         if self.started:
@@ -191,8 +189,8 @@ class Agent:
         self.injections = AgentInjections(self)
         self.injections.start()
         self._build_app()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
+        from ..api.limits import start_runner
+        self._runner, self._conn_guard = await start_runner(self.app, self.limits)
         site = web.TCPSite(self._runner, self.listen_host, self.listen_port, reuse_address=True)
         try:
             await site.start()
@@ -223,6 +221,11 @@ class Agent:
             except Exception:
                 log.exception("agent: closing websocket clients failed")
             self.ws = None
+        if self._conn_guard is not None:
+            self._conn_guard.stop()
+            self._conn_guard = None
+        if self.engine is not None:
+            self.engine.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

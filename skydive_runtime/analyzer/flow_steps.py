@@ -471,6 +471,8 @@ class MoreThanStep(ExtensionStep):
 
 STEPS = (FlowsStep, HopsStep, CaptureNodeStep, NodeStep, NodesStep, RawPacketsStep, GroupStep, BPFStep,
          MoreThanStep)
+for step_class in STEPS:    # they read the flow cache, which the event loop updates
+    step_class.loop_only = True
 
 
 def register(registry=None):

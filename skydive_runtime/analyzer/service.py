@@ -21,13 +21,14 @@ from aiohttp import web
 from ..api import graph_ws
 from ..api.auth import RBAC, Authenticator, make_backend
 from ..api.kinds import AlertKind, EdgeRuleKind, NodeRuleKind, WorkflowKind
+from ..api.limits import Limits, configure as configure_limits, start_runner
 from ..api.query import QueryEngine
 from ..api.resources import (DuplicateError, EdgeBackend, EdgeKind, NodeBackend, NodeKind, ResourceError,
                              ResourceHandler, ResourceStore, StoredBackend)
 from ..api.server import (make_app, make_guard, mount_config, mount_info, mount_login, mount_status,
                           mount_topology)
 from ..api.ws import WSOptions
-from ..common.service import serve_until_signalled
+from ..common.service import raise_fd_limit, serve_until_signalled
 from ..config import ConfigError
 from ..graph import Graph
 from ..ui import mount_ui
@@ -90,6 +91,8 @@ class Analyzer:
         self._runner = None
         self._tasks = []
         self._ssl = None
+        self._conn_guard = None
+        self.limits = None
 
     @property
     def url(self):
@@ -121,11 +124,12 @@ class Analyzer:
         self.graph = Graph(host_id=self.host_id, origin="analyzer.%s" % self.host_id)
         self.store, history = self._open_store()
         self.store.attach(self.graph, restore=restorable_origin)
-        self.engine = QueryEngine(self.graph, history=history)
+        self.engine = QueryEngine(self.graph, history=history).configure(self.config)
         self.resources = ResourceStore(self.store)
         self.resources.load(STORED_KINDS)
         authn = self._authenticators()
         guard = make_guard(authn["api"])
+        self.limits = configure_limits(Limits.from_config(self.config))
         app = make_app()
         mount_info(app, self.host_id, self.service_type, guard)
         mount_login(app, authn["api"])
@@ -196,8 +200,8 @@ class Analyzer:
         self.injections.start()
         self.alerts.start()
         self._startup_capture()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
+        raise_fd_limit()
+        self._runner, self._conn_guard = await start_runner(self.app, self.limits)
         site = web.TCPSite(self._runner, self.listen_host, self.listen_port, ssl_context=self._ssl,
                            reuse_address=True)
         try:
@@ -235,6 +239,11 @@ class Analyzer:
             await self.alerts.stop()
         if self.ws is not None:
             await self.ws.server.close_all()
+        if self._conn_guard is not None:
+            self._conn_guard.stop()
+            self._conn_guard = None
+        if self.engine is not None:
+            self.engine.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -246,6 +246,8 @@ class GraphApplier:
         if not isinstance(obj, dict):
             raise ValueError("partial update must be an object")
         eid = obj.get("ID")
+        if not isinstance(eid, str):
+            raise ValueError("No ID found for graph element")
         el = (self.graph.nodes if type_.startswith("Node") else self.graph.edges).get(eid)
         if el is None:
             log.info("publisher %s: %s for unknown element %s", conn.host_id, type_, eid)

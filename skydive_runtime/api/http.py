@@ -1,10 +1,14 @@
 """Response helpers giving upstream's exact status codes, content types and bodies."""
 
+import asyncio
 import json
 import math
 
 import yaml
 from aiohttp import web
+
+from ..common.jsonutil import check_document, strict_loads
+from . import limits
 
 JSON_TYPE = "application/json; charset=UTF-8"
 
@@ -38,13 +42,10 @@ def json_response(obj, status=200):
     return web.Response(status=status, body=dumps(obj).encode(), headers={"Content-Type": JSON_TYPE})
 
 
-def _reject_constant(name):
-    raise ValueError("invalid number %s" % name)
-
-
 def loads(raw):
-    """json.loads refusing NaN/Infinity (Go rejects them) with a ValueError."""
-    return json.loads(raw, parse_constant=_reject_constant)
+    """json.loads refusing NaN/Infinity (Go rejects them), lone surrogates and documents nested
+    deeper than http.max_json_depth, with a ValueError."""
+    return strict_loads(raw, limits.current.max_json_depth)
 
 
 async def read_body(request, allow_yaml=True):
@@ -53,14 +54,20 @@ async def read_body(request, allow_yaml=True):
     ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if allow_yaml and ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
         try:
-            data = yaml.safe_load(raw.decode("utf-8"))
+            # pure-Python parsing of a large body: off the event loop
+            data = await asyncio.get_running_loop().run_in_executor(None, _decode_yaml, raw)
         except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise HTTPError(400, "failed to decode YAML body: %s" % str(exc).replace("\n", " ")) from None
-        return _yaml_to_json(data)
+        return data
     try:
         return loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise HTTPError(400, "failed to decode JSON body: %s" % exc) from None
+
+
+def _decode_yaml(raw):
+    """YAML without aliases/anchors, reduced to JSON types and held to the JSON limits."""
+    return check_document(_yaml_to_json(limits.yaml_load(raw.decode("utf-8"))), limits.current.max_json_depth)
 
 
 def _yaml_to_json(v):

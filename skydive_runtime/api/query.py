@@ -1,9 +1,14 @@
 """The API's one door into the Gremlin engine (skydive_runtime.gremlin).
 
 `QueryEngine(graph, history)` runs queries on the live graph with an optional HistoryProvider
-(the store) and turns engine errors into QueryError (answered with a 400).
+(the store) and turns engine errors into QueryError (answered with a 400). Every run has a budget
+(`timeout` seconds, `max_results` elements: analyzer.query.*). `await run_off_loop(query, render)`
+runs the query and render(result) in the engine's worker thread holding graph.lock (the graph's
+writers take it too), so the event loop keeps serving other requests meanwhile.
 """
 
+import asyncio
+import concurrent.futures
 import logging
 
 from ..graph import Edge, Node
@@ -20,12 +25,29 @@ def _gremlin():
     return gremlin
 
 
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_MAX_RESULTS = 1000000
+
+
 class QueryEngine:
-    def __init__(self, graph, history=None, registry=None, **extras):
+    def __init__(self, graph, history=None, registry=None, timeout=DEFAULT_TIMEOUT,
+                 max_results=DEFAULT_MAX_RESULTS, **extras):
         self.graph = graph
         self.history = history
         self.registry = registry
+        self.timeout = timeout
+        self.max_results = max_results
         self.extras = extras
+        self._worker = None
+
+    def configure(self, config):
+        """analyzer.query.timeout (s, 0 = none) and analyzer.query.max_results (0 = none)."""
+        from ..config import ConfigError
+        self.timeout = config.get_float("analyzer.query.timeout", DEFAULT_TIMEOUT)
+        self.max_results = config.get_int("analyzer.query.max_results", DEFAULT_MAX_RESULTS, minimum=0)
+        if self.timeout < 0:
+            raise ConfigError("analyzer.query.timeout: must be >= 0, got %r" % self.timeout)
+        return self
 
     def context(self):
         from ..gremlin.context import QueryContext
@@ -34,8 +56,10 @@ class QueryEngine:
     def run(self, query):
         """Execute; returns the engine's result object (to_json_value(), to_dot() ...)."""
         g = _gremlin()
+        from ..gremlin import budget
         try:
-            return g.execute(query, self.context())
+            with budget.active(budget.Budget(self.timeout, self.max_results)):
+                return g.execute(query, self.context())
         except g.GremlinError as exc:
             raise QueryError(str(exc)) from None
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
@@ -46,6 +70,29 @@ class QueryEngine:
             if exc.__class__.__name__ in ("StoreError", "HistoryNotSupported", "FlowStorageNotConfigured"):
                 raise QueryError(str(exc)) from None
             raise
+
+    async def run_off_loop(self, query, render):
+        """render(run(query)) in the worker thread, under graph.lock; on the loop when the query
+        reads loop-only state (flows). Raises QueryError like run()."""
+        g = _gremlin()
+        try:
+            parsed = g.parse(query, self.registry)
+        except g.GremlinError as exc:
+            raise QueryError(str(exc)) from None
+        if parsed.loop_only:
+            return render(self.run(parsed))
+        if self._worker is None:
+            self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="gremlin")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._run_locked, parsed, render)
+
+    def _run_locked(self, query, render):
+        with self.graph.lock:
+            return render(self.run(query))
+
+    def close(self):
+        if self._worker is not None:
+            self._worker.shutdown(wait=False)
+            self._worker = None
 
     def validate(self, query, extensions=True):
         """Parse only (struct validator isGremlinExpr)."""

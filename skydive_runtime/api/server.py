@@ -15,6 +15,7 @@ import logging
 from aiohttp import web
 
 from .. import __version__
+from . import limits
 from .http import HTTPError, JSON_TYPE, dumps, empty, json_response, loads, text_error
 from .query import QueryError
 
@@ -29,6 +30,8 @@ async def error_middleware(request, handler):
         return await handler(request)
     except HTTPError as exc:
         return text_error(exc.status, exc.text)
+    except web.HTTPRequestEntityTooLarge:
+        return text_error(413, "request body larger than %d bytes (http.max_body_size)" % limits.current.max_body_size)
     except web.HTTPException:
         raise
     except Exception:
@@ -37,7 +40,7 @@ async def error_middleware(request, handler):
 
 
 def make_app(**kw):
-    return web.Application(middlewares=[error_middleware], client_max_size=64 * 1024 * 1024, **kw)
+    return web.Application(middlewares=[error_middleware], client_max_size=limits.current.max_body_size, **kw)
 
 
 def make_guard(authenticator):
@@ -121,6 +124,20 @@ def _content_type(accept):
     return a + "; charset=UTF-8"
 
 
+def _render(result, accept):
+    """(body bytes, content type) of a query result for this Accept header."""
+    if "vnd.graphviz" in accept and getattr(result, "is_graph", False):
+        return result.to_dot().encode(), "text/vnd.graphviz; charset=UTF-8"
+    if "vnd.tcpdump.pcap" in accept and getattr(result, "is_raw_packets", False):
+        return result.to_pcap(), "application/vnd.tcpdump.pcap; charset=UTF-8"
+    try:
+        body = json.dumps(result.to_json_value(), separators=(",", ":"), ensure_ascii=False).encode()
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise QueryError("cannot serialise the result: %s" % exc) from None
+    ctype = JSON_TYPE if ("vnd.graphviz" in accept or "vnd.tcpdump" in accept) else _content_type(accept)
+    return body, ctype
+
+
 def mount_topology(app, graph, engine, guard):
     async def get_topology(request):
         guard(request, "topology", "read")
@@ -145,23 +162,13 @@ def mount_topology(app, graph, engine, guard):
             return empty(204)
         if not isinstance(query, str):
             raise HTTPError(400, "GremlinQuery must be a string")
+        accept = request.headers.get("Accept", "")
         try:
-            result = engine.run(query)
+            # results reference live elements: rendered in the query's thread, under the graph lock
+            body, ctype = await engine.run_off_loop(query, lambda result: _render(result, accept))
         except QueryError as exc:
             raise HTTPError(400, str(exc)) from None
-        accept = request.headers.get("Accept", "")
-        if "vnd.graphviz" in accept and getattr(result, "is_graph", False):
-            return web.Response(status=200, body=result.to_dot().encode(),
-                                headers={"Content-Type": "text/vnd.graphviz; charset=UTF-8"})
-        if "vnd.tcpdump.pcap" in accept and getattr(result, "is_raw_packets", False):
-            return web.Response(status=200, body=result.to_pcap(),
-                                headers={"Content-Type": "application/vnd.tcpdump.pcap; charset=UTF-8"})
-        try:
-            body = json.dumps(result.to_json_value(), separators=(",", ":"), ensure_ascii=False)
-        except (ValueError, TypeError, RecursionError) as exc:
-            raise HTTPError(400, "cannot serialise the result: %s" % exc) from None
-        ctype = JSON_TYPE if ("vnd.graphviz" in accept or "vnd.tcpdump" in accept) else _content_type(accept)
-        return web.Response(status=200, body=body.encode(), headers={"Content-Type": ctype})
+        return web.Response(status=200, body=body, headers={"Content-Type": ctype})
 
     app.router.add_get("/api/topology", get_topology)
     app.router.add_get("/api/topology/", get_topology)

@@ -19,6 +19,8 @@ import uuid
 
 from aiohttp import WSMsgType, web
 
+from ..common.jsonutil import strict_loads
+from . import limits
 from .http import HTTPError, text_error
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class Connection:
         self.dropped = False
         self.state = {}           # per-endpoint state (subscriber filter, snapshot ...)
         self._queue = collections.deque()
+        self._queued_bytes = 0       # bytes of the frames in _queue (bounded: http.ws.queue_max_bytes)
         self._wakeup = asyncio.Event()
         self._pending = {}
         self._last_seen = time.monotonic()
@@ -109,15 +112,20 @@ class Connection:
         A full queue disconnects this (slow) client; the server never waits for it."""
         if self.closed:
             return False
-        if len(self._queue) >= self.server.options.queue_size:
+        max_bytes = limits.current.ws_queue_bytes
+        if len(self._queue) >= self.server.options.queue_size or (self._queued_bytes + len(frame) > max_bytes
+                                                                  and self._queue):
             if not self.dropped:
                 self.dropped = True
-                log.warning("websocket %s %s: send queue full (%d messages), dropping the connection",
-                            self.path, self.host_id, len(self._queue))
+                log.warning("websocket %s %s: slow consumer dropped: send queue full (%d messages, %d bytes; "
+                            "http.ws.queue_size = %d, http.ws.queue_max_bytes = %d)", self.path, self.host_id,
+                            len(self._queue), self._queued_bytes, self.server.options.queue_size, max_bytes)
                 self._queue.clear()
+                self._queued_bytes = 0
                 asyncio.get_event_loop().create_task(self.close(code=1013, message=b"send queue full"))
             return False
         self._queue.append(frame)
+        self._queued_bytes += len(frame)
         if len(self._queue) == 1:
             self._wakeup.set()
         return True
@@ -155,9 +163,12 @@ class Connection:
                     continue
                 if self.bulk and len(q) > 1:
                     n = min(len(q), bulk_max)
-                    frame = b"[" + b",".join([q.popleft() for dummy in range(n)]) + b"]"
+                    frames = [q.popleft() for dummy in range(n)]
+                    self._queued_bytes -= sum(len(f) for f in frames)
+                    frame = b"[" + b",".join(frames) + b"]"
                 else:
                     frame = q.popleft()
+                    self._queued_bytes -= len(frame)
                 await ws.send_frame(frame, WSMsgType.TEXT)
         except (ConnectionError, RuntimeError, asyncio.CancelledError):
             pass
@@ -280,7 +291,8 @@ class WSServer:
         host_id = _hdr(request, "X-Host-ID")
         if host_id and host_id in self.conns[endpoint.path]:
             return text_error(409, "host_id '%s' already connected" % host_id)
-        ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024 * 1024, compress=self.options.compress)
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=limits.current.max_body_size,
+                                   compress=self.options.compress)
         ws.headers["X-Host-ID"] = self.options.host_id
         ws.headers["X-Service-Type"] = self.options.service_type
         if user is not None and user.token:
@@ -342,6 +354,7 @@ class WSServer:
         ws = conn.ws
         while not conn.closed:
             msg = await ws.receive()
+            await asyncio.sleep(0)     # buffered messages must not keep the loop from other clients
             conn._last_seen = time.monotonic()
             if msg.type == WSMsgType.TEXT:
                 self._dispatch_text(conn, endpoint, msg.data)
@@ -352,13 +365,16 @@ class WSServer:
             elif msg.type == WSMsgType.BINARY:
                 log.warning("websocket %s %s: binary (protobuf) frame ignored", endpoint.path, conn.host_id)
             else:   # CLOSE, CLOSING, CLOSED, ERROR
+                if msg.type == WSMsgType.ERROR:   # e.g. a message over http.max_body_size
+                    log.warning("websocket %s %s: closed: %s", endpoint.path, conn.host_id, ws.exception())
                 break
 
     def _dispatch_text(self, conn, endpoint, data):
         try:
-            decoded = json.loads(data)
+            decoded = strict_loads(data, limits.current.max_json_depth)
         except ValueError as exc:
             log.warning("websocket %s %s: undecodable message dropped: %s", endpoint.path, conn.host_id, exc)
+            conn.send("", "Error", "message refused: %s" % exc, status=400)
             return
         msgs = decoded if isinstance(decoded, list) else [decoded]   # bulk frames
         for msg in msgs:

@@ -32,3 +32,16 @@ async def serve_until_signalled(*services):
                 await svc.stop()
             except Exception:  # keep stopping the others
                 log.exception("error while stopping %s", type(svc).__name__)
+
+
+def raise_fd_limit():
+    """Lift the soft RLIMIT_NOFILE to the hard limit (connections, watched namespaces). Returns the
+    soft limit now in force (None where unknown)."""
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 1 << 20, hard))
+        return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, ValueError, OSError):
+        return None

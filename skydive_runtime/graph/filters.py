@@ -3,6 +3,12 @@
 import ipaddress
 import re
 
+try:   # Python >= 3.11: the parser behind re, without the deprecation warning
+    from re import _constants as sre_constants, _parser as sre_parse
+except ImportError:  # pragma: no cover - older Pythons
+    import sre_constants
+    import sre_parse
+
 from .metadata import get_values
 
 
@@ -189,7 +195,10 @@ class Without(Within):
 
 
 class Regex(Predicate):
-    """Implicitly anchored regular expression; explicit ^ or $ anchors are refused like upstream."""
+    """Implicitly anchored regular expression; explicit ^ or $ anchors are refused like upstream.
+
+    Python's engine backtracks: patterns that can backtrack exponentially are refused (see
+    check_regex), so matching stays linear-ish in the value's length."""
     name = "Regex"
 
     def __init__(self, pattern):
@@ -199,8 +208,9 @@ class Regex(Predicate):
             raise FilterError("Regex %r: '^' and '$' are implicit, remove them" % pattern)
         try:
             self.regex = re.compile("(?:%s)\\Z" % pattern)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:
             raise FilterError("invalid regex %r: %s" % (pattern, exc)) from None
+        check_regex(pattern)
         self.pattern = pattern
 
     def match(self, value):
@@ -328,3 +338,51 @@ def filter_from_pairs(*args):
 def filter_from_dict(md):
     """A metadata dict {k: v} as an equality filter (used by rules and ShortestPathTo)."""
     return And(*(KeyFilter(k, v) for k, v in md.items()))
+
+
+# ---- regular expressions that cannot blow up ------------------------------------------------
+REGEX_MAX_LENGTH = 1000
+REGEX_MAX_UNBOUNDED = 4          # repeats with more than REGEX_SMALL_REPEAT iterations
+REGEX_SMALL_REPEAT = 16
+_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None))
+
+
+def check_regex(pattern):
+    """Refuse what makes a backtracking engine exponential: a large repeat of something that
+    itself repeats or alternates (`(a+)+`, `(a|a)*`), backreferences, and very long patterns or
+    many unbounded repeats. Raises FilterError naming the construct."""
+    if len(pattern) > REGEX_MAX_LENGTH:
+        raise FilterError("Regex longer than %d characters refused" % REGEX_MAX_LENGTH)
+    try:
+        parsed = sre_parse.parse(pattern)
+    except (re.error, OverflowError, RecursionError) as exc:
+        raise FilterError("invalid regex %r: %s" % (pattern, exc)) from None
+
+    def walk(items, in_large_repeat):
+        """Checks items; returns how many large repeats they hold (bounded repeats multiply)."""
+        n = 0
+        for op, av in items:
+            if op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
+                raise FilterError("Regex %r: backreferences are refused" % pattern)
+            if op in _REPEATS:
+                hi, sub = av[1], av[2]
+                large = hi == sre_constants.MAXREPEAT or hi > REGEX_SMALL_REPEAT
+                if in_large_repeat and hi > 1:
+                    raise FilterError("Regex %r: nested quantifiers (a repeat inside a repeat) are refused: "
+                                      "they can backtrack exponentially" % pattern)
+                inner = walk(sub, in_large_repeat or large)
+                n += 1 if large else inner * max(hi, 1)
+            elif op == sre_constants.BRANCH:
+                if in_large_repeat:
+                    raise FilterError("Regex %r: alternation inside a repeat is refused: it can backtrack "
+                                      "exponentially (use a character class)" % pattern)
+                n += max([walk(alt, in_large_repeat) for alt in av[1]] or [0])
+            elif op == sre_constants.SUBPATTERN:
+                n += walk(av[-1], in_large_repeat)
+            elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+                n += walk(av[1], in_large_repeat)
+            elif op == getattr(sre_constants, "ATOMIC_GROUP", None):
+                n += walk(av, in_large_repeat)
+        return n
+    if walk(parsed, False) > REGEX_MAX_UNBOUNDED:
+        raise FilterError("Regex %r: more than %d unbounded repeats refused" % (pattern, REGEX_MAX_UNBOUNDED))

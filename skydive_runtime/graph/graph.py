@@ -1,5 +1,8 @@
 """The live graph: nodes, edges, adjacency, indexes and events."""
 
+import functools
+import threading
+
 from ..common.ids import gen_id, gen_link_id
 from ..common.timeutil import now_ms
 from .elements import Edge, Node
@@ -42,6 +45,15 @@ def _adj_remove(adj, node_id, edge):
         del adj[node_id]
 
 
+def _locked(method):
+    """Writes hold graph.lock: a query reading the graph from a worker thread holds it too."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kw):
+        with self.lock:
+            return method(self, *args, **kw)
+    return wrapper
+
+
 class Graph:
     def __init__(self, host_id="", origin="", node_index_keys=DEFAULT_NODE_KEYS,
                  edge_index_keys=DEFAULT_EDGE_KEYS):
@@ -56,6 +68,7 @@ class Graph:
         self.node_index = ValueIndex(node_index_keys)
         self.edge_index = ValueIndex(edge_index_keys)
         self.events = EventBus()
+        self.lock = threading.RLock()
 
     # ---- listeners -------------------------------------------------------------------------
     def add_listener(self, listener):
@@ -133,6 +146,7 @@ class Graph:
                     created_at=t, updated_at=t, revision=1)
         return self.add_node(node)
 
+    @_locked
     def add_node(self, node):
         if node.ID in self.nodes:
             raise GraphError("Node ID conflict")
@@ -145,6 +159,7 @@ class Graph:
         element.Revision += 1
         element.UpdatedAt = t or now_ms()
 
+    @_locked
     def _mutate(self, element, mutator, t=None):
         """Apply mutator(metadata) -> ops; bump revision and emit when ops is non-empty."""
         index = self.node_index if element.kind == "node" else self.edge_index
@@ -201,6 +216,7 @@ class Graph:
             raise GraphError("Edge %s not found" % edge.ID)
         return self._replace(cur, edge)
 
+    @_locked
     def _replace(self, cur, new):
         index = self.node_index if cur.kind == "node" else self.edge_index
         ops = diff_ops(cur.Metadata, new.Metadata)
@@ -212,6 +228,7 @@ class Graph:
         self.events.emit("on_%s_updated" % cur.kind, cur, ops)
         return True
 
+    @_locked
     def del_node(self, node, t=None):
         if isinstance(node, str):
             node = self.nodes.get(node)
@@ -229,6 +246,7 @@ class Graph:
         return True
 
     # ---- edge writes -----------------------------------------------------------------------
+    @_locked
     def add_edge(self, edge):
         if edge.ID in self.edges:
             raise GraphError("Edge ID conflict")
@@ -275,6 +293,7 @@ class Graph:
             self.del_edge(e, t)
         return e is not None
 
+    @_locked
     def del_edge(self, edge, t=None):
         if isinstance(edge, str):
             edge = self.edges.get(edge)
@@ -289,6 +308,7 @@ class Graph:
         return True
 
     # ---- bulk --------------------------------------------------------------------------------
+    @_locked
     def del_origin(self, origin, t=None):
         """Delete every node (and its edges) and edge with this Origin."""
         t = t or now_ms()
@@ -297,6 +317,7 @@ class Graph:
         for n in [n for n in self.nodes.values() if n.Origin == origin]:
             self.del_node(n, t)
 
+    @_locked
     def load(self, nodes, edges):
         """Insert elements without conflicts (existing IDs are skipped); edges with a missing end are skipped."""
         for n in nodes:

@@ -3,6 +3,7 @@
 import logging
 import threading
 
+from . import budget
 from .context import QueryContext
 from .errors import GremlinError
 from .parser import parse_steps
@@ -14,6 +15,14 @@ log = logging.getLogger(__name__)
 _CACHE_SIZE = 512
 _cache = {}
 _cache_lock = threading.Lock()
+
+
+def _size(value):
+    for attr in ("items", "paths"):
+        v = getattr(value, attr, None)
+        if isinstance(v, (list, tuple)):
+            return len(v)
+    return 0
 
 
 class ExecState:
@@ -42,6 +51,11 @@ class Query:
         return bool(getattr(self.steps[-1], "returns_raw_packets", False))
 
     @property
+    def loop_only(self):
+        """Whether a step reads state only the event loop may touch (the flow cache)."""
+        return any(getattr(s, "loop_only", False) for s in self.steps)
+
+    @property
     def step_names(self):
         return [s.name for s in self.steps]
 
@@ -50,9 +64,13 @@ class Query:
             context = QueryContext(context)
         state = ExecState(context)
         value = None
+        spent = budget.current()
         try:
             for step in self.steps:
                 value = step.exec(value, state)
+                if spent is not None:
+                    spent.check_time()
+                    spent.check_size(_size(value))
         except GremlinError:
             raise
         except RecursionError:

@@ -6,10 +6,11 @@ TraversalValue and define the step_X methods of the core steps that apply to the
 """
 
 import json
-from itertools import chain, islice
+from itertools import chain
 
 from ..graph.metadata import MISSING, SPECIAL_GETTERS, flatten_keys, get_raw
 from ..graph.revisions import RevisionsView
+from . import budget
 from .errors import GremlinError
 
 _SPECIAL_KEYS = tuple(SPECIAL_GETTERS)
@@ -34,11 +35,11 @@ class TraversalValue:
 def paginate(step, iterable):
     page = step.page
     if page is None:
-        return list(iterable)
+        return budget.collect(iterable)
     lo, hi = page
     if hi <= lo:
         return []
-    return list(islice(iterable, lo, hi))
+    return budget.collect(iterable, lo, hi)
 
 
 def _filtered(items, flt):

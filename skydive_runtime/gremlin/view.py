@@ -2,6 +2,7 @@
 (skydive_runtime.graph.revisions.RevisionsView)."""
 
 from ..graph.revisions import RevisionsView
+from .budget import tick
 
 __all__ = ["LiveView", "RevisionsView", "as_view"]
 
@@ -40,9 +41,11 @@ class LiveView:
         return (n,) if n is not None else ()
 
     def out_edges(self, node_id):
+        tick()
         return self.graph.iter_out_edges(node_id)
 
     def in_edges(self, node_id):
+        tick()
         return self.graph.iter_in_edges(node_id)
 
     def __len__(self):
