@@ -469,10 +469,15 @@ class MoreThanStep(ExtensionStep):
         self.n = self.params[0] if self.params else 1
 
 
-STEPS = (FlowsStep, HopsStep, CaptureNodeStep, NodeStep, NodesStep, RawPacketsStep, GroupStep, BPFStep,
-         MoreThanStep)
-for step_class in STEPS:    # they read the flow cache, which the event loop updates
-    step_class.loop_only = True
+def _loop_only(classes):
+    """These steps read the flow cache, which the event loop updates: their queries run on the loop."""
+    for cls in classes:
+        cls.loop_only = True
+    return classes
+
+
+STEPS = _loop_only((FlowsStep, HopsStep, CaptureNodeStep, NodeStep, NodesStep, RawPacketsStep, GroupStep, BPFStep,
+                    MoreThanStep))
 
 
 def register(registry=None):
