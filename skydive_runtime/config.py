@@ -50,7 +50,9 @@ DEFAULTS = {
     },
     "ovs": {"ovsdb": "unix:///var/run/openvswitch/db.sock", "enable_stats": False},
     "http": {"ws": {"ping_delay": 2, "pong_timeout": 5, "queue_size": 10000, "bulk_maxmsgs": 100,
-                    "bulk_maxdelay": 0.02, "enable_write_compression": False}, "cookie": {}},
+                    "bulk_maxdelay": 0.02, "enable_write_compression": False}, "cookie": {},
+             "allowed_origins": [], "session": {"secret": "", "ttl": 86400},
+             "login": {"max_failures": 10, "period": 60}},
     "storage": {
         "sqlite": {"driver": "sqlite", "path": "/var/lib/skydive/skydive.db", "retention": "7d"},
         "memory": {"driver": "memory"},

@@ -271,7 +271,8 @@ class SkydiveClient(object):
         hdrs = {}
         if data is not None:
             body = json.dumps(data)
-            hdrs["Content-Type"] = "application/json"
+        if data is not None or method in ("POST", "PUT", "PATCH", "DELETE"):
+            hdrs["Content-Type"] = "application/json"  # the analyzer refuses others (415)
         if headers:
             hdrs.update(headers)
         status, text, _headers = self._raw(method, path, body=body, headers=hdrs)

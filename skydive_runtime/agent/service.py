@@ -81,17 +81,17 @@ class Agent:
 
     def _build_app(self):
         from ..api import graph_ws
-        from ..api.auth import RBAC, Authenticator, make_backend
+        from ..api.auth import make_authenticators, warn_if_open
         from ..api.limits import Limits, configure
         from ..api.query import QueryEngine
         from ..api.server import make_app, make_guard, mount_info, mount_login, mount_status, mount_topology
         from ..api.ws import WSOptions
-        rbac = RBAC(self.config.get_list("rbac.policy"))
-        authn = Authenticator(make_backend(self.config, "agent.auth.api.backend"), rbac)
+        authn = make_authenticators(self.config, {"api": "agent.auth.api.backend"})["api"]
+        warn_if_open("agent", self.listen_host, {"api": authn})
         guard = make_guard(authn)
         self.engine = QueryEngine(self.graph).configure(self.config)
         self.limits = configure(Limits.from_config(self.config))
-        app = make_app()
+        app = make_app(self.config.get_list("http.allowed_origins"))
         mount_info(app, self.host_id, self.service_type, guard)
         mount_login(app, authn)
         mount_status(app, self.status, guard)

@@ -19,7 +19,7 @@ import ssl
 from aiohttp import web
 
 from ..api import graph_ws
-from ..api.auth import RBAC, Authenticator, make_backend
+from ..api.auth import make_authenticators, warn_if_open
 from ..api.kinds import AlertKind, EdgeRuleKind, NodeRuleKind, WorkflowKind
 from ..api.limits import Limits, configure as configure_limits, start_runner
 from ..api.query import QueryEngine
@@ -112,11 +112,8 @@ class Analyzer:
         return store, history
 
     def _authenticators(self):
-        rbac = RBAC(self.config.get_list("rbac.policy"))
-        api = Authenticator(make_backend(self.config, "analyzer.auth.api.backend"), rbac)
-        cluster_backend = make_backend(self.config, "analyzer.auth.cluster.backend")
-        cluster_backend.role = "admin"     # upstream: cluster users are always admin
-        return {"api": api, "cluster": Authenticator(cluster_backend, rbac)}
+        return make_authenticators(self.config, {"api": "analyzer.auth.api.backend",
+                                                 "cluster": "analyzer.auth.cluster.backend"}, admin=("cluster",))
 
     def build(self):
         """Create the graph, store, engine and the aiohttp application (no socket yet)."""
@@ -128,9 +125,10 @@ class Analyzer:
         self.resources = ResourceStore(self.store)
         self.resources.load(STORED_KINDS)
         authn = self._authenticators()
+        warn_if_open("analyzer", self.listen_host, authn)
         guard = make_guard(authn["api"])
         self.limits = configure_limits(Limits.from_config(self.config))
-        app = make_app()
+        app = make_app(self.config.get_list("http.allowed_origins"))
         mount_info(app, self.host_id, self.service_type, guard)
         mount_login(app, authn["api"])
         mount_status(app, self.status, guard)

@@ -2,14 +2,24 @@
 
 Credentials of a request are looked up in this order: cookie `authtoken`, header `Authorization`
 (`Basic <b64>`), header `X-Auth-Token`, then the `x-auth-token` query/form parameter.
+
+Unlike upstream (token = base64 of user:password), `/login` hands out a signed, expiring session
+token (`sky1.<payload>.<HMAC-SHA256>`, secret `http.session.secret` or random per process,
+lifetime `http.session.ttl` seconds); `Authorization: Basic` keeps working on every request (the
+Go CLI and agents send it). Password checks (login and Basic) are throttled per client address
+and per user name (`http.login.max_failures` failures per `http.login.period` seconds -> 429).
 """
 
 import base64
 import binascii
+import collections
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import os
+import time
 import warnings
 
 from ..config import ConfigError
@@ -132,8 +142,8 @@ class NoAuthBackend:
     def login(self, username, password):
         return User("admin", "admin", "")
 
-    def from_request(self, request):
-        return User("admin", "admin", "")
+    def has_user(self, username):
+        return True
 
 
 class BasicAuthBackend:
@@ -160,39 +170,22 @@ class BasicAuthBackend:
         return False
 
     def login(self, username, password):
+        """The user when the password is right, else None (no token: the Authenticator signs one)."""
         if not self._check(username, password):
             return None
-        token = base64.b64encode(("%s:%s" % (username, password)).encode()).decode()
-        return User(username, self.role, token)
+        return User(username, self.role)
 
-    def from_request(self, request):
-        token = token_from_request(request)
-        if not token:
-            return None
-        if token.startswith("Basic "):
-            token = token[6:]
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
-            return None
-        username, sep, password = decoded.partition(":")
-        if not sep:
-            return None
-        user = self.login(username, password)
-        return user
+    def has_user(self, username):
+        if username in self.users:
+            return True
+        return bool(self.file) and username in load_htpasswd(self.file)
 
 
-def token_from_request(request):
-    token = request.cookies.get("authtoken")
-    if token:
-        return token
-    authz = request.headers.get("Authorization")
-    if authz:
-        return authz
-    token = request.headers.get("X-Auth-Token")
-    if token:
-        return token
-    return request.query.get("x-auth-token") or ""
+def tokens_from_request(request):
+    """The credentials a request carries, in upstream's lookup order."""
+    found = (request.cookies.get("authtoken"), request.headers.get("Authorization"),
+             request.headers.get("X-Auth-Token"), request.query.get("x-auth-token"))
+    return [t.strip() for t in found if t and t.strip()]
 
 
 def make_backend(config, backend_key):
@@ -272,18 +265,168 @@ class RBAC:
         return out
 
 
+# ---- session tokens and login throttling ---------------------------------------------------------
+
+def _b64(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Sessions:
+    """Signed, expiring session tokens: `sky1.<b64url JSON {u, b, e}>.<b64url HMAC-SHA256>`."""
+
+    PREFIX = "sky1."
+
+    def __init__(self, secret=None, ttl=86400):
+        self.secret = (secret.encode() if isinstance(secret, str) else secret) or os.urandom(32)
+        self.ttl = max(1, int(ttl))
+
+    @classmethod
+    def from_config(cls, config):
+        secret = config.get_string("http.session.secret")
+        if secret and len(secret) < 16:
+            raise ConfigError("http.session.secret: use at least 16 characters (e.g. openssl rand -hex 32)")
+        return cls(secret or None, config.get_int("http.session.ttl", 86400, minimum=1))
+
+    def _sign(self, body):
+        return _b64(hmac.new(self.secret, body.encode(), hashlib.sha256).digest())
+
+    def issue(self, user, backend_name):
+        body = self.PREFIX + _b64(json.dumps({"u": user.name, "b": backend_name, "e": int(time.time()) + self.ttl},
+                                             separators=(",", ":")).encode())
+        return body + "." + self._sign(body)
+
+    def verify(self, token, backend_name):
+        """The user name of a valid, unexpired token issued for this backend, else None."""
+        if not token.startswith(self.PREFIX) or token.count(".") != 2:
+            return None
+        body, sig = token.rsplit(".", 1)
+        if not hmac.compare_digest(self._sign(body), sig):
+            return None
+        try:
+            claims = json.loads(_unb64(body[len(self.PREFIX):]))
+        except (ValueError, binascii.Error):
+            return None
+        if not isinstance(claims, dict) or claims.get("b") != backend_name or not isinstance(claims.get("u"), str):
+            return None
+        if not isinstance(claims.get("e"), int) or claims["e"] < time.time():
+            return None
+        return claims["u"]
+
+
+class LoginThrottle:
+    """At most `max_failures` wrong passwords per `period` seconds per client address and per user
+    name (the user limit binds the addresses that failed themselves, see `check`)."""
+
+    MAX_KEYS = 100000
+
+    def __init__(self, max_failures=10, period=60.0):
+        self.max_failures = max(1, int(max_failures))
+        self.period = float(period)
+        self.failures = collections.OrderedDict()    # key -> deque of failure times
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(config.get_int("http.login.max_failures", 10, minimum=1),
+                   max(1.0, config.get_float("http.login.period", 60.0)))
+
+    def _recent(self, key, now):
+        q = self.failures.get(key)
+        if q is None:
+            return None
+        while q and q[0] <= now - self.period:
+            q.popleft()
+        if not q:
+            del self.failures[key]
+            return None
+        return q
+
+    def check(self, addr, username):
+        """Raise 429 when this address had too many recent failures, or this user name had and
+        this address failed too (an address with a clean record is never locked out by others'
+        failures: nobody can lock the operator or the agents out by guessing their password)."""
+        now = time.monotonic()
+        by_ip = self._recent("ip:" + addr, now)
+        if by_ip is not None and len(by_ip) >= self.max_failures:
+            raise HTTPError(429, "Too many failed login attempts from %s: retry in %d s"
+                            % (addr, int(by_ip[0] + self.period - now) + 1))
+        by_user = self._recent("user:" + username, now)
+        if by_ip is not None and by_user is not None and len(by_user) >= self.max_failures:
+            raise HTTPError(429, "Too many failed login attempts for user '%s': retry in %d s"
+                            % (username[:64], int(by_user[0] + self.period - now) + 1))
+
+    def failed(self, addr, username):
+        now = time.monotonic()
+        for key in ("ip:" + addr, "user:" + username):
+            q = self._recent(key, now)
+            if q is None:
+                q = self.failures[key] = collections.deque(maxlen=self.max_failures)
+            q.append(now)
+            self.failures.move_to_end(key)
+        while len(self.failures) > self.MAX_KEYS:
+            self.failures.popitem(last=False)
+
+
+def _remote(request):
+    return request.remote or ""
+
+
+def _basic_credentials(token):
+    """(user, password) of `Basic <b64>`, or None."""
+    if not token.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(token[6:].strip(), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep and username else None
+
+
 class Authenticator:
     """One auth backend plus the RBAC policy; used by the REST routes and the WS handshakes."""
 
-    def __init__(self, backend, rbac):
+    def __init__(self, backend, rbac, sessions=None, throttle=None):
         self.backend = backend
         self.rbac = rbac
+        self.sessions = sessions or Sessions()
+        self.throttle = throttle or LoginThrottle()
+
+    @property
+    def open(self):
+        return self.backend.type == "noauth"
+
+    def login(self, request, username, password):
+        """User for a password (its `token` a fresh session token); 401 / 429 otherwise."""
+        addr = _remote(request)
+        self.throttle.check(addr, username)
+        user = self.backend.login(username, password)
+        if user is None:
+            self.throttle.failed(addr, username)
+            log.warning("authentication of user %r from %s failed", username[:64], addr)
+            raise HTTPError(401, "Wrong credentials")
+        user.token = self.sessions.issue(user, self.backend.name)
+        return user
 
     def user(self, request):
-        user = self.backend.from_request(request)
-        if user is None:
-            raise HTTPError(401, "Wrong credentials")
-        return user
+        if self.open:
+            return self.backend.login("", "")
+        for token in tokens_from_request(request):    # first valid one wins (a stale cookie
+            creds = _basic_credentials(token)         # does not hide a good Basic header)
+            if creds is not None:
+                try:
+                    return self.login(request, *creds)
+                except HTTPError as exc:
+                    if exc.status == 429:
+                        raise
+                    continue
+            name = self.sessions.verify(token, self.backend.name)
+            if name is not None and self.backend.has_user(name):
+                return User(name, self.backend.role, token)
+        raise HTTPError(401, "Wrong credentials")
 
     def check(self, request, obj, action):
         user = self.user(request)
@@ -291,5 +434,46 @@ class Authenticator:
             raise HTTPError(405, "'%s' has no '%s' permission on '%s'" % (user.name, action, obj))
         return user
 
+    def set_cookies(self, response, request, user):
+        """authtoken (HttpOnly) and permissions (readable by the UI's JS), SameSite=Strict,
+        Secure under TLS, both expiring with the session."""
+        common = {"path": "/", "samesite": "Strict", "secure": request.secure, "max_age": self.sessions.ttl}
+        response.set_cookie("authtoken", user.token, httponly=True, **common)
+        response.set_cookie("permissions", self.permissions_cookie(user), **common)
+
     def permissions_cookie(self, user):
         return base64.b64encode(json.dumps(self.rbac.permissions(user)).encode()).decode()
+
+
+def make_authenticators(config, backend_keys, admin=()):
+    """{name: Authenticator} for {name: "<...>.auth.<x>.backend"}, sharing one session secret and
+    one login throttle; the names in `admin` get role admin (upstream: cluster users)."""
+    rbac = RBAC(config.get_list("rbac.policy"))
+    sessions, throttle = Sessions.from_config(config), LoginThrottle.from_config(config)
+    out = {}
+    for name, key in backend_keys.items():
+        backend = make_backend(config, key)
+        if name in admin:
+            backend.role = "admin"
+        out[name] = Authenticator(backend, rbac, sessions, throttle)
+    return out
+
+
+def warn_if_open(service, listen_host, authenticators):
+    """The loud warning of a service without authentication on a non-loopback address."""
+    try:
+        loopback = ipaddress.ip_address(listen_host).is_loopback
+    except ValueError:
+        loopback = listen_host == "localhost"
+    if loopback:
+        return False
+    opened = [name for name, a in sorted(authenticators.items()) if a is not None and a.open]
+    if not opened:
+        return False
+    log.warning("!" * 100)
+    log.warning("SECURITY: the %s listens on %s WITHOUT AUTHENTICATION (%s backend: noauth): anyone who can "
+                "reach it can read and change the topology, create captures and alerts", service,
+                listen_host or "all addresses", ", ".join(opened))
+    log.warning("SECURITY: set %s.auth.api.backend to a basic auth section (see docs/security.md)", service)
+    log.warning("!" * 100)
+    return True

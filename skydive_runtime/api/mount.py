@@ -9,7 +9,7 @@
 """
 
 from . import graph_ws
-from .auth import RBAC, Authenticator, make_backend
+from .auth import make_authenticators
 from .query import QueryEngine
 from .server import make_app, make_guard, mount_info, mount_login, mount_status, mount_topology
 from .ws import WSOptions
@@ -24,8 +24,7 @@ class MountedAPI:
 
 def mount_service_api(app, graph, config, service_type, status_fn, auth_key="agent.auth.api.backend",
                       endpoints=(graph_ws.SUBSCRIBER, graph_ws.PUBLISHER), engine=None):
-    rbac = RBAC(config.get_list("rbac.policy"))
-    authn = Authenticator(make_backend(config, auth_key), rbac)
+    authn = make_authenticators(config, {"api": auth_key})["api"]
     guard = make_guard(authn)
     engine = engine or QueryEngine(graph)
     mount_info(app, config.host_id(), service_type, guard)

@@ -4,7 +4,7 @@
     app = make_app()                                  # error middleware installed
     guard = make_guard(authenticator)                 # guard(request, object, action)
     mount_info(app, host_id, "agent", guard)          # GET /api
-    mount_login(app, authenticator)                   # POST/GET /login
+    mount_login(app, authenticator)                   # POST/GET /login (cookies, throttling)
     mount_status(app, status_fn, guard)               # GET /api/status -> status_fn()
     mount_topology(app, graph, engine, guard)         # GET/POST /api/topology
 """
@@ -16,6 +16,7 @@ from aiohttp import web
 
 from .. import __version__
 from . import limits
+from .browser import OriginPolicy, origin_middleware
 from .http import HTTPError, JSON_TYPE, dumps, empty, json_response, loads, text_error
 from .query import QueryError
 
@@ -39,8 +40,17 @@ async def error_middleware(request, handler):
         return text_error(500, "internal server error")
 
 
-def make_app(**kw):
-    return web.Application(middlewares=[error_middleware], client_max_size=limits.current.max_body_size, **kw)
+ORIGIN_POLICY = web.AppKey("origin_policy", OriginPolicy)
+
+
+def make_app(allowed_origins=(), **kw):
+    """The aiohttp app with the error middleware and the browser defences (api/browser.py);
+    allowed_origins: `http.allowed_origins`."""
+    policy = OriginPolicy(allowed_origins)
+    app = web.Application(middlewares=[error_middleware, origin_middleware(policy)],
+                          client_max_size=limits.current.max_body_size, **kw)
+    app[ORIGIN_POLICY] = policy
+    return app
 
 
 def make_guard(authenticator):
@@ -72,24 +82,21 @@ def mount_login(app, authenticator):
             form = {}
         username = form.get("username")
         password = form.get("password")
-        backend = authenticator.backend
-        if backend.type == "noauth":
-            user = backend.login(username or "", password or "")
+        if authenticator.open:
+            user = authenticator.backend.login("", "")
         else:
             if not isinstance(username, str) or not isinstance(password, str) or not username:
                 return text_error(401, "No credentials provided")
-            user = backend.login(username, password)
-            if user is None:
-                return text_error(401, "Wrong credentials")
+            user = authenticator.login(request, username, password)   # HTTPError 401 / 429
         body = {"Token": user.token, "Permissions": authenticator.rbac.permissions(user)}
         resp = web.Response(status=200, body=dumps(body).encode(), headers={"Content-Type": JSON_TYPE})
-        origin = request.headers.get("Origin")
-        if origin:
+        origin = app[ORIGIN_POLICY].cors_origin(request.headers.get("Origin"))
+        if origin:     # only an origin of http.allowed_origins: never a wildcard, never any echo
             resp.headers["Access-Control-Allow-Origin"] = origin
             resp.headers["Access-Control-Allow-Credentials"] = "true"
+            resp.headers["Vary"] = "Origin"
         if user.token:
-            resp.set_cookie("authtoken", user.token, path="/")
-            resp.set_cookie("permissions", authenticator.permissions_cookie(user), path="/")
+            authenticator.set_cookies(resp, request, user)
         return resp
 
     app.router.add_post("/login", login)
@@ -104,16 +111,37 @@ def mount_status(app, status_fn, guard):
     app.router.add_get("/api/status/", status)
 
 
+SECRET_WORDS = ("password", "passwd", "secret", "token", "credential", "cookie", "private")
+
+
+def is_secret_key(key):
+    """A config key whose value is never served: auth sections, tls, passwords, secrets, keys..."""
+    k = key.lower()
+    last = k.rsplit(".", 1)[-1]
+    return (k == "auth" or k.startswith("auth.") or k.startswith("tls") or last == "users"
+            or last.endswith("key") or any(w in last for w in SECRET_WORDS))
+
+
+def redact(value, key):
+    """The value of `key` with every secret inside it, at any depth, replaced by ""."""
+    if is_secret_key(key):
+        return ""
+    if isinstance(value, dict):
+        return {k: redact(v, "%s.%s" % (key, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, key + ".item") for v in value]
+    return value
+
+
 def mount_config(app, config, guard):
     async def get_config(request):
         guard(request, "config", "read")
         key = request.match_info["key"]
-        lowered = key.lower()
-        if lowered == "auth" or lowered.startswith("auth.") or "password" in lowered or lowered.startswith("tls"):
-            value = ""     # secrets are never served
-        else:
-            value = config.public_value(key)
-        return json_response(value)
+        # sub-keys of a secret section (auth.x.users.y, ...) are secret too
+        parts = key.split(".")
+        if any(is_secret_key(".".join(parts[:i + 1])) for i in range(len(parts))):
+            return json_response("")
+        return json_response(redact(config.public_value(key), key))
     app.router.add_get("/api/config/{key}", get_config)
 
 

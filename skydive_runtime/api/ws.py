@@ -295,10 +295,8 @@ class WSServer:
                                    compress=self.options.compress)
         ws.headers["X-Host-ID"] = self.options.host_id
         ws.headers["X-Service-Type"] = self.options.service_type
-        if user is not None and user.token:
-            ws.set_cookie("authtoken", user.token, path="/")
-            if authn is not None:
-                ws.set_cookie("permissions", authn.permissions_cookie(user), path="/")
+        if user is not None and user.token and authn is not None:
+            authn.set_cookies(ws, request, user)
         if not ws.can_prepare(request).ok:
             return text_error(400, "websocket upgrade expected")
         await ws.prepare(request)

@@ -35,7 +35,8 @@ class RestSession:
         data = raw
         if body is not None:
             data = json.dumps(body)
-            hdrs["Content-Type"] = "application/json"
+        if body is not None or method in ("POST", "PUT", "PATCH", "DELETE"):
+            hdrs["Content-Type"] = "application/json"    # as upstream's CLI; required (docs/security.md)
         hdrs.update(headers or {})
         try:
             resp = self.session.request(method, url, data=data, headers=hdrs, timeout=self.timeout)

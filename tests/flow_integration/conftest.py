@@ -71,7 +71,7 @@ class FlowStack(Stack):
         return r.json()["UUID"]
 
     def delete_capture(self, cid):
-        return requests.delete(self.url + "/api/capture/" + cid, timeout=10)
+        return requests.delete(self.url + "/api/capture/" + cid, timeout=10, headers={"Content-Type": "application/json"})
 
     def wait_active(self, cid, node_query, count=1, timeout=20):
         """Every node of node_query has this capture active (upstream harness: 15 tries, then 2 s)."""

@@ -31,7 +31,7 @@ class InjectionStack(FlowStack):
         return r.json()
 
     def delete_injection(self, uid):
-        return requests.delete(self.url + "/api/injectpacket/" + uid, timeout=10)
+        return requests.delete(self.url + "/api/injectpacket/" + uid, timeout=10, headers={"Content-Type": "application/json"})
 
     def entries(self, name):
         """The PacketInjections of the node named `name` (on the analyzer), [] when none."""

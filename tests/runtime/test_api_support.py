@@ -94,7 +94,7 @@ class Client:
         hdrs = {"Accept": "application/json"}
         hdrs.update(headers or {})
         data = raw if raw is not None else (json.dumps(body) if body is not None else None)
-        if data is not None and "Content-Type" not in hdrs:
+        if (data is not None or method in ("POST", "PUT", "PATCH", "DELETE")) and "Content-Type" not in hdrs:
             hdrs["Content-Type"] = "application/json"
         async with self.session.request(method, self.base + path, data=data, headers=hdrs,
                                         allow_redirects=False) as r:

@@ -33,6 +33,8 @@ class Harness:
         self.rss_before = rss_kb(self.proc.proc.pid)
 
     def send(self, method, path, data=None, headers=None):
+        if headers is None and method in ("POST", "PUT", "PATCH", "DELETE"):
+            headers = {"Content-Type": "application/json"}     # as every upstream client sends
         r = self.session.request(method, self.proc.url + path, data=data, headers=headers, timeout=30)
         self.requests += 1
         assert r.status_code < 500, (method, path, data, r.status_code, r.content)

@@ -34,7 +34,7 @@ def test_history_of_updated_and_deleted_node_survives_restart(tmp_path):
         time.sleep(0.05)
         t_updated = _ms()
         time.sleep(0.05)
-        assert requests.delete(proc.url + "/api/node/hist-n1", timeout=10).status_code == 200
+        assert requests.delete(proc.url + "/api/node/hist-n1", timeout=10, headers={"Content-Type": "application/json"}).status_code == 200
         time.sleep(0.05)
         t_deleted = _ms()
         assert proc.query("G.V().Has('Name', 'tap1')") == []

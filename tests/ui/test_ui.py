@@ -243,7 +243,7 @@ def test_live_node_added_updated_deleted(analyzer, topo, page):
                   message="NodeUpdated applied")
 
     # NodeDeleted (and its EdgeDeleted)
-    assert requests.delete(base + "/api/node/" + nid, timeout=10).status_code == 200
+    assert requests.delete(base + "/api/node/" + nid, timeout=10, headers={"Content-Type": "application/json"}).status_code == 200
     page.wait_for(sel + " === null && " + q_edge(edge["ID"]) + " === null",
                   message="the node and its edge removed")
     assert page.eval("document.body.dataset.nodes") == str(before)
@@ -353,7 +353,7 @@ def test_search_and_collapse_groups(analyzer, topo, page):
     page.wait_for("document.querySelectorAll('#layer-nodes .node[display=none]').length === 0 && "
                   "document.querySelectorAll('#layer-nodes .node.collapsed').length === 0 && "
                   "document.querySelectorAll('#layer-edges path.proxy').length === 0")
-    requests.delete(base + "/api/node/" + nid, timeout=10)
+    requests.delete(base + "/api/node/" + nid, timeout=10, headers={"Content-Type": "application/json"})
     page.wait_for(q_node(nid) + " === null")
 
 
@@ -519,7 +519,7 @@ def test_filter_box(analyzer, topo, page):
     assert page.eval("document.getElementById('filter-active').hidden") is True
     assert page.eval("new URL(location.href).searchParams.get('filter')") is None
     for nid in (ns_id, dev_id):
-        requests.delete(base + "/api/node/" + nid, timeout=10)
+        requests.delete(base + "/api/node/" + nid, timeout=10, headers={"Content-Type": "application/json"})
     page.wait_for("document.body.dataset.nodes === '%d'" % len(all_ids))
 
 
