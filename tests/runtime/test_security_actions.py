@@ -201,7 +201,7 @@ def test_webhook_allow_list(tmp_path, hook):
         assert_status_fast(proc)
     finally:
         proc.stop()
-    proc = start_analyzer(tmp_path, webhook_allowed=["127.0.0.0/8"])
+    proc = start_analyzer(tmp_path / "second", webhook_allowed=["127.0.0.0/8"])
     try:
         assert post_alert(proc, "http://localhost:%d/hook" % hook).status_code == 201
         post_node(proc, "n1", "n1")
