@@ -13,14 +13,14 @@ from .sqlite import DEFAULT_PATH, SQLiteStore
 
 DRIVERS = ("sqlite", "memory")
 _SQLITE_SETTINGS = ("path", "retention", "prune_interval", "flush_interval", "batch_size", "synchronous",
-                    "heartbeat_interval", "max_size_mb")
+                    "heartbeat_interval", "max_size_mb", "check_on_start")
 
 
 def open_store(settings=None, name=None):
     """Open the backend described by a `storage.<name>` section.
 
     `settings` is the section dict (`driver` defaults to sqlite; sqlite keys: path, retention,
-    prune_interval, flush_interval, batch_size, synchronous, max_size_mb), a plain path string (an SQLite
+    prune_interval, flush_interval, batch_size, synchronous, max_size_mb, check_on_start), a plain path string (an SQLite
     file), or None (SQLite at the default path). `name` only improves error messages.
     Raises StoreError with a message naming the setting on bad input.
     """

@@ -11,7 +11,7 @@ import sqlite3
 import time
 import urllib.parse
 
-from .base import StoreCorrupt, StoreError
+from .base import NEVER, StoreCorrupt, StoreError
 from .sqlite import APPLICATION_ID, SCHEMA_VERSION, _fsync_dir, check_file, integrity_problems
 
 
@@ -43,10 +43,12 @@ def check(path, full=True):
         version = int(row[0]) if row else 0
         if version != SCHEMA_VERSION:
             raise StoreError("store %s has schema version %d, this version uses %d" % (path, version, SCHEMA_VERSION))
-        count = lambda table: conn.execute("SELECT COUNT(*) FROM %s" % table).fetchone()[0]   # noqa: E731
-        live = conn.execute("SELECT COUNT(*) FROM history WHERE archived_at=?", (2 ** 63 - 1,)).fetchone()[0]
-        return {"path": path, "schema_version": version, "revisions": count("history"), "live_revisions": live,
-                "resources": count("resources"), "flows": count("flows"), "bytes": os.path.getsize(path)}
+
+        def count(sql, *args):
+            return conn.execute("SELECT COUNT(*) FROM " + sql, args).fetchone()[0]
+        return {"path": path, "schema_version": version, "revisions": count("history"),
+                "live_revisions": count("history WHERE archived_at=?", NEVER), "resources": count("resources"),
+                "flows": count("flows"), "bytes": os.path.getsize(path)}
     except sqlite3.DatabaseError as exc:
         raise StoreCorrupt("store %s cannot be read (%s)" % (path, exc)) from None
     finally:

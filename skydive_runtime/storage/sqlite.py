@@ -237,6 +237,8 @@ def corrupt_message(path, reason):
             "then either restore a backup: `skydive store restore BACKUP --path %s`, or move the file away "
             "to start with an empty store: `mv %s %s.damaged` (and its -wal file, if any)"
             % (path, reason, path, path, path))
+
+
 _OPEN_STORES = weakref.WeakSet()
 
 
@@ -413,7 +415,7 @@ class SQLiteStore(Store):
 
     def __init__(self, path=DEFAULT_PATH, retention=None, prune_interval=None, flush_interval=None,
                  batch_size=None, synchronous="NORMAL", heartbeat_interval=None, max_flow_shapes=MAX_SKELETONS,
-                 max_size_mb=None):
+                 max_size_mb=None, check_on_start="quick"):
         if not isinstance(path, str) or not path.strip():
             raise StoreError("storage path: expected a file path, got %r" % (path,))
         self.path = os.path.abspath(path)
@@ -431,6 +433,10 @@ class SQLiteStore(Store):
                                         or max_size_mb <= 0):
             raise StoreError("max_size_mb: expected a positive number of megabytes, got %r" % (max_size_mb,))
         self.max_size_mb = max_size_mb
+        if check_on_start not in ("quick", "header"):
+            raise StoreError("check_on_start: expected quick (PRAGMA quick_check) or header (header and size only), "
+                             "got %r" % (check_on_start,))
+        self.check_on_start = check_on_start
         sync = str(synchronous).upper()
         if sync not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise StoreError("synchronous: expected OFF, NORMAL, FULL or EXTRA, got %r" % (synchronous,))
@@ -464,7 +470,8 @@ class SQLiteStore(Store):
                 page = self._wconn.execute("PRAGMA page_size").fetchone()[0]
                 self._wconn.execute("PRAGMA max_page_count=%d" % max(8, int(max_size_mb * 1048576) // page))
             self._init_schema()
-            self._quick_check()
+            if self.check_on_start == "quick":
+                self._quick_check()
             self._load_writer_state()
         except BaseException:
             self._release()

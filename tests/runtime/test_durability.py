@@ -275,3 +275,26 @@ def test_store_check_backup_restore(tmp_path):
         assert sorted(have) == sorted(alerts)    # the state of the backup (made before 'after-backup')
     finally:
         proc.stop()
+
+
+def test_a_write_the_store_cannot_commit_is_not_acknowledged(tmp_path):
+    cfg = analyzer_config(tmp_path)
+    cfg["storage"]["sqlite"]["max_size_mb"] = 0.3     # a full store: commits fail with "database or disk is full"
+    proc = SkydiveProcess("analyzer", tmp_path, cfg).start()
+    try:
+        acknowledged, refused = [], None
+        for i in range(200):
+            r = _post(proc, "/api/alert", {"Expression": "G.V().Has('Name', '%s')" % ("x%d" % i).ljust(20000, "x")})
+            if r.status_code != 201:
+                refused = r
+                break
+            acknowledged.append(r.json()["UUID"])
+        assert acknowledged and refused is not None and refused.status_code == 503, refused
+        assert refused.text.startswith("Alert not created: writing to store ") and "full" in refused.text
+        have = requests.get(proc.url + "/api/alert", timeout=10).json()
+        assert sorted(have) == sorted(acknowledged)      # the refused one is not shown either
+        _kill9(proc)
+        proc = SkydiveProcess("analyzer", tmp_path, cfg, port=proc.port).start()
+        assert sorted(requests.get(proc.url + "/api/alert", timeout=10).json()) == sorted(acknowledged)
+    finally:
+        proc.stop()
