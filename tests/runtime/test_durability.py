@@ -298,3 +298,26 @@ def test_a_write_the_store_cannot_commit_is_not_acknowledged(tmp_path):
         assert sorted(requests.get(proc.url + "/api/alert", timeout=10).json()) == sorted(acknowledged)
     finally:
         proc.stop()
+
+
+def test_restored_edge_to_an_agent_node_waits_for_the_agent(tmp_path):
+    cfg = analyzer_config(tmp_path)
+    proc = SkydiveProcess("analyzer", tmp_path, cfg).start()
+    agent_node = _node("agent-if", "agent-if", Origin="agent.h7")
+    try:
+        _publish(proc, "/ws/agent/topology", "agent", [("NodeAdded", agent_node)])
+        wait_until(lambda: proc.query("G.V().Has('Name', 'agent-if')"), message="agent node")
+        assert _post(proc, "/api/node", _node("tor-9", "tor-9")).status_code == 201
+        r = _post(proc, "/api/edge", {"ID": "tor-9-link", "Parent": "tor-9", "Child": "agent-if",
+                                      "Metadata": {"RelationType": "layer2"}})
+        assert r.status_code == 201, r.text
+        _kill9(proc)
+        proc = SkydiveProcess("analyzer", tmp_path, cfg, port=proc.port).start()
+        assert _names(proc, "G.V()") == ["tor-9"]
+        assert proc.query("G.E()") == []
+        _publish(proc, "/ws/agent/topology", "agent", [("NodeAdded", agent_node)])   # the agent is back
+        edges = wait_until(lambda: proc.query("G.E()"), message="the restored edge")
+        assert [(e["ID"], e["Parent"], e["Child"]) for e in edges] == [("tor-9-link", "tor-9", "agent-if")]
+        assert proc.query("G.V().Has('Name', 'tor-9').Out().Values('Name')") == ["agent-if"]
+    finally:
+        proc.stop()
