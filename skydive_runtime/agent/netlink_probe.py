@@ -9,10 +9,15 @@ ports (MasterIndex), layer2 {Type: vlan} from a vlan's parent (ParentIndex), lay
 import asyncio
 import logging
 
+from ..common.parts import Probe
 from .nlmonitor import ROOT, NetlinkMonitor
 from .topology import PRIO_NETLINK, IfaceRecord
 
 log = logging.getLogger(__name__)
+
+
+def create(agent):
+    return NetlinkProbe(agent.topology, agent.config.get_float("agent.topology.netlink.metrics_update"))
 
 
 class NsView:
@@ -30,7 +35,9 @@ class NsView:
         return "nl:" + self.key
 
 
-class NetlinkProbe:
+class NetlinkProbe(Probe):
+    stop_blocks = True     # joins the monitor thread
+
     def __init__(self, topology, metrics_interval=30.0, ovs=None):
         self.topo = topology
         self.graph = topology.graph

@@ -13,6 +13,7 @@ import os
 import struct
 
 from ..common.ids import gen_id
+from ..common.parts import Probe
 from .topology import tid_of
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,11 @@ NSFS_MAGIC = 0x6E736673
 _EVENT = struct.Struct("iIII")
 
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def create(agent):
+    return NetnsProbe(agent.topology, agent.probes["netlink"],
+                      agent.config.get_string("agent.topology.netns.run_path") or "/var/run/netns")
 
 
 class _Statfs(ctypes.Structure):
@@ -79,7 +85,7 @@ class Inotify:
             self.fd = -1
 
 
-class NetnsProbe:
+class NetnsProbe(Probe):
     RETRY_DELAYS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
     def __init__(self, topology, netlink, run_path="/var/run/netns"):

@@ -15,6 +15,7 @@ import os
 import threading
 
 from ..common.ids import gen_id
+from ..common.parts import Probe
 from .nlmonitor import ROOT
 from .topology import PRIO_OVS, PRIO_OVS_LOW, IfaceRecord, tid_of
 
@@ -159,7 +160,16 @@ class OvsMonitor(threading.Thread):
         return {"bridges": bridges, "ports": ports, "interfaces": ifaces}
 
 
-class OvsdbProbe:
+def create(agent):
+    netlink = agent.probes["netlink"]
+    probe = OvsdbProbe(agent.topology, netlink, agent.config.get_string("ovs.ovsdb"))
+    netlink.ovs = probe      # netlink hands OVS the interfaces it also knows
+    return probe
+
+
+class OvsdbProbe(Probe):
+    stop_blocks = True     # joins the IDL thread
+
     def __init__(self, topology, netlink, address):
         self.topo = topology
         self.graph = topology.graph

@@ -15,20 +15,16 @@ import logging
 
 from aiohttp import web
 
+from ..common.parts import Parts
 from ..common.service import raise_fd_limit, serve_until_signalled
 from ..config import ConfigError
 from ..graph import Graph
 from .forwarder import Forwarder
-from .netlink_probe import NetlinkProbe
-from .netns_probe import NetnsProbe
 from .nlmonitor import ROOT
-from .ovsdb_probe import OvsdbProbe
+from .probes import PROBES
 from .topology import Topology
 
 log = logging.getLogger(__name__)
-
-ALWAYS_ON = ("netlink", "netns")
-SUPPORTED = ("netlink", "netns", "ovsdb")
 
 
 class Agent:
@@ -39,15 +35,10 @@ class Agent:
         self.host_id = config.host_id()
         self.listen_host, self.listen_port = config.get_listen("agent.listen")
         self.graph = Graph(host_id=self.host_id, origin="agent.%s" % self.host_id)
-        probes = list(ALWAYS_ON)
-        for p in config.get_list("agent.topology.probes"):
-            if p not in probes:
-                probes.append(p)
-        self.probe_names = probes
+        self.probe_names = PROBES.selected(config.get_list("agent.topology.probes"))
         self.topology = None
-        self.netlink = None
-        self.netns = None
-        self.ovsdb = None
+        self.probes = {}           # name -> topology probe (agent/probes.py), in start order
+        self.parts = Parts()       # probes, forwarder, captures, injections: started, stopped, in status
         self.forwarder = None
         self.captures = None       # agent/captures.py: OnDemandCapture probes
         self.injections = None     # agent/injector.py: OnDemandPacketInjection
@@ -64,20 +55,25 @@ class Agent:
     def url(self):
         return "http://%s:%d" % (self.listen_host, self.port)
 
+    @property
+    def netlink(self):
+        return self.probes.get("netlink")
+
+    @property
+    def netns(self):
+        return self.probes.get("netns")
+
+    @property
+    def ovsdb(self):
+        return self.probes.get("ovsdb")
+
     # ---- construction ---------------------------------------------------------------------------
     def _build_probes(self):
-        cfg = self.config
-        md = cfg.get_map("agent.metadata")
-        self.topology = Topology(self.graph, self.host_id, md)
-        self.netlink = NetlinkProbe(self.topology, cfg.get_float("agent.topology.netlink.metrics_update"))
-        self.netns = NetnsProbe(self.topology, self.netlink, cfg.get_string("agent.topology.netns.run_path")
-                                or "/var/run/netns")
-        if "ovsdb" in self.probe_names:
-            self.ovsdb = OvsdbProbe(self.topology, self.netlink, cfg.get_string("ovs.ovsdb"))
-            self.netlink.ovs = self.ovsdb
-        for p in self.probe_names:
-            if p not in SUPPORTED:
-                log.warning("agent: topology probe %r is not available, ignored", p)
+        self.topology = Topology(self.graph, self.host_id, self.config.get_map("agent.metadata"))
+        self.parts = Parts()
+        self.probes = {}
+        for name in self.probe_names:
+            self.probes[name] = self.parts.add(PROBES.create(name, self), "TopologyProbes", name)
 
     def _build_app(self):
         from ..api import graph_ws
@@ -124,13 +120,6 @@ class Agent:
         return self.netlink.locate(node_id) if self.netlink is not None else None
 
     def status(self):
-        probes = {}
-        if self.netlink is not None:
-            probes["netlink"] = self.netlink.status()
-        if self.netns is not None:
-            probes["netns"] = self.netns.status()
-        if self.ovsdb is not None:
-            probes["ovsdb"] = self.ovsdb.status()
         clients = {}
         if self.ws is not None:
             from ..api import graph_ws
@@ -139,12 +128,12 @@ class Agent:
                     clients.update(self.ws.server.status(path))
                 except Exception:
                     pass
-        flow_probes, captures = [], {}
+        flow_probes = []
         if self.captures is not None:
             flow_probes = list(self.captures.types)
-            captures = self.captures.status()
-        return {"Clients": clients, "Analyzers": self.forwarder.status() if self.forwarder else {},
-                "TopologyProbes": probes, "FlowProbes": flow_probes, "Captures": captures}
+        st = {"Clients": clients, "Analyzers": {}, "TopologyProbes": {}, "FlowProbes": flow_probes, "Captures": {}}
+        st.update(self.parts.status())
+        return st
 
     # ---- lifecycle ----------------------------------------------------------------------------------
     @staticmethod
@@ -156,12 +145,17 @@ class Agent:
         if self.started:
             return self
         self._raise_fd_limit()
+        try:
+            await self._start(wait_initial)
+        except BaseException:          # a configuration error after the probes started: stop them
+            await self.stop()
+            raise
+        return self
+
+    async def _start(self, wait_initial):
         cfg = self.config
         self._build_probes()
-        self.netlink.start()
-        self.netns.start()
-        if self.ovsdb is not None:
-            self.ovsdb.start()
+        await self.parts.start()
         # the host's interfaces and the namespaces present at start are in the graph before the
         # first Sync goes out (bounded wait: a broken namespace must not block the agent)
         try:
@@ -181,13 +175,12 @@ class Agent:
                                    scheme=scheme, bulk_max=cfg.get_int("http.ws.bulk_maxmsgs", 100, minimum=1),
                                    heartbeat=cfg.get_float("http.ws.ping_delay") + cfg.get_float("http.ws.pong_timeout"),
                                    ssl_context=ssl_ctx)
-        await self.forwarder.start()
+        self.parts.add(self.forwarder, "Analyzers")
         from .captures import AgentCaptures
-        self.captures = AgentCaptures(self)
-        self.captures.start()
+        self.captures = self.parts.add(AgentCaptures(self), "Captures")
         from .injector import AgentInjections
-        self.injections = AgentInjections(self)
-        self.injections.start()
+        self.injections = self.parts.add(AgentInjections(self))
+        await self.parts.start()
         self._build_app()
         from ..api.limits import start_runner
         self._runner, self._conn_guard = await start_runner(self.app, self.limits)
@@ -195,7 +188,6 @@ class Agent:
         try:
             await site.start()
         except OSError as exc:
-            await self.stop()
             raise ConfigError("agent.listen: cannot listen on %s:%d: %s"
                               % (self.listen_host, self.listen_port, exc.strerror)) from None
         sockets = site._server.sockets if site._server else ()
@@ -203,18 +195,10 @@ class Agent:
         self.started = True
         log.info("agent %s listening on %s, %d nodes, analyzers %s", self.host_id, self.url,
                  len(self.graph.nodes), analyzers)
-        return self
 
     async def stop(self):
-        if self.injections is not None:
-            await self.injections.stop()
-            self.injections = None
-        if self.captures is not None:
-            await self.captures.stop()
-            self.captures = None
-        if self.forwarder is not None:
-            await self.forwarder.stop()
-            self.forwarder = None
+        await self.parts.stop()         # injections, captures, forwarder, then the probes
+        self.injections = self.captures = self.forwarder = None
         if self.ws is not None:
             try:
                 await self.ws.server.close_all()
@@ -229,13 +213,6 @@ class Agent:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        loop = asyncio.get_running_loop()
-        for probe in (self.ovsdb, self.netns, self.netlink):
-            if probe is not None:
-                if hasattr(probe, "monitor"):
-                    await loop.run_in_executor(None, probe.stop)
-                else:
-                    probe.stop()
         self.started = False
 
     async def run_forever(self):

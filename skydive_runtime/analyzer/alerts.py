@@ -154,7 +154,7 @@ class AlertManager(GraphListener):
             self._session = None
 
     def status(self):
-        d = {"IsMaster": True}
+        d = {"IsMaster": self.running}     # no election between analyzers: each evaluates while it runs
         if self.alerts:
             d["States"] = {uuid: st.status() for uuid, st in self.alerts.items()}
         return d

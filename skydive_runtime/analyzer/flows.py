@@ -232,13 +232,11 @@ class FlowService:
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self):
         self._task = asyncio.ensure_future(self._expiry_loop())
-        self.captures.start()
 
     def stop(self):
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        self.captures.stop()
         own = getattr(self, "_own_store", None)
         if own is not None:
             try:

@@ -101,6 +101,10 @@ class OnDemandManager(GraphListener):
             except RequestError as exc:
                 log.warning("%s %s: Stop on %s failed: %s", self.kind, uid, nid, exc)
 
+    def status(self):
+        """No election between analyzers: each drives its own requests while it runs."""
+        return {"IsMaster": self.running}
+
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self):
         self.running = True

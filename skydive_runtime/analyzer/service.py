@@ -26,8 +26,9 @@ from ..api.query import QueryEngine
 from ..api.resources import (DuplicateError, EdgeBackend, EdgeKind, NodeBackend, NodeKind, ResourceError,
                              ResourceHandler, ResourceStore, StoredBackend)
 from ..api.server import (make_app, make_guard, mount_config, mount_info, mount_login, mount_status,
-                          mount_topology)
+                          mount_topology, mount_workflow_call)
 from ..api.ws import WSOptions
+from ..common.parts import Parts
 from ..common.service import raise_fd_limit, serve_until_signalled
 from ..config import ConfigError
 from ..graph import Graph
@@ -37,6 +38,7 @@ from .alerts import AlertManager
 from .flows import install_flows
 from .captures import AnalyzerCaptureKind
 from .injections import InjectionKind, InjectionManager
+from .probes import PROBES
 from .rules import TopologyRules
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,13 @@ class Analyzer:
         self.config = config
         self.host_id = config.host_id()
         self.listen_host, self.listen_port = config.get_listen("analyzer.listen")
+        self.probe_names = PROBES.selected(config.get_list("analyzer.topology.probes"))
+        if config.get_map("analyzer.peers"):
+            raise ConfigError("analyzer.peers: peering between analyzers is not implemented; agents send their "
+                              "topology to every analyzer listed in their `analyzers`")
         self.graph = None
+        self.probes = {}           # name -> topology probe (analyzer/probes.py)
+        self.parts = Parts()       # probes and managers: started, stopped and reported in order
         self.store = None
         self.engine = None
         self.resources = None
@@ -134,6 +142,7 @@ class Analyzer:
         mount_status(app, self.status, guard)
         mount_config(app, self.config, guard)
         mount_topology(app, self.graph, self.engine, guard)
+        mount_workflow_call(app, guard)
         origin = "api.%s" % self.host_id
         node_kind, edge_kind = NodeKind(), EdgeKind()
         ResourceHandler(node_kind, NodeBackend(node_kind, self.graph, origin, self.store), guard).register(app)
@@ -150,10 +159,13 @@ class Analyzer:
             app, self.graph, WSOptions.from_config(self.config, self.service_type), self.engine,
             authenticators=authn,
             endpoints=(graph_ws.SUBSCRIBER, graph_ws.PUBLISHER, graph_ws.PUBSUB, graph_ws.AGENT))
-        self.rules = TopologyRules(self.graph, self.engine, self.resources)
-        self.flows = install_flows(self, app, guard)
-        self.injections = InjectionManager(self)
-        self.alerts = AlertManager(self)
+        self.parts = Parts()
+        self.probes = {name: self.parts.add(PROBES.create(name, self), "Probes", name) for name in self.probe_names}
+        self.rules = self.parts.add(TopologyRules(self.graph, self.engine, self.resources))
+        self.flows = self.parts.add(install_flows(self, app, guard))
+        self.parts.add(self.flows.captures, "Captures")
+        self.injections = self.parts.add(InjectionManager(self))
+        self.alerts = self.parts.add(AlertManager(self), "Alerts")
         mount_ui(app)
         self.app = app
         return app
@@ -164,10 +176,15 @@ class Analyzer:
         publishers.update(srv.status(graph_ws.PUBSUB))
         subscribers = dict(srv.status(graph_ws.SUBSCRIBER))
         subscribers.update(srv.status(graph_ws.PUBSUB))
-        return {"Agents": srv.status(graph_ws.AGENT), "Peers": {"Incomers": {}, "Outgoers": {}},
-                "Publishers": publishers, "Subscribers": subscribers,
-                "Alerts": self.alerts.status() if self.alerts else {"IsMaster": True},
-                "Captures": {"IsMaster": True}, "Probes": {}}
+        agents, incomers = {}, {}
+        for host, st in srv.status(graph_ws.AGENT).items():
+            # an analyzer forwarding its graph to this one is a peer, not an agent; this
+            # analyzer opens no link to other analyzers (analyzer.peers is refused): no Outgoers
+            (incomers if st.get("ServiceType") == "analyzer" else agents)[host] = st
+        st = {"Agents": agents, "Peers": {"Incomers": incomers, "Outgoers": {}},
+              "Publishers": publishers, "Subscribers": subscribers, "Probes": {}}
+        st.update(self.parts.status())      # Probes, Alerts and Captures {"IsMaster": ...}
+        return st
 
     def create_resource(self, kind, data, ttl_ms=None):
         """Create a stored resource as POST /api/<kind> would (used for startup captures)."""
@@ -191,12 +208,17 @@ class Analyzer:
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     async def start(self):
+        try:
+            await self._start()
+        except BaseException:          # a configuration error half-way: release what was opened
+            await self.stop()
+            raise
+        return self
+
+    async def _start(self):
         if self.app is None:
             self.build()
-        self.rules.start()
-        self.flows.start()
-        self.injections.start()
-        self.alerts.start()
+        await self.parts.start()
         self._startup_capture()
         raise_fd_limit()
         self._runner, self._conn_guard = await start_runner(self.app, self.limits)
@@ -205,15 +227,12 @@ class Analyzer:
         try:
             await site.start()
         except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
             raise ConfigError("analyzer.listen: cannot listen on %s:%d: %s"
                               % (self.listen_host, self.listen_port, exc.strerror)) from None
         sockets = site._server.sockets if site._server else ()
         self.port = sockets[0].getsockname()[1] if sockets else self.listen_port
         self._tasks.append(asyncio.ensure_future(self._expiry_loop()))
         log.info("analyzer %s listening on %s", self.host_id, self.url)
-        return self
 
     async def _expiry_loop(self):
         while True:
@@ -227,14 +246,7 @@ class Analyzer:
         for t in self._tasks:
             t.cancel()
         self._tasks = []
-        if self.rules is not None:
-            self.rules.stop()
-        if self.flows is not None:
-            self.flows.stop()
-        if self.injections is not None:
-            self.injections.stop()
-        if self.alerts is not None:
-            await self.alerts.stop()
+        await self.parts.stop()         # alerts, injections, captures, flows, rules, probes
         if self.ws is not None:
             await self.ws.server.close_all()
         if self._conn_guard is not None:

@@ -192,7 +192,7 @@ def make_backend(config, backend_key):
     name = config.get_string(backend_key) or "noauth"
     section = config.get("auth.%s" % name)
     if section is None:
-        if name in ("noauth", "basic"):
+        if name in ("noauth", "basic", "keystone"):    # upstream's built-in backend names
             section = {"type": name}
         else:
             raise ConfigError("%s: no auth section 'auth.%s' is configured" % (backend_key, name))
@@ -203,6 +203,8 @@ def make_backend(config, backend_key):
         return NoAuthBackend(name)
     if kind == "basic":
         return BasicAuthBackend(name, section)
+    if kind == "keystone":
+        raise ConfigError("auth.%s.type: keystone authentication is not implemented yet; use basic or noauth" % name)
     raise ConfigError("auth.%s.type: %r is not supported (noauth, basic)" % (name, kind))
 
 

@@ -14,7 +14,7 @@ from . import client, store
 
 
 def _load_config(args, overrides):
-    files = list(args.config or [])
+    files = list(args.config or []) + list(getattr(args, "service_config", None) or [])
     if not files and os.path.exists("/etc/skydive/skydive.yml") and args.command in ("analyzer", "agent", "allinone", "store"):
         files = ["/etc/skydive/skydive.yml"]
     return Config.load(files, overrides={k: v for k, v in overrides.items() if v is not None})
@@ -51,10 +51,18 @@ def _run_services(args):
     return 0
 
 
+CONF_HELP = "configuration file (repeatable, merged in order)"
+
+
+def _add_conf(parser):
+    """`skydive analyzer -c FILE` as well as `skydive -c FILE analyzer` (upstream's -c is global);
+    files given before the command are read first."""
+    parser.add_argument("-c", "--conf", dest="service_config", action="append", metavar="FILE", help=CONF_HELP)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="skydive", description="Skydive network topology and flow analyzer")
-    p.add_argument("-c", "--conf", dest="config", action="append", metavar="FILE",
-                   help="configuration file (repeatable, merged in order)")
+    p.add_argument("-c", "--conf", dest="config", action="append", metavar="FILE", help=CONF_HELP)
     p.add_argument("--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", metavar="command")
     sub.required = True
@@ -62,15 +70,18 @@ def build_parser():
     a = sub.add_parser("analyzer", help="run the analyzer (graph hub, API, web UI)")
     a.add_argument("--listen", help="address:port to listen on (default 127.0.0.1:8082)")
     a.add_argument("--host-id", help="identifier of this host")
+    _add_conf(a)
 
     g = sub.add_parser("agent", help="run the agent (topology probes, captures)")
     g.add_argument("--listen", help="address:port to listen on (default 127.0.0.1:8081)")
     g.add_argument("--host-id", help="identifier of this host")
+    _add_conf(g)
 
     al = sub.add_parser("allinone", help="run an analyzer and an agent in one process")
     al.add_argument("--listen", help="analyzer address:port (default 127.0.0.1:8082)")
     al.add_argument("--agent-listen", help="agent address:port (default 127.0.0.1:8081)")
     al.add_argument("--host-id", help="identifier of this host")
+    _add_conf(al)
 
     sub.add_parser("version", help="print the version")
     client.add_parser(sub)
