@@ -68,6 +68,7 @@ def _validate(tmp_path, *extra):
     ("skydive_service_manager", "upstart"),
     ("skydive_deployment_test", "maybe"),
     ("skydive_topology_probes", {"ovsdb": True}),
+    ("skydive_topology_probes", ["ovsdb", "lldp"]),
     ("skydive_extra_config", ["analyzer.listen"]),
     ("skydive_install_source", "ftp"),
 ])
@@ -78,9 +79,33 @@ def test_bad_value_fails_validation_naming_the_variable(tmp_path, var, value):
     assert var in res.stdout.split("Validation of arguments failed", 1)[1][:600]
 
 
+def test_keystone_is_refused_by_the_argument_spec(tmp_path):
+    res = _validate(tmp_path, "-e", json.dumps({"skydive_auth_type": "keystone"}))
+    assert res.returncode != 0
+    assert "value of skydive_auth_type must be one of: basic, noauth, got: keystone" in res.stdout, res.stdout[-2000:]
+
+
+def test_probe_choices_are_the_runtime_registry():
+    from skydive_runtime.agent.probes import PROBES
+    spec = gen_role_specs.common_options()["skydive_topology_probes"]
+    assert spec["choices"] == PROBES.names()
+    agent_spec = _load(os.path.join(ROLES, "skydive_agent", "meta", "argument_specs.yml"))
+    assert agent_spec["argument_specs"]["main"]["options"]["skydive_topology_probes"]["choices"] == PROBES.names()
+
+
+def test_auth_choices_are_the_runtime_backends():
+    """What the role may write under auth.api.type is what the runtime accepts."""
+    from skydive_runtime.api.auth import make_backend
+    from skydive_runtime.config import Config, ConfigError
+    for choice in gen_role_specs.common_options()["skydive_auth_type"]["choices"]:
+        make_backend(Config({"auth": {"api": {"type": choice, "users": {"u": "p"}}}, "x": "api"}), "x")
+    with pytest.raises(ConfigError, match="keystone authentication is not implemented yet"):
+        make_backend(Config({"auth": {"api": {"type": "keystone"}}, "x": "api"}), "x")
+
+
 def test_good_values_pass_validation(tmp_path):
     res = _validate(tmp_path, "-e", json.dumps({
-        "skydive_analyzer_port": "9082", "skydive_auth_type": "basic", "skydive_topology_probes": ["ovsdb"],
+        "skydive_analyzer_port": "9082", "skydive_auth_type": "basic", "skydive_topology_probes": ["ovsdb", "netns"],
         "skydive_extra_config": {"analyzer.flow.backend": "memory"}, "skydive_listen_ip": "0.0.0.0"}))
     assert res.returncode == 0, res.stdout[-2000:]
 
