@@ -117,3 +117,36 @@ def test_wheel_builds_from_the_installed_collection(installed, tmp_path):
     # the installed copy is left as installed (the build runs in a staging copy)
     assert not os.path.exists(os.path.join(root, "build"))
     assert not any(f.endswith(".egg-info") for f in os.listdir(root))
+
+
+def test_demo_topology_ships_and_runs_from_the_installed_collection(installed):
+    """deploy.yml / uninstall.yml (skydive_demo_topology=true) run playbooks/files/demo-topology:
+    it is in the artifact, the playbooks point at it, and it builds and removes the topology."""
+    import yaml
+    root = installed[1]
+    script = os.path.join(root, "playbooks", "files", "demo-topology")
+    assert os.access(script, os.X_OK)
+    for playbook, action in (("deploy.yml", "up"), ("uninstall.yml", "down")):
+        with open(os.path.join(root, "playbooks", playbook)) as fh:
+            cmds = [t["ansible.builtin.script"] for play in yaml.safe_load(fh) for t in play.get("tasks", [])
+                    if "ansible.builtin.script" in t]
+        assert cmds == ["{{ playbook_dir }}/files/demo-topology %s" % action], (playbook, cmds)
+    if os.geteuid() != 0:
+        pytest.skip("creating the demo topology needs root")
+    prefix = "t%s" % os.urandom(2).hex()      # names stay under 15 characters: t1a2b-veth1
+    env = dict(os.environ, DEMO_PREFIX=prefix, DEMO_NET="10.213.%d" % (os.getpid() % 250), DEMO_OVS="0")
+
+    def run(action):
+        return subprocess.run([script, action], capture_output=True, text=True, timeout=60, env=env)
+    try:
+        assert run("up").stdout.split() == ["created"]
+        assert run("up").stdout.split() == ["unchanged"]
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert "%s-ns1" % prefix in netns and "%s-ns2" % prefix in netns
+        ping = subprocess.run(["ip", "netns", "exec", "%s-ns1" % prefix, "ping", "-c1", "-W2", env["DEMO_NET"] + ".2"],
+                              capture_output=True, text=True, timeout=30)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+    finally:
+        down = run("down")
+    assert down.stdout.split() == ["deleted"], down.stderr
+    assert "%s-ns" % prefix not in subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
