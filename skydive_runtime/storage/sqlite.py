@@ -639,13 +639,69 @@ class SQLiteStore(Store):
             stopping = self._apply(batch)
 
     def _apply(self, batch):
-        """Apply queued ops in one transaction. Returns True when _STOP was met."""
+        """Apply queued ops in one transaction. When it fails on a value rather than on I/O (a
+        bad op that validation let through), apply them one by one, so that only the bad one is
+        lost. Returns True when _STOP was met."""
+        errors = {}
+        try:
+            try:
+                self._transaction(batch)
+            except Exception as exc:
+                err = self._failed(exc, len(batch))
+                if len(batch) > 1 and not isinstance(exc, sqlite3.OperationalError):
+                    errors = self._apply_singly(batch)
+                    self._write_error = next(iter(errors.values()), None)
+                else:
+                    errors = dict.fromkeys(range(len(batch)), err)
+        finally:
+            self._applied += len(batch)
+            first_error = None
+            for i, op in enumerate(batch):
+                if i in errors and first_error is None:
+                    first_error = errors[i]
+                if isinstance(op, _Call):
+                    if i in errors:   # its effects, if any, were rolled back
+                        op.error, op.result = errors[i], None
+                    op.done.set()
+                elif op.__class__ is _Barrier:   # committed unless a write queued before it was lost
+                    try:
+                        op.callback(first_error)
+                    except Exception:   # a waiter's problem must not stop the writer
+                        log.exception("storage: commit callback failed")
+        return any(op is _STOP for op in batch)
+
+    def _apply_singly(self, batch):
+        errors = {}
+        for i, op in enumerate(batch):
+            if op is _STOP or op.__class__ is _Barrier:
+                continue
+            try:
+                self._transaction([op])
+            except Exception as exc:
+                errors[i] = self._failed(exc, 1)
+                log.warning("storage: operation %r lost, the others of its batch are written",
+                            op[0] if isinstance(op, tuple) else op)
+        return errors
+
+    def _failed(self, exc, n):
+        """Roll back after a failed transaction of n ops; returns the StoreError to report."""
+        log.exception("storage: writing a batch of %d operations to %s failed", n, self.path)
+        c = self._wconn
+        try:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        self._write_error = err = StoreError("writing to store %s failed: %s" % (self.path, exc))
+        try:   # strings assigned in the rolled back batch are gone: resync the dictionary
+            self._load_strings()
+        except (sqlite3.Error, StoreError):
+            log.exception("storage: reloading the string dictionary of %s failed", self.path)
+        return err
+
+    def _transaction(self, batch):
         c = self._wconn
         h_ins, h_arch, flows = [], [], []
-        calls = [op for op in batch if isinstance(op, _Call)]
-        barriers = [op for op in batch if op.__class__ is _Barrier]
-        stop = False
-        failed = None
 
         def flush_lists():
             if h_ins:
@@ -658,73 +714,45 @@ class SQLiteStore(Store):
                 self._write_flows(c, flows)
                 flows.clear()
 
-        try:
-            c.execute("BEGIN IMMEDIATE")
-            for op in batch:
-                if op is _STOP:
-                    stop = True
-                    continue
-                if op.__class__ is _Barrier:
-                    continue
-                if isinstance(op, _Call):
-                    flush_lists()
-                    if op.fn is not None:
-                        try:
-                            c.execute("SAVEPOINT call")
-                            op.result = op.fn(c)
-                            c.execute("RELEASE call")
-                        except Exception as exc:
-                            c.execute("ROLLBACK TO call")
-                            c.execute("RELEASE call")
-                            op.error = exc
-                    continue
-                tag = op[0]
-                if tag == "hi":
-                    h_ins.append(op[1])
-                elif tag == "hu":
-                    h_arch.append(op[1])
-                    h_ins.append(op[2])
-                elif tag == "ha":
-                    h_arch.append(op[1])
-                elif tag == "fl":
-                    flows.extend(op[1])
-                elif tag == "rp":
-                    c.execute("INSERT OR REPLACE INTO resources VALUES (?,?,?,?)", op[1])
-                elif tag == "rd":
-                    c.execute("DELETE FROM resources WHERE kind=? AND id=?", op[1])
-            flush_lists()
-            if self._recorder is not None:
-                c.execute("INSERT OR REPLACE INTO meta VALUES ('heartbeat', ?)", (str(_now()),))
-            if self.retention_ms and (time.monotonic() - self._last_prune) * 1000 >= self.prune_interval_ms:
-                self._last_prune = time.monotonic()
-                self._prune(c, _now())
-            c.execute("COMMIT")
-            self.stats["batches"] += 1
-        except Exception as exc:
-            log.exception("storage: writing a batch of %d operations to %s failed", len(batch), self.path)
-            try:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            self._write_error = failed = StoreError("writing to store %s failed: %s" % (self.path, exc))
-            try:   # strings assigned in the rolled back batch are gone: resync the dictionary
-                self._load_strings()
-            except (sqlite3.Error, StoreError):
-                log.exception("storage: reloading the string dictionary of %s failed", self.path)
-            for call in calls:    # their effects, if any, were rolled back with the batch
-                call.error = self._write_error
-                call.result = None
-        finally:
-            self._applied += len(batch)
-            for call in calls:
-                call.done.set()
-            for barrier in barriers:
-                try:
-                    barrier.callback(failed)
-                except Exception:   # a waiter's problem must not stop the writer
-                    log.exception("storage: commit callback failed")
-        return stop
+        c.execute("BEGIN IMMEDIATE")
+        for op in batch:
+            if op is _STOP or op.__class__ is _Barrier:
+                continue
+            if isinstance(op, _Call):
+                flush_lists()
+                if op.fn is not None:
+                    op.error = None
+                    try:
+                        c.execute("SAVEPOINT call")
+                        op.result = op.fn(c)
+                        c.execute("RELEASE call")
+                    except Exception as exc:
+                        c.execute("ROLLBACK TO call")
+                        c.execute("RELEASE call")
+                        op.error = exc
+                continue
+            tag = op[0]
+            if tag == "hi":
+                h_ins.append(op[1])
+            elif tag == "hu":
+                h_arch.append(op[1])
+                h_ins.append(op[2])
+            elif tag == "ha":
+                h_arch.append(op[1])
+            elif tag == "fl":
+                flows.extend(op[1])
+            elif tag == "rp":
+                c.execute("INSERT OR REPLACE INTO resources VALUES (?,?,?,?)", op[1])
+            elif tag == "rd":
+                c.execute("DELETE FROM resources WHERE kind=? AND id=?", op[1])
+        flush_lists()
+        if self._recorder is not None:
+            c.execute("INSERT OR REPLACE INTO meta VALUES ('heartbeat', ?)", (str(_now()),))
+        if self.retention_ms and (time.monotonic() - self._last_prune) * 1000 >= self.prune_interval_ms:
+            self._last_prune = time.monotonic()
+            self._prune(c, _now())
+        c.execute("COMMIT")
+        self.stats["batches"] += 1
 
     def when_committed(self, callback):
         if self._closed or not self._writer.is_alive():
