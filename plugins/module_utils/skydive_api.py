@@ -38,12 +38,18 @@ from ansible.module_utils.urls import open_url
 DEFAULT_ANALYZER = "127.0.0.1:8082"
 DEFAULT_TIMEOUT = 30
 
-# Node types that can carry a capture (upstream flow/probes/capabilities.go).
+# Facts of the runtime the collection cannot import on managed hosts, copied here and pinned to
+# skydive_runtime/flow/capabilities.py and flow/forge.py by tests/ansible/test_parity.py.
+# Node types that can carry a capture (tuntap: the VM taps).
 CAPTURABLE_TYPES = frozenset([
-    "ovsbridge", "ovsport", "dpdkport", "internal", "veth", "tun", "bridge", "dummy", "gre",
-    "bond", "can", "hsr", "ifb", "macvlan", "macvtap", "vlan", "vxlan", "gretap", "ip6gretap",
-    "geneve", "ipoib", "vcan", "ipip", "ipvlan", "lowpan", "ip6tnl", "ip6gre", "sit", "device",
+    "internal", "veth", "tun", "tuntap", "bridge", "dummy", "gre", "bond", "can", "hsr", "ifb", "macvlan",
+    "macvtap", "vlan", "vxlan", "gretap", "ip6gretap", "geneve", "ipoib", "vcan", "ipip", "ipvlan", "lowpan",
+    "ip6tnl", "ip6gre", "sit", "device", "ovsbridge",
 ])
+# The capture types the runtime implements.
+CAPTURE_TYPES = ("afpacket", "pcap", "pcapsocket", "sflow", "ovssflow", "ebpf")
+EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
+INJECTION_TYPES = ("icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6")
 
 
 class SkydiveError(Exception):

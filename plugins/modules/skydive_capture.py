@@ -63,12 +63,15 @@ options:
   capture_type:
     description:
       - Capture probe. When not set the agent picks the default for each node type
-        (C(afpacket) for interfaces, C(ovssflow) for OVS bridges, C(ovsmirror) for OVS ports).
+        (C(afpacket) for interfaces, C(ovssflow) for OVS bridges).
+      - The analyzer refuses (HTTP 400) a type that no node the query selects can run (node type,
+        or the agent of its host cannot run it, see the host node's C(CaptureTypes)).
     type: str
-    choices: [afpacket, pcap, pcapsocket, sflow, ebpf, ovssflow, ovsmirror, ovsnetflow, dpdk]
+    choices: [afpacket, pcap, pcapsocket, sflow, ovssflow, ebpf]
   bpf_filter:
     description:
       - BPF filter applied by the probe, for example C(tcp port 80). Empty captures all.
+      - Not with O(capture_type=ebpf).
     type: str
     default: ''
   extra_tcp_metric:
@@ -78,12 +81,12 @@ options:
     default: false
   ip_defrag:
     description:
-      - Defragment IPv4 packets.
+      - Defragment IPv4 packets. Not implemented yet, the analyzer refuses C(true) (HTTP 400).
     type: bool
     default: false
   reassemble_tcp:
     description:
-      - Reassemble TCP streams.
+      - Reassemble TCP streams. Not implemented yet, the analyzer refuses C(true) (HTTP 400).
     type: bool
     default: false
   layer_key_mode:
@@ -94,45 +97,51 @@ options:
     choices: [L2, L3]
   extra_layers:
     description:
-      - Application layers to decode in addition to the defaults.
+      - Application layers to decode in addition to the defaults. Not implemented yet, the
+        analyzer refuses a non-empty list (HTTP 400).
     type: list
     elements: str
     choices: [VRRP, DNS, DHCPv4]
     default: []
   port:
     description:
-      - Port of the C(pcapsocket) or C(sflow) listener on the agent; 0 picks one.
+      - Port of the C(pcapsocket), C(sflow) or C(ovssflow) listener on the agent; 0 picks one in
+        the agent's range. Refused for the other types.
     type: int
     default: 0
   raw_packet_limit:
     description:
-      - Number of raw packets kept per flow (0 to 10).
+      - Number of raw packets kept per flow (0 to 10). Not with O(capture_type=ebpf).
     type: int
     default: 0
   header_size:
     description:
       - Bytes of each packet handed to the flow table; 0 keeps the probe default, otherwise 14
-        to 4096.
+        to 4096. Not with O(capture_type=ebpf).
     type: int
     default: 0
   sampling_rate:
     description:
-      - Sampling rate of sFlow based captures (1 = every packet).
+      - Sampling rate that C(ovssflow) configures on the OVS bridge (1 = every packet).
+      - Other capture types refuse a value other than 1; a capture without O(capture_type) passes
+        it to the C(ovssflow) default of OVS bridges.
     type: int
     default: 1
   polling_interval:
     description:
-      - Counter polling interval of sFlow based captures, in seconds.
+      - Counter polling interval that C(ovssflow) configures, in seconds.
+      - Other capture types refuse a value other than 10, as for O(sampling_rate).
     type: int
     default: 10
   target:
     description:
       - C(address:port) to export the capture to (NetFlow or ERSPAN), see O(target_type).
+        Not implemented yet, the analyzer refuses it (HTTP 400).
     type: str
     default: ''
   target_type:
     description:
-      - Export format for O(target).
+      - Export format for O(target). Not implemented yet, the analyzer refuses it (HTTP 400).
     type: str
     choices: [netflowv5, erspanv1]
   state:
@@ -145,6 +154,7 @@ options:
     description:
       - With O(state=present), wait until the capture is active on every node the query
         selects that can be captured (it has a C(Host) and a capturable C(Type)).
+      - The analyzer lists the nodes where the capture failed in the capture's C(Errors).
       - Fails when a node reports the capture in error, or at O(wait_timeout).
     type: bool
     default: false
@@ -239,12 +249,12 @@ import time
 
 from ansible_collections.skydive.skydive.plugins.module_utils.skydive_api import (
     CAPTURABLE_TYPES,
+    CAPTURE_TYPES,
+    EXTRA_LAYERS,
     SkydiveError,
     gremlin_quote,
 )
 from ansible_collections.skydive.skydive.plugins.module_utils.skydive_module import SkydiveModule
-
-EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
 
 
 class CaptureModule(SkydiveModule):
@@ -255,14 +265,13 @@ class CaptureModule(SkydiveModule):
         type=dict(type="str"),
         capture_name=dict(type="str", default="", aliases=["name"]),
         description=dict(type="str", default=""),
-        capture_type=dict(type="str", choices=["afpacket", "pcap", "pcapsocket", "sflow", "ebpf",
-                                               "ovssflow", "ovsmirror", "ovsnetflow", "dpdk"]),
+        capture_type=dict(type="str", choices=list(CAPTURE_TYPES)),
         bpf_filter=dict(type="str", default=""),
         extra_tcp_metric=dict(type="bool", default=False),
         ip_defrag=dict(type="bool", default=False),
         reassemble_tcp=dict(type="bool", default=False),
         layer_key_mode=dict(type="str", default="L2", choices=["L2", "L3"], no_log=False),
-        extra_layers=dict(type="list", elements="str", default=[], choices=["VRRP", "DNS", "DHCPv4"]),
+        extra_layers=dict(type="list", elements="str", default=[], choices=list(EXTRA_LAYERS)),
         port=dict(type="int", default=0),
         raw_packet_limit=dict(type="int", default=0),
         header_size=dict(type="int", default=0),

@@ -221,6 +221,7 @@ deleted:
 import time
 
 from ansible_collections.skydive.skydive.plugins.module_utils.skydive_api import (
+    INJECTION_TYPES,
     SkydiveError,
     read_file_b64,
 )
@@ -232,7 +233,7 @@ class InjectionModule(SkydiveModule):
     argument_spec = dict(
         src=dict(type="str"),
         dst=dict(type="str", default=""),
-        type=dict(type="str", default="icmp4", choices=["icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6"]),
+        type=dict(type="str", default="icmp4", choices=list(INJECTION_TYPES)),
         count=dict(type="int", default=1),
         interval=dict(type="int", default=1000),
         payload=dict(type="str", default=""),

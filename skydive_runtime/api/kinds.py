@@ -11,7 +11,8 @@ import logging
 import re
 
 from ..common.timeutil import rfc3339_now
-from ..flow import capabilities
+from ..flow import capabilities, forge
+from ..flow.capabilities import EXTRA_LAYERS
 from ..graph import Node, SchemaError
 from ..graph.schema import validate_node
 from .query import QueryError
@@ -20,8 +21,7 @@ from .resources import ResourceError, ResourceKind
 log = logging.getLogger(__name__)
 
 MAX_RAW_PACKET_LIMIT = 10
-EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
-INJECTION_TYPES = ("icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6")
+INJECTION_TYPES = forge.TYPES
 _ADDR_RE = re.compile(r"^([^\s:]*|\[[0-9a-fA-F:.]+\]):?(\d{1,5})$")
 _MAC_RE = re.compile(r"^([0-9A-Fa-f]{2}[:-]){5}[0-9A-Fa-f]{2}$")
 

@@ -10,6 +10,8 @@ import uuid
 import yaml
 
 from ..common.jsonutil import pretty
+from ..flow import forge
+from ..flow.capabilities import CAPTURE_TYPES, EXTRA_LAYERS
 from ..common.timeutil import now_ms
 from .rest import ClientError, RestSession
 
@@ -141,19 +143,20 @@ def _add_create(rs, name):
         c.add_argument("--bpf", default="")
         c.add_argument("--name", default="")
         c.add_argument("--description", default="")
-        c.add_argument("--type", default="")
-        c.add_argument("--port", type=int, default=0)
-        c.add_argument("--samplingrate", type=int, default=1)
-        c.add_argument("--pollinginterval", type=int, default=10)
+        c.add_argument("--type", default="", help="capture type: %s (default: the node's)" % ", ".join(CAPTURE_TYPES))
+        c.add_argument("--port", type=int, default=0, help="listen port of pcapsocket, sflow, ovssflow")
+        c.add_argument("--samplingrate", type=int, default=1, help="ovssflow only")
+        c.add_argument("--pollinginterval", type=int, default=10, help="ovssflow only")
         c.add_argument("--header-size", type=int, default=0)
         c.add_argument("--rawpacket-limit", type=int, default=0)
         c.add_argument("--extra-tcp-metric", action="store_true")
-        c.add_argument("--ip-defrag", action="store_true")
-        c.add_argument("--reassamble-tcp", "--reassemble-tcp", dest="reassemble_tcp", action="store_true")
+        not_yet = "not implemented: the analyzer refuses it"
+        c.add_argument("--ip-defrag", action="store_true", help=not_yet)
+        c.add_argument("--reassamble-tcp", "--reassemble-tcp", dest="reassemble_tcp", action="store_true", help=not_yet)
         c.add_argument("--layer-key-mode", default="L2")
-        c.add_argument("--extra-layer", action="append", default=[], choices=("VRRP", "DNS", "DHCPv4"))
-        c.add_argument("--target", default="")
-        c.add_argument("--target-type", default="")
+        c.add_argument("--extra-layer", action="append", default=[], choices=tuple(EXTRA_LAYERS), help=not_yet)
+        c.add_argument("--target", default="", help=not_yet)
+        c.add_argument("--target-type", default="", help=not_yet)
         c.add_argument("--ttl", type=int, default=0, help="lifetime in ms")
     elif name == "injection":
         c.add_argument("--src", required=True, help="Gremlin query of the source node")
@@ -164,7 +167,7 @@ def _add_create(rs, name):
         c.add_argument("--dst-mac", default="")
         c.add_argument("--src-port", type=int, default=0)
         c.add_argument("--dst-port", type=int, default=0)
-        c.add_argument("--type", default="icmp4")
+        c.add_argument("--type", default="icmp4", help=", ".join(forge.TYPES))
         c.add_argument("--payload", default="")
         c.add_argument("--pcap", default="")
         c.add_argument("--id", type=int, default=0, help="ICMP id")
@@ -219,14 +222,13 @@ def _create_body(args):
             gremlin = "G.V().Has('TID', '%s')" % args.node
         if not gremlin:
             raise ClientError("capture create needs --gremlin or --node")
-        layers = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
         body = {"GremlinQuery": gremlin, "BPFFilter": args.bpf, "Name": args.name,
                 "Description": args.description, "Type": args.type, "Port": args.port,
                 "SamplingRate": args.samplingrate, "PollingInterval": args.pollinginterval,
                 "HeaderSize": args.header_size, "RawPacketLimit": args.rawpacket_limit,
                 "ExtraTCPMetric": args.extra_tcp_metric, "IPDefrag": args.ip_defrag,
                 "ReassembleTCP": args.reassemble_tcp, "LayerKeyMode": args.layer_key_mode,
-                "ExtraLayers": sum(layers[x] for x in set(args.extra_layer)),
+                "ExtraLayers": sum(EXTRA_LAYERS[x] for x in set(args.extra_layer)),
                 "Target": args.target, "TargetType": args.target_type}
         headers = {"X-Resource-TTL": "%dms" % args.ttl} if args.ttl else {}
         return body, headers

@@ -24,6 +24,9 @@ INTERFACE_TYPES = ("internal", "veth", "tun", "tuntap", "bridge", "dummy", "gre"
                    "ifb", "macvlan", "macvtap", "vlan", "vxlan", "gretap", "ip6gretap", "geneve", "ipoib",
                    "vcan", "ipip", "ipvlan", "lowpan", "ip6tnl", "ip6gre", "sit", "device")
 
+# ExtraLayers bits (decoded by the API; no capture type implements them yet)
+EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
+
 # options of the capture resource a type may honour, with the values that mean "not asked for"
 # (upstream clients always send SamplingRate 1 and PollingInterval 10)
 OPTIONS = {"BPFFilter": ("",), "RawPacketLimit": (0,), "HeaderSize": (0,), "ExtraTCPMetric": (False,),

@@ -274,7 +274,7 @@ def test_capture_lifecycle(analyzer, runner):
     assert "ExtraLayers: not supported by the default" in run["extra_layers"]["msg"]
     assert "no capture type implements it yet" in run["extra_layers"]["msg"]
     assert "SamplingRate: not supported by pcap capture (only ovssflow)" in run["sampling_on_pcap"]["msg"]
-    assert "Type: ovsmirror capture is not implemented" in run["mirror"]["msg"]
+    assert run["mirror"]["failed"] and "capture_type" in run["mirror"]["msg"] and "ovsmirror" in run["mirror"]["msg"]
 
     assert run["bad_header"]["failed"] and "header_size must be 0 or between 14 and 4096" in run["bad_header"]["msg"]
     bad_bpf = run["bad_bpf"]
