@@ -16,6 +16,7 @@ import threading
 
 from ..common.ids import gen_id
 from ..common.parts import Probe
+from ..flow.ovssflow import ovsdb_remote as ovs_remote
 from .nlmonitor import ROOT
 from .topology import PRIO_OVS, PRIO_OVS_LOW, IfaceRecord, tid_of
 
@@ -23,19 +24,6 @@ log = logging.getLogger(__name__)
 
 MERGEABLE = ("", "system", "internal", "tap", "dpdk")
 TUNNELS = ("vxlan", "gre", "geneve", "stt", "lisp", "erspan", "ip6erspan", "ip6gre", "gtpu", "bareudp", "srv6")
-
-
-def ovs_remote(addr):
-    """Config `ovs.ovsdb` (unix:///path, tcp://h:p, h:p, unix:/path, tcp:h:p) -> IDL remote."""
-    if addr.startswith("unix://"):
-        return "unix:" + addr[len("unix://"):]
-    if addr.startswith("tcp://"):
-        return "tcp:" + addr[len("tcp://"):]
-    if addr.startswith(("unix:", "tcp:", "ssl:")):
-        return addr
-    if addr.startswith("/"):
-        return "unix:" + addr
-    return "tcp:" + addr
 
 
 def _opt(v):

@@ -12,22 +12,25 @@ from .sflow import collector
 DEFAULT_OVSDB = "unix:///var/run/openvswitch/db.sock"
 
 
-def db_arg(remote):
-    """ovs.ovsdb (unix:///p, tcp://h:p, h:p) -> ovs-vsctl --db value."""
-    if remote.startswith("unix://"):
-        return "unix:" + remote[len("unix://"):]
-    if remote.startswith("tcp://"):
-        return "tcp:" + remote[len("tcp://"):]
-    if remote.startswith(("unix:", "tcp:", "ssl:")):
-        return remote
-    return "tcp:" + remote
+def ovsdb_remote(addr):
+    """Config `ovs.ovsdb` (unix:///path, tcp://h:p, h:p, unix:/path, tcp:h:p, /path) -> the OVS
+    remote syntax of ovs-vsctl --db and of the IDL."""
+    if addr.startswith("unix://"):
+        return "unix:" + addr[len("unix://"):]
+    if addr.startswith("tcp://"):
+        return "tcp:" + addr[len("tcp://"):]
+    if addr.startswith(("unix:", "tcp:", "ssl:")):
+        return addr
+    if addr.startswith("/"):
+        return "unix:" + addr
+    return "tcp:" + addr
 
 
 def vsctl(ovsdb, *args):
     exe = shutil.which("ovs-vsctl")
     if exe is None:
         raise RuntimeError("ovs-vsctl is not installed")
-    p = subprocess.run([exe, "--db=" + db_arg(ovsdb), "--timeout=10"] + list(args),
+    p = subprocess.run([exe, "--db=" + ovsdb_remote(ovsdb), "--timeout=10"] + list(args),
                        capture_output=True, text=True, timeout=20, check=False)
     if p.returncode != 0:
         raise RuntimeError(p.stderr.strip() or "ovs-vsctl failed (%d)" % p.returncode)
