@@ -237,8 +237,10 @@ class Analyzer:
     async def _expiry_loop(self):
         while True:
             await asyncio.sleep(1.0)
-            try:
-                self.resources.expire()
+            try:   # the store's part in a thread: it waits for the writer
+                expired = await asyncio.get_running_loop().run_in_executor(
+                    None, self.store.expire_resources, self.resources.now())
+                self.resources.expire(expired)
             except Exception:
                 log.exception("resource expiry failed")
 

@@ -157,12 +157,13 @@ class ResourceStore:
         obj = self.items[kind].pop(rid)
         self.expiry.pop((kind, rid), None)
         if self.store is not None:
-            self.store.delete_resource(kind, rid)
+            self.store.forget_resource(kind, rid)   # queued: the handler awaits its commit
         self._notify("on_resource_deleted", kind, obj)
         return True
 
-    def expire(self):
-        """Drop the resources whose X-Resource-TTL has passed (also those restored from the store)."""
+    def expire(self, expired_in_store=None):
+        """Drop the resources whose X-Resource-TTL has passed (also those restored from the store).
+        expired_in_store: what store.expire_resources(now) returned, when the caller ran it."""
         now = self.now()
         for (kind, rid), at in list(self.expiry.items()):
             if at <= now:
@@ -172,7 +173,9 @@ class ResourceStore:
                 if obj is not None:
                     self._notify("on_resource_deleted", kind, obj)
         if self.store is not None:
-            for kind, rid, obj in self.store.expire_resources(now) or ():
+            if expired_in_store is None:
+                expired_in_store = self.store.expire_resources(now)
+            for kind, rid, obj in expired_in_store or ():
                 if self.items.get(kind, {}).pop(rid, None) is not None:
                     log.info("%s %s expired (X-Resource-TTL)", kind, rid)
                     self.expiry.pop((kind, rid), None)

@@ -286,6 +286,11 @@ class Store(abc.ABC):
     def delete_resource(self, kind, id):
         """True when it existed (and had not expired)."""
 
+    def forget_resource(self, kind, id):
+        """Delete resource `id` of `kind` without waiting (queued like the other writes; use
+        when_committed to know it is durable)."""
+        self.delete_resource(kind, id)
+
     @abc.abstractmethod
     def expire_resources(self, now_ms=None):
         """Remove the resources whose TTL has run out; returns [(kind, id, obj)] removed, so

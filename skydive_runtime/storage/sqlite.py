@@ -992,6 +992,11 @@ class SQLiteStore(Store):
             "DELETE FROM resources WHERE kind=? AND id=? AND (expires_at IS NULL OR expires_at > ?)",
             (kind, id, t)).rowcount > 0)
 
+    def forget_resource(self, kind, id):
+        self._check_open()
+        self._check_kind_id(kind, id)
+        self._enqueue(("rd", (kind, id)))
+
     def expire_resources(self, now_ms=None):
         t = _now() if now_ms is None else now_ms
 

@@ -15,6 +15,7 @@ import requests
 
 from tests.fixtures.processes import REPO, SKYDIVE, SkydiveProcess, analyzer_config, wait_until
 
+JSON = {"Content-Type": "application/json"}
 N_EACH = 15   # 5 kinds created over the API (+ the edges between the nodes): 75 acknowledged writes
 
 
@@ -89,17 +90,24 @@ def test_acknowledged_writes_survive_kill9_with_published_history(tmp_path):
                                     "Metadata": {"RelationType": "layer2", "Rule": "r"}})]
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda job: _post(proc, *job), jobs))
-        _kill9(proc)    # at once after the last 2xx
         assert [r.status_code for r in answers] == [201] * len(jobs), [r.text for r in answers if r.status_code != 201]
         created = {path: [] for path, _ in jobs}
         for (path, body), r in zip(jobs, answers):
             created[path].append(r.json()["UUID"] if path != "/api/edge" else r.json()["ID"])
         assert len(nodes) + len(answers) == 5 * N_EACH
+        # deletions are acknowledged once committed too
+        deleted = [created[p].pop() for p in ("/api/capture", "/api/alert", "/api/edge")]
+        with ThreadPoolExecutor(4) as pool:
+            gone = list(pool.map(lambda p: requests.delete(proc.url + p, timeout=10, headers=JSON),
+                                 ["/api/capture/" + deleted[0], "/api/alert/" + deleted[1], "/api/edge/" + deleted[2]]))
+        _kill9(proc)    # at once after the last 2xx
+        assert [r.status_code for r in gone] == [200] * 3
 
         proc = SkydiveProcess("analyzer", tmp_path, cfg, port=proc.port).start()
         for path in ("/api/capture", "/api/alert", "/api/noderule", "/api/edgerule", "/api/edge"):
             have = requests.get(proc.url + path, timeout=10).json()
             assert sorted(created[path]) == sorted(set(created[path]) & set(have)), path
+            assert not set(deleted) & set(have), path
         have_nodes = requests.get(proc.url + "/api/node", timeout=10).json()
         assert {"api-n%d" % i for i in range(N_EACH)} <= set(have_nodes)
         assert _names(proc, "G.V().Has('Type', 'fabric')") == sorted("rule-n%d" % i for i in range(N_EACH - 1))
