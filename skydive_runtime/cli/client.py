@@ -78,8 +78,9 @@ def _session(args):
 
 def add_parser(sub):
     c = sub.add_parser("client", help="talk to an analyzer")
-    c.add_argument("--analyzer", default=os.environ.get("SKYDIVE_ANALYZER", "127.0.0.1:8082"),
-                   help="analyzer address:port (env SKYDIVE_ANALYZER)")
+    c.add_argument("--analyzer", default=None,
+                   help="analyzer address:port (default: env SKYDIVE_ANALYZER, else the first of `analyzers` "
+                        "in the -c files, else 127.0.0.1:8082)")
     c.add_argument("--username", default=os.environ.get("SKYDIVE_USERNAME", ""), help="env SKYDIVE_USERNAME")
     c.add_argument("--password", default=os.environ.get("SKYDIVE_PASSWORD", ""), help="env SKYDIVE_PASSWORD")
     c.add_argument("--cacert", default="", help="CA certificate to verify the analyzer")
@@ -382,7 +383,11 @@ def _import(args, rest):
     publish(rest, args.endpoint, msgs)
 
 
-def run(args):
+def run(args, config=None):
+    """config: the -c files given before `client` (upstream's client reads `analyzers` from them)."""
+    if not args.analyzer:
+        configured = config.get_list("analyzers") if config is not None else []
+        args.analyzer = os.environ.get("SKYDIVE_ANALYZER") or (str(configured[0]) if configured else "127.0.0.1:8082")
     rest = _session(args)
     cmd = args.client_command
     if cmd == "status":

@@ -97,7 +97,7 @@ def main(argv=None):
             print("skydive %s" % __version__)
             return 0
         if args.command == "client":
-            return client.run(args)
+            return client.run(args, Config.load(args.config) if args.config else None)
         if args.command == "store":
             return store.run(args, _load_config(args, {}))
         return _run_services(args)

@@ -150,3 +150,16 @@ def test_workflow_call_is_refused_clearly(analyzer_process, tmp_path):
     assert "(501): workflow execution is not implemented: this analyzer stores workflows but has no " \
            "JavaScript engine to run them" in p.stderr
     assert created["UUID"] in json.loads(_run(*(base + ["list"])).stdout)
+
+
+def test_client_takes_the_analyzer_from_the_conf_files(analyzer_process, tmp_path):
+    conf = _write(tmp_path, "client.yml", {"analyzers": [analyzer_process.address, "127.0.0.1:1"]})
+    env = dict(os.environ, PYTHONPATH=REPO)
+    env.pop("SKYDIVE_ANALYZER", None)
+    p = subprocess.run(SKYDIVE + ["-c", conf, "client", "status"], capture_output=True, text=True, env=env, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert "Agents" in json.loads(p.stdout)
+    unused = "127.0.0.1:%d" % free_port()        # --analyzer wins over the files
+    p = subprocess.run(SKYDIVE + ["-c", conf, "client", "--analyzer", unused, "status"], capture_output=True, text=True,
+                       env=env, timeout=30)
+    assert p.returncode == 1 and "cannot reach the analyzer at %s" % unused in p.stderr
