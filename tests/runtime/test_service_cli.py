@@ -115,6 +115,12 @@ def test_analyzer_peers_are_refused(tmp_path):
     _refused(_run("analyzer", "-c", _write(tmp_path, "p.yml", cfg)), "analyzer.peers: peering between analyzers is not implemented")
 
 
+def test_analyzer_fabric_is_refused(tmp_path):
+    cfg = {"analyzer": {"topology": {"backend": "memory", "fabric": ["TOR1[Name=tor1] -> TOR1_PORT1[Name=port1]"]},
+                        "flow": {"backend": "memory"}}}
+    _refused(_run("analyzer", "-c", _write(tmp_path, "f.yml", cfg)), "analyzer.topology.fabric: the fabric probe is not implemented yet")
+
+
 def test_probe_registries_import_every_module():
     for registry in (AGENT_PROBES, ANALYZER_PROBES):
         for name in registry.names():
