@@ -20,11 +20,9 @@ from aiohttp import web
 
 from ..api import graph_ws
 from ..api.auth import make_authenticators, warn_if_open
-from ..api.kinds import AlertKind, EdgeRuleKind, NodeRuleKind, WorkflowKind
 from ..api.limits import Limits, configure as configure_limits, start_runner
 from ..api.query import QueryEngine
-from ..api.resources import (DuplicateError, EdgeBackend, EdgeKind, NodeBackend, NodeKind, ResourceError,
-                             ResourceHandler, ResourceStore, StoredBackend)
+from ..api.resources import DuplicateError, ResourceError, ResourceHandler, ResourceStore, backend_of
 from ..api.server import (make_app, make_guard, mount_config, mount_info, mount_login, mount_status,
                           mount_topology, mount_workflow_call)
 from ..api.ws import WSOptions
@@ -36,14 +34,12 @@ from ..ui import mount_ui
 from .actions import ActionPolicy
 from .alerts import AlertManager
 from .flows import install_flows
-from .captures import AnalyzerCaptureKind
-from .injections import InjectionKind, InjectionManager
+from .injections import InjectionManager
+from .kinds import KINDS
 from .probes import PROBES
 from .rules import TopologyRules
 
 log = logging.getLogger(__name__)
-
-STORED_KINDS = ("capture", "alert", "injectpacket", "noderule", "edgerule", "workflow")
 
 
 def restorable_origin(origin):
@@ -92,6 +88,8 @@ class Analyzer:
         self.store = None
         self.engine = None
         self.resources = None
+        self.handlers = {}         # kind name -> api/resources.py ResourceHandler (analyzer/kinds.py)
+        self.kinds = {}            # kind name -> its ResourceKind
         self.ws = None
         self.rules = None
         self.flows = None          # analyzer/flows.py FlowService (captures, flows, /api/pcap)
@@ -134,7 +132,8 @@ class Analyzer:
         self.store.attach(self.graph, restore=restorable_origin)
         self.engine = QueryEngine(self.graph, history=history).configure(self.config)
         self.resources = ResourceStore(self.store)
-        self.resources.load(STORED_KINDS)
+        kinds = [cls(self.engine) for cls in KINDS]
+        self.resources.load([k.name for k in kinds if k.backend == "stored"])
         authn = self._authenticators()
         warn_if_open("analyzer", self.listen_host, authn)
         guard = make_guard(authn["api"])
@@ -147,15 +146,11 @@ class Analyzer:
         mount_topology(app, self.graph, self.engine, guard)
         mount_workflow_call(app, guard)
         origin = "api.%s" % self.host_id
-        node_kind, edge_kind = NodeKind(), EdgeKind()
-        ResourceHandler(node_kind, NodeBackend(node_kind, self.graph, origin, self.store), guard).register(app)
-        ResourceHandler(edge_kind, EdgeBackend(edge_kind, self.graph, origin, self.store), guard).register(app)
-        self.kinds = {}
-        # AnalyzerCaptureKind, InjectionKind add the checks against the graph the API layer can't do
-        for kind in (AnalyzerCaptureKind(self.engine), AlertKind(self.engine), InjectionKind(self.engine),
-                     NodeRuleKind(self.engine), EdgeRuleKind(self.engine), WorkflowKind()):
+        for kind in kinds:
+            handler = ResourceHandler(kind, backend_of(kind, self.resources, self.graph, origin, self.store), guard)
+            handler.register(app)
+            self.handlers[kind.name] = handler
             self.kinds[kind.name] = kind
-            ResourceHandler(kind, StoredBackend(kind, self.resources), guard).register(app)
         self.action_policy = ActionPolicy.from_config(self.config)
         self.kinds["alert"].action_check = self.action_policy.check   # refused actions: 400 at creation
         self.ws = graph_ws.mount_graph_ws(
@@ -189,13 +184,6 @@ class Analyzer:
         st.update(self.parts.status())      # Probes, Alerts and Captures {"IsMaster": ...}
         return st
 
-    def create_resource(self, kind, data, ttl_ms=None):
-        """Create a stored resource as POST /api/<kind> would (used for startup captures)."""
-        k = self.kinds[kind]
-        obj = k.decode(data)
-        k.validate(obj)
-        return StoredBackend(k, self.resources).create(obj, ttl_ms)
-
     def _startup_capture(self):
         query = self.config.get_string("analyzer.startup.capture_gremlin")
         if not query:
@@ -203,7 +191,7 @@ class Analyzer:
         data = {"GremlinQuery": query, "BPFFilter": self.config.get_string("analyzer.startup.capture_bpf"),
                 "Type": self.config.get_string("analyzer.startup.capture_type"), "Name": "startup capture"}
         try:
-            self.create_resource("capture", data)
+            self.handlers["capture"].create_object(data)
         except DuplicateError:
             pass
         except ResourceError as exc:

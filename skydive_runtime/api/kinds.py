@@ -15,6 +15,7 @@ from ..flow import capabilities, forge
 from ..flow.capabilities import EXTRA_LAYERS
 from ..graph import Node, SchemaError
 from ..graph.schema import validate_node
+from .cliflags import CLIError, Flag, parse_metadata, read_base64, read_yaml_map
 from .query import QueryError
 from .resources import ResourceError, ResourceKind
 
@@ -90,9 +91,6 @@ U16, U32, U64, I64 = 2 ** 16 - 1, 2 ** 32 - 1, 2 ** 64 - 1, 2 ** 63 - 1
 
 
 class _GremlinKind(ResourceKind):
-    def __init__(self, engine):
-        self.engine = engine
-
     def gremlin(self, key, value, allow_empty=False):
         if value == "" and allow_empty:
             return
@@ -115,9 +113,45 @@ def bpf_compiler():
     return bpf
 
 
+_NOT_YET = "not implemented: the analyzer refuses it"
+
+
+def _mask(layers):
+    return sum(EXTRA_LAYERS[x] for x in set(layers))
+
+
 class CaptureKind(_GremlinKind):
     name = "capture"
     title = "Capture"
+    flags = (
+        Flag("--gremlin", field="GremlinQuery", default="", help="Gremlin query of the nodes to capture on"),
+        Flag("--node", default="", help="TID of the node to capture on"),
+        Flag("--bpf", field="BPFFilter", default=""), Flag("--name", field="Name", default=""),
+        Flag("--description", field="Description", default=""),
+        Flag("--type", field="Type", default="",
+             help="capture type: %s (default: the node's)" % ", ".join(capabilities.CAPTURE_TYPES)),
+        Flag("--port", field="Port", type=int, default=0, help="listen port of pcapsocket, sflow, ovssflow"),
+        Flag("--samplingrate", field="SamplingRate", type=int, default=1, help="ovssflow only"),
+        Flag("--pollinginterval", field="PollingInterval", type=int, default=10, help="ovssflow only"),
+        Flag("--header-size", field="HeaderSize", type=int, default=0),
+        Flag("--rawpacket-limit", field="RawPacketLimit", type=int, default=0),
+        Flag("--extra-tcp-metric", field="ExtraTCPMetric", action="store_true"),
+        Flag("--ip-defrag", field="IPDefrag", action="store_true", help=_NOT_YET),
+        Flag("--reassamble-tcp", "--reassemble-tcp", field="ReassembleTCP", dest="reassemble_tcp",
+             action="store_true", help=_NOT_YET),
+        Flag("--layer-key-mode", field="LayerKeyMode", default="L2"),
+        Flag("--extra-layer", field="ExtraLayers", to=_mask, action="append", default=[],
+             choices=tuple(EXTRA_LAYERS), help=_NOT_YET),
+        Flag("--target", field="Target", default="", help=_NOT_YET),
+        Flag("--target-type", field="TargetType", default="", help=_NOT_YET),
+        Flag("--ttl", type=int, default=0, help="lifetime in ms"))
+
+    def cli_body(self, body, args):
+        if args.node:
+            body["GremlinQuery"] = "G.V().Has('TID', '%s')" % args.node
+        if not body["GremlinQuery"]:
+            raise CLIError("capture create needs --gremlin or --node")
+        return body, {"X-Resource-TTL": "%dms" % args.ttl} if args.ttl else {}
 
     def decode(self, data):
         d = _body(data, self.title)
@@ -232,6 +266,10 @@ class AlertKind(_GremlinKind):
     name = "alert"
     title = "Alert"
     action_check = None     # callable(action) raising ValueError: the analyzer's action policy
+    flags = (Flag("--name", field="Name", default=""), Flag("--description", field="Description", default=""),
+             Flag("--expression", field="Expression", required=True, help="Gremlin query"),
+             Flag("--trigger", field="Trigger", default="graph", help="graph or duration:<Go duration>"),
+             Flag("--action", field="Action", default="", help="http(s):// URL or file:///path/to/script"))
 
     def decode(self, data):
         d = _body(data, self.title)
@@ -290,6 +328,28 @@ def _addr_of(cidr):
 class InjectPacketKind(_GremlinKind):
     name = "injectpacket"
     title = "Injection"
+    command = "injection"
+    aliases = ("inject-packet",)
+    noun = "packet injection"
+    flags = (
+        Flag("--src", field="Src", required=True, help="Gremlin query of the source node"),
+        Flag("--dst", field="Dst", default=""), Flag("--src-ip", field="SrcIP", default=""),
+        Flag("--dst-ip", field="DstIP", default=""), Flag("--src-mac", field="SrcMAC", default=""),
+        Flag("--dst-mac", field="DstMAC", default=""), Flag("--src-port", field="SrcPort", type=int, default=0),
+        Flag("--dst-port", field="DstPort", type=int, default=0), Flag("--type", field="Type", default="icmp4", help=", ".join(forge.TYPES)),
+        Flag("--payload", field="Payload", default=""),
+        Flag("--pcap", field="Pcap", to=read_base64, default="", help="pcap file of the packets to send"),
+        Flag("--id", field="ICMPID", type=int, default=0, help="ICMP id"),
+        Flag("--mode", field="Mode", default="unique", choices=("unique", "random")),
+        Flag("--inc-payload", field="IncrementPayload", type=int, default=0),
+        Flag("--count", field="Count", type=int, default=1),
+        Flag("--interval", field="Interval", type=int, default=0, help="ms between packets"),
+        Flag("--ttl", field="TTL", type=int, default=64))
+
+    def cli_body(self, body, args):
+        """The Go CLI's X-Resource-TTL: Count x Interval ms + 5 s, or 5 s when Interval is 0."""
+        ttl = args.count * args.interval + 5000 if args.interval else 5000
+        return body, {"X-Resource-TTL": "%dms" % ttl}
 
     def decode(self, data):
         d = _body(data, self.title)
@@ -383,9 +443,22 @@ class InjectPacketKind(_GremlinKind):
 
 # ---- rules -------------------------------------------------------------------------------------------
 
+_RULE_METADATA = Flag("--metadata", field="Metadata", to=parse_metadata, default="", help="'k1=v1, k2.sub=v2'")
+
+
 class NodeRuleKind(_GremlinKind):
     name = "noderule"
     title = "NodeRule"
+    command = "node-rule"
+    noun = "node rule"
+    flags = (Flag("--action", field="Action", default="create", choices=("create", "update")),
+             Flag("--node-name", field="Metadata.Name"), Flag("--node-type", field="Metadata.Type"),
+             _RULE_METADATA, Flag("--query", field="Query", default=""),
+             Flag("--name", field="Name", default=""), Flag("--description", field="Description", default=""))
+
+    def cli_body(self, body, args):
+        body.setdefault("Metadata", {})
+        return body, {}
 
     def decode(self, data):
         d = _body(data, self.title)
@@ -411,6 +484,11 @@ class NodeRuleKind(_GremlinKind):
 class EdgeRuleKind(_GremlinKind):
     name = "edgerule"
     title = "EdgeRule"
+    command = "edge-rule"
+    noun = "edge rule"
+    flags = (Flag("--src", field="Src", required=True), Flag("--dst", field="Dst", required=True),
+             Flag("--relationtype", field="Metadata.RelationType", required=True), _RULE_METADATA,
+             Flag("--name", field="Name", default=""), Flag("--description", field="Description", default=""))
 
     def decode(self, data):
         d = _body(data, self.title)
@@ -433,6 +511,11 @@ PARAM_TYPES = ("node", "boolean", "choice", "string", "integer")
 class WorkflowKind(ResourceKind):
     name = "workflow"
     title = "Workflow"
+    flags = (Flag("--path", required=True, help="YAML file of the workflow"),)
+    cli_call = True
+
+    def cli_body(self, body, args):
+        return read_yaml_map(args.path, "workflow"), {}
 
     def decode(self, data):
         d = _body(data, self.title)

@@ -1,9 +1,10 @@
 """The generic REST resource handler (graffiti/api/server/server.go RegisterAPIHandler).
 
 One `ResourceHandler` class serves every resource; what differs per resource lives in a
-`ResourceKind` (name, title, decoding/validation, duplicate rule, updatable, decoration on GET,
-create/delete hooks) and a backend (`StoredBackend` for API resources kept in the store,
-`NodeBackend`/`EdgeBackend` for the live graph).
+`ResourceKind` (name, title, backend, decoding/validation, duplicate rule, updatable, decoration
+on GET, CLI flags) and the backend it declares (`StoredBackend` for API resources kept in the
+store, `GraphBackend` for the nodes and edges of the live graph). The analyzer's list of kinds is
+analyzer/kinds.py.
 
 Routes per resource R: GET /api/R (object keyed by ID), GET /api/R/<id>, POST /api/R (201),
 PATCH /api/R/<id> (200, or 304 when nothing changed), DELETE /api/R/<id> (200, empty text/plain).
@@ -11,11 +12,13 @@ PATCH /api/R/<id> (200, or 304 when nothing changed), DELETE /api/R/<id> (200, e
 
 import copy
 import logging
+import socket
 
 from ..common.ids import new_uuid
 from ..common.timeutil import now_ms, parse_duration_ms
 from ..graph import Edge, GraphError, Node, SchemaError, validate
 from ..storage import MAX_TTL_MS, InvalidWrite, StoreError, wait_committed
+from .cliflags import Flag, parse_metadata
 from .http import HTTPError, empty, json_response, read_body
 from .jsonpatch import PatchError, apply_patch
 
@@ -35,14 +38,28 @@ class NotUpdatable(Exception):
 
 
 class ResourceKind:
-    """Per-resource behaviour. Subclasses set name/title and override what they need."""
+    """Per-resource behaviour. Subclasses set name/title and override what they need.
+
+    backend: "stored" (kept by the ResourceStore, server-generated UUIDs, X-Resource-TTL) or
+    "graph" (live graph elements: the kind also says how to find, add and remove them).
+    command, aliases, noun, flags, cli_body: `skydive client <command> create` (cliflags.py).
+    """
 
     name = ""
     title = ""
+    backend = "stored"
     updatable = False
+    command = ""        # the `skydive client` subcommand; the name when empty
+    aliases = ()
+    noun = ""           # "packet injection": the subcommand's help
+    flags = ()          # cliflags.Flag: the create flags, in --help order
+    cli_call = False    # `skydive client <command> call <id> params...`
+
+    def __init__(self, engine=None):
+        self.engine = engine
 
     def decode(self, data):
-        """Body (already JSON-decoded) -> canonical resource dict, or ResourceError."""
+        """Body (already JSON-decoded) -> canonical resource, or ResourceError."""
         if not isinstance(data, dict):
             raise ResourceError("%s must be a JSON object" % self.title)
         return dict(data)
@@ -61,6 +78,10 @@ class ResourceKind:
     def decorate(self, obj):
         """Value shown by GET (e.g. a computed Count); must not modify obj."""
         return obj
+
+    def cli_body(self, body, args):
+        """(body, headers) of `skydive client <command> create`, from the body the flags filled."""
+        return body, {}
 
 
 class StoredBackend:
@@ -194,21 +215,83 @@ class ResourceStore:
 
 # ---- graph-backed resources ------------------------------------------------------------------------
 
-class NodeKind(ResourceKind):
+def _cli_element(body, args):
+    """A node/edge as the Go CLI makes it: random ID, Host, Origin cli.<host>, Revision 1."""
+    host = args.host or socket.gethostname()
+    t = now_ms()
+    out = {"ID": new_uuid(), "Host": host, "Origin": "cli." + host, "CreatedAt": t, "UpdatedAt": t, "Revision": 1}
+    out.update(body)
+    return out, {}
+
+
+class _GraphKind(ResourceKind):
+    backend = "graph"
+    updatable = True
+    cls = None
+    protected = ()      # Metadata keys a PATCH cannot change
+
+    def decode(self, data):
+        if not isinstance(data, dict):
+            raise ResourceError("%s must be a JSON object" % self.title)
+        try:
+            el = self.cls.from_dict(data)
+            validate(el)
+        except (ValueError, SchemaError) as exc:
+            raise ResourceError(str(exc)) from None
+        return el
+
+    def cli_body(self, body, args):
+        return _cli_element(body, args)
+
+
+_METADATA = Flag("--metadata", field="Metadata", to=parse_metadata, default="", help="'k1=v1, k2.sub=v2'")
+_HOST = Flag("--host", default="", help="Host of the element (default: this host)")
+
+
+class NodeKind(_GraphKind):
     name = "node"
     title = "Node"
-    updatable = True
+    cls = Node
+    protected = ("TID", "Name", "Type")
+    flags = (Flag("--node-name", field="Metadata.Name", required=True),
+             Flag("--node-type", field="Metadata.Type", required=True), _METADATA, _HOST)
+
+    @staticmethod
+    def elements(graph):
+        return graph.nodes
+
+    @staticmethod
+    def add(graph, el):
+        graph.add_node(el)
+
+    @staticmethod
+    def remove(graph, el):
+        graph.del_node(el)
 
 
-class EdgeKind(ResourceKind):
+class EdgeKind(_GraphKind):
     name = "edge"
     title = "Edge"
-    updatable = True
+    cls = Edge
+    flags = (Flag("--parent", field="Parent", required=True), Flag("--child", field="Child", required=True),
+             Flag("--edge-type", field="Metadata.RelationType", required=True, help="RelationType"),
+             _METADATA, _HOST)
+
+    @staticmethod
+    def elements(graph):
+        return graph.edges
+
+    @staticmethod
+    def add(graph, el):
+        graph.add_edge(el)
+
+    @staticmethod
+    def remove(graph, el):
+        graph.del_edge(el)
 
 
-class _GraphBackend:
-    cls = None
-    protected = ()
+class GraphBackend:
+    """Nodes or edges of the live graph (IDs given by the client; no TTL: they do not expire)."""
 
     def __init__(self, kind, graph, origin, store=None):
         self.kind = kind
@@ -221,10 +304,10 @@ class _GraphBackend:
             await wait_committed(self.store)
 
     def undo_create(self, obj):
-        self._delete(self._elements()[obj["ID"]])
+        self.kind.remove(self.graph, self._elements()[obj["ID"]])
 
     def _elements(self):
-        raise NotImplementedError
+        return self.kind.elements(self.graph)
 
     def list(self):
         return {eid: el.to_dict() for eid, el in self._elements().items()}
@@ -233,21 +316,28 @@ class _GraphBackend:
         el = self._elements().get(rid)
         return el.to_dict() if el is not None else None
 
-    def decode(self, data):
-        el = self.cls.from_dict(data)
-        validate(el)
-        return el
+    def create(self, el, ttl_ms):
+        if ttl_ms:
+            raise ResourceError("X-Resource-TTL: %s resources do not expire (only the stored ones do)"
+                                % self.kind.name)
+        if not el.Origin:
+            el.Origin = self.origin
+        try:
+            self.kind.add(self.graph, el)
+        except GraphError as exc:
+            raise ResourceError(str(exc)) from None
+        return el.to_dict()
 
     def update(self, rid, patched):
         el = self._elements().get(rid)
         if el is None:
             return None
         try:
-            new = self.decode(patched)
-        except (ValueError, SchemaError) as exc:
+            new = self.kind.decode(patched)
+        except ResourceError as exc:
             raise ResourceError("validating patched resource: %s" % exc) from None
         md = new.Metadata
-        for key in self.protected:
+        for key in self.kind.protected:
             if key in el.Metadata:
                 md[key] = el.Metadata[key]
         if not self.graph.set_metadata(el, md):
@@ -258,55 +348,16 @@ class _GraphBackend:
         el = self._elements().get(rid)
         if el is None:
             return False
-        self._delete(el)
+        self.kind.remove(self.graph, el)
         return True
 
 
-class NodeBackend(_GraphBackend):
-    cls = Node
-    protected = ("TID", "Name", "Type")
-
-    def _elements(self):
-        return self.graph.nodes
-
-    def create(self, data, ttl_ms):
-        try:
-            node = self.decode(data)
-        except (ValueError, SchemaError) as exc:
-            raise ResourceError(str(exc)) from None
-        if not node.Origin:
-            node.Origin = self.origin
-        try:
-            self.graph.add_node(node)
-        except GraphError as exc:
-            raise ResourceError(str(exc)) from None
-        return node.to_dict()
-
-    def _delete(self, node):
-        self.graph.del_node(node)
-
-
-class EdgeBackend(_GraphBackend):
-    cls = Edge
-
-    def _elements(self):
-        return self.graph.edges
-
-    def create(self, data, ttl_ms):
-        try:
-            edge = self.decode(data)
-        except (ValueError, SchemaError) as exc:
-            raise ResourceError(str(exc)) from None
-        if not edge.Origin:
-            edge.Origin = self.origin
-        try:
-            self.graph.add_edge(edge)
-        except GraphError as exc:
-            raise ResourceError(str(exc)) from None
-        return edge.to_dict()
-
-    def _delete(self, edge):
-        self.graph.del_edge(edge)
+def backend_of(kind, resources, graph, origin, store=None):
+    """The backend a kind declares: StoredBackend (the ResourceStore) or GraphBackend (`store`:
+    the history store archiving the graph)."""
+    if kind.backend == "graph":
+        return GraphBackend(kind, graph, origin, store)
+    return StoredBackend(kind, resources)
 
 
 # ---- the handler -------------------------------------------------------------------------------------
@@ -374,14 +425,7 @@ class ResourceHandler:
         ttl = parse_ttl(request)
         data = await read_body(request)
         try:
-            if isinstance(self.backend, _GraphBackend):
-                if not isinstance(data, dict):
-                    raise ResourceError("%s must be a JSON object" % self.kind.title)
-                obj = self.backend.create(data, ttl)
-            else:
-                obj = self.kind.decode(data)
-                self.kind.validate(obj)
-                obj = self.backend.create(obj, ttl)
+            obj = self.create_object(data, ttl)
         except ResourceError as exc:
             raise HTTPError(400, str(exc)) from None
         except DuplicateError:
@@ -392,6 +436,13 @@ class ResourceHandler:
             self.backend.undo_create(obj)
             raise HTTPError(503, "%s not created: %s" % (self.kind.title, exc)) from None
         return json_response(self._decorate(obj), status=201)
+
+    def create_object(self, data, ttl_ms=None):
+        """What POST does (decode, validate, create), for the analyzer's own resources too.
+        Raises ResourceError (400) or DuplicateError (409)."""
+        obj = self.kind.decode(data)
+        self.kind.validate(obj)
+        return self.backend.create(obj, ttl_ms)
 
     async def _committed(self, what):
         try:

@@ -1,66 +1,18 @@
 """`skydive client ...`: the analyzer's REST/WebSocket API from a shell (flags as upstream)."""
 
-import base64
 import json
 import os
-import socket
 import sys
-import uuid
 
-import yaml
-
+from ..analyzer.kinds import KINDS
+from ..api.cliflags import CLIError, build_body, decode_value, parse_metadata
 from ..common.jsonutil import pretty
-from ..flow import forge
-from ..flow.capabilities import CAPTURE_TYPES, EXTRA_LAYERS
-from ..common.timeutil import now_ms
 from .rest import ClientError, RestSession
 
-__all__ = ["add_parser", "run", "ClientError"]
+__all__ = ["add_parser", "run", "ClientError", "parse_metadata"]
 
-# resource command -> (REST path, human title)
-RESOURCES = {
-    "capture": ("capture", "capture"),
-    "injection": ("injectpacket", "packet injection"),
-    "alert": ("alert", "alert"),
-    "node-rule": ("noderule", "node rule"),
-    "edge-rule": ("edgerule", "edge rule"),
-    "workflow": ("workflow", "workflow"),
-    "node": ("node", "node"),
-    "edge": ("edge", "edge"),
-}
-
-
-def parse_metadata(text, decode_values=False):
-    """'k1=v1, k2.sub=v2' -> nested dict; values JSON-decoded when asked (numbers, booleans...)."""
-    md = {}
-    if not text:
-        return md
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise ClientError("invalid metadata %r: expected key=value" % item)
-        key, value = (s.strip() for s in item.split("=", 1))
-        if not key:
-            raise ClientError("invalid metadata %r: empty key" % item)
-        if decode_values:
-            value = _decode_value(value)
-        cur = md
-        parts = key.split(".")
-        for part in parts[:-1]:
-            cur = cur.setdefault(part, {})
-            if not isinstance(cur, dict):
-                raise ClientError("invalid metadata: %s is both a value and a map" % part)
-        cur[parts[-1]] = value
-    return md
-
-
-def _decode_value(value):
-    try:
-        return json.loads(value)
-    except ValueError:
-        return value
+# subcommand -> resource kind (analyzer/kinds.py: their flags and create bodies)
+RESOURCES = {kind.command or kind.name: kind for kind in (cls() for cls in KINDS)}
 
 
 def _print(obj):
@@ -108,9 +60,8 @@ def add_parser(sub):
     ti.add_argument("--file", required=True, help="JSON file: [{\"Nodes\": [...], \"Edges\": [...]}]")
     ti.add_argument("--endpoint", default="/ws/publisher")
 
-    for name in RESOURCES:
-        r = cs.add_parser(name, aliases=["inject-packet"] if name == "injection" else [],
-                          help="%s resources" % RESOURCES[name][1])
+    for name, kind in RESOURCES.items():
+        r = cs.add_parser(name, aliases=list(kind.aliases), help="%s resources" % (kind.noun or kind.name))
         r.set_defaults(resource=name)
         rs = r.add_subparsers(dest="action", metavar="action")
         rs.required = True
@@ -118,17 +69,20 @@ def add_parser(sub):
         rs.add_parser("get").add_argument("id")
         d = rs.add_parser("delete")
         d.add_argument("ids", nargs="*")
-        if name in ("node", "edge"):
+        if kind.backend == "graph":
             d.add_argument("--gremlin", action="store_true", help="the arguments are Gremlin queries")
+        if kind.updatable:
             u = rs.add_parser("update")
             u.add_argument("id")
             u.add_argument("--add", "-a", action="append", default=[], metavar="K=V")
             u.add_argument("--remove", "-r", action="append", default=[], metavar="K")
-        if name == "workflow":
+        if kind.cli_call:
             call = rs.add_parser("call")
             call.add_argument("id")
             call.add_argument("params", nargs="*")
-        _add_create(rs, name)
+        create = rs.add_parser("create")
+        for flag in kind.flags:
+            flag.add_to(create)
 
     p = cs.add_parser("pcap", help="inject a pcap file into flow storage")
     p.add_argument("--trace", "-t", required=True)
@@ -136,158 +90,11 @@ def add_parser(sub):
     return c
 
 
-def _add_create(rs, name):
-    c = rs.add_parser("create")
-    if name == "capture":
-        c.add_argument("--gremlin", default="")
-        c.add_argument("--node", default="", help="TID of the node to capture on")
-        c.add_argument("--bpf", default="")
-        c.add_argument("--name", default="")
-        c.add_argument("--description", default="")
-        c.add_argument("--type", default="", help="capture type: %s (default: the node's)" % ", ".join(CAPTURE_TYPES))
-        c.add_argument("--port", type=int, default=0, help="listen port of pcapsocket, sflow, ovssflow")
-        c.add_argument("--samplingrate", type=int, default=1, help="ovssflow only")
-        c.add_argument("--pollinginterval", type=int, default=10, help="ovssflow only")
-        c.add_argument("--header-size", type=int, default=0)
-        c.add_argument("--rawpacket-limit", type=int, default=0)
-        c.add_argument("--extra-tcp-metric", action="store_true")
-        not_yet = "not implemented: the analyzer refuses it"
-        c.add_argument("--ip-defrag", action="store_true", help=not_yet)
-        c.add_argument("--reassamble-tcp", "--reassemble-tcp", dest="reassemble_tcp", action="store_true", help=not_yet)
-        c.add_argument("--layer-key-mode", default="L2")
-        c.add_argument("--extra-layer", action="append", default=[], choices=tuple(EXTRA_LAYERS), help=not_yet)
-        c.add_argument("--target", default="", help=not_yet)
-        c.add_argument("--target-type", default="", help=not_yet)
-        c.add_argument("--ttl", type=int, default=0, help="lifetime in ms")
-    elif name == "injection":
-        c.add_argument("--src", required=True, help="Gremlin query of the source node")
-        c.add_argument("--dst", default="")
-        c.add_argument("--src-ip", default="")
-        c.add_argument("--dst-ip", default="")
-        c.add_argument("--src-mac", default="")
-        c.add_argument("--dst-mac", default="")
-        c.add_argument("--src-port", type=int, default=0)
-        c.add_argument("--dst-port", type=int, default=0)
-        c.add_argument("--type", default="icmp4", help=", ".join(forge.TYPES))
-        c.add_argument("--payload", default="")
-        c.add_argument("--pcap", default="")
-        c.add_argument("--id", type=int, default=0, help="ICMP id")
-        c.add_argument("--mode", default="unique", choices=("unique", "random"))
-        c.add_argument("--inc-payload", type=int, default=0)
-        c.add_argument("--count", type=int, default=1)
-        c.add_argument("--interval", type=int, default=0, help="ms between packets")
-        c.add_argument("--ttl", type=int, default=64)
-    elif name == "alert":
-        c.add_argument("--name", default="")
-        c.add_argument("--description", default="")
-        c.add_argument("--expression", required=True)
-        c.add_argument("--trigger", default="graph")
-        c.add_argument("--action", default="")
-    elif name == "node-rule":
-        c.add_argument("--action", default="create", choices=("create", "update"))
-        c.add_argument("--node-name", default="")
-        c.add_argument("--node-type", default="")
-        c.add_argument("--metadata", default="")
-        c.add_argument("--query", default="")
-        c.add_argument("--name", default="")
-        c.add_argument("--description", default="")
-    elif name == "edge-rule":
-        c.add_argument("--src", required=True)
-        c.add_argument("--dst", required=True)
-        c.add_argument("--relationtype", required=True)
-        c.add_argument("--metadata", default="")
-        c.add_argument("--name", default="")
-        c.add_argument("--description", default="")
-    elif name == "workflow":
-        c.add_argument("--path", required=True, help="YAML file of the workflow")
-    elif name == "node":
-        c.add_argument("--node-name", required=True)
-        c.add_argument("--node-type", required=True)
-        c.add_argument("--metadata", default="")
-        c.add_argument("--host", default="")
-    elif name == "edge":
-        c.add_argument("--parent", required=True)
-        c.add_argument("--child", required=True)
-        c.add_argument("--edge-type", required=True, help="RelationType")
-        c.add_argument("--metadata", default="")
-        c.add_argument("--host", default="")
-
-
-# ---- commands ----------------------------------------------------------------------------------
-
 def _create_body(args):
-    name = args.resource
-    if name == "capture":
-        gremlin = args.gremlin
-        if args.node:
-            gremlin = "G.V().Has('TID', '%s')" % args.node
-        if not gremlin:
-            raise ClientError("capture create needs --gremlin or --node")
-        body = {"GremlinQuery": gremlin, "BPFFilter": args.bpf, "Name": args.name,
-                "Description": args.description, "Type": args.type, "Port": args.port,
-                "SamplingRate": args.samplingrate, "PollingInterval": args.pollinginterval,
-                "HeaderSize": args.header_size, "RawPacketLimit": args.rawpacket_limit,
-                "ExtraTCPMetric": args.extra_tcp_metric, "IPDefrag": args.ip_defrag,
-                "ReassembleTCP": args.reassemble_tcp, "LayerKeyMode": args.layer_key_mode,
-                "ExtraLayers": sum(EXTRA_LAYERS[x] for x in set(args.extra_layer)),
-                "Target": args.target, "TargetType": args.target_type}
-        headers = {"X-Resource-TTL": "%dms" % args.ttl} if args.ttl else {}
-        return body, headers
-    if name == "injection":
-        pcap = None
-        if args.pcap:
-            try:
-                with open(args.pcap, "rb") as fh:
-                    pcap = base64.b64encode(fh.read()).decode()
-            except OSError as exc:
-                raise ClientError("cannot read pcap file %s: %s" % (args.pcap, exc.strerror)) from None
-        body = {"Src": args.src, "Dst": args.dst, "SrcIP": args.src_ip, "DstIP": args.dst_ip,
-                "SrcMAC": args.src_mac, "DstMAC": args.dst_mac, "SrcPort": args.src_port,
-                "DstPort": args.dst_port, "Type": args.type, "Payload": args.payload, "Pcap": pcap,
-                "ICMPID": args.id, "Mode": args.mode, "IncrementPayload": args.inc_payload,
-                "Count": args.count, "Interval": args.interval, "TTL": args.ttl}
-        ttl = args.count * args.interval + 5000 if args.interval else 5000
-        return body, {"X-Resource-TTL": "%dms" % ttl}
-    if name == "alert":
-        return {"Name": args.name, "Description": args.description, "Expression": args.expression,
-                "Trigger": args.trigger, "Action": args.action}, {}
-    if name == "node-rule":
-        md = parse_metadata(args.metadata)
-        if args.node_name:
-            md["Name"] = args.node_name
-        if args.node_type:
-            md["Type"] = args.node_type
-        return {"Name": args.name, "Description": args.description, "Action": args.action,
-                "Metadata": md, "Query": args.query}, {}
-    if name == "edge-rule":
-        md = parse_metadata(args.metadata)
-        md["RelationType"] = args.relationtype
-        return {"Name": args.name, "Description": args.description, "Src": args.src, "Dst": args.dst,
-                "Metadata": md}, {}
-    if name == "workflow":
-        try:
-            with open(args.path) as fh:
-                wf = yaml.safe_load(fh)
-        except OSError as exc:
-            raise ClientError("cannot read workflow file %s: %s" % (args.path, exc.strerror)) from None
-        except yaml.YAMLError as exc:
-            raise ClientError("workflow file %s is not valid YAML: %s" % (args.path, exc)) from None
-        if not isinstance(wf, dict):
-            raise ClientError("workflow file %s must hold a map" % args.path)
-        return wf, {}
-    host = args.host or socket.gethostname()
-    t = now_ms()
-    md = parse_metadata(args.metadata)
-    base = {"ID": str(uuid.uuid4()), "Host": host, "Origin": "cli." + host, "CreatedAt": t,
-            "UpdatedAt": t, "Revision": 1}
-    if name == "node":
-        md["Name"] = args.node_name
-        md["Type"] = args.node_type
-        base["Metadata"] = md
-        return base, {}
-    md["RelationType"] = args.edge_type
-    base.update({"Parent": args.parent, "Child": args.child, "Metadata": md})
-    return base, {}
+    try:
+        return build_body(RESOURCES[args.resource], args)
+    except CLIError as exc:
+        raise ClientError(str(exc)) from None
 
 
 def _patch_ops(args):
@@ -296,7 +103,7 @@ def _patch_ops(args):
         if "=" not in item:
             raise ClientError("--add expects key=value, got %r" % item)
         k, v = item.split("=", 1)
-        ops.append({"op": "add", "path": "/Metadata/" + k.strip().replace(".", "/"), "value": _decode_value(v)})
+        ops.append({"op": "add", "path": "/Metadata/" + k.strip().replace(".", "/"), "value": decode_value(v)})
     for k in args.remove:
         ops.append({"op": "remove", "path": "/Metadata/" + k.strip().replace(".", "/")})
     if not ops:
@@ -305,7 +112,7 @@ def _patch_ops(args):
 
 
 def _resource(args, rest):
-    path = "/api/" + RESOURCES[args.resource][0]
+    path = "/api/" + RESOURCES[args.resource].name
     if args.action == "list":
         _print(rest.json("GET", path))
     elif args.action == "get":
@@ -333,7 +140,7 @@ def _resource(args, rest):
         for i in ids:
             rest.request("DELETE", "%s/%s" % (path, i), expect=(200,))
     elif args.action == "call":
-        params = [_decode_value(p) for p in args.params]
+        params = [decode_value(p) for p in args.params]
         _print(rest.json("POST", "%s/%s/call" % (path, args.id), {"Params": params}))
 
 
