@@ -108,8 +108,9 @@ class Client:
     def __init__(self, proc):
         self.proc = proc
 
-    def req(self, method, path, body=None, **kwargs):
-        return requests.request(method, self.proc.url + path, json=body, timeout=10, **kwargs)
+    def req(self, method, path, body=None, headers=None, **kwargs):
+        headers = dict({"Content-Type": "application/json"}, **(headers or {}))     # as every client sends
+        return requests.request(method, self.proc.url + path, json=body, headers=headers, timeout=10, **kwargs)
 
     def post(self, kind, body, expect=201, **kwargs):
         r = self.req("POST", "/api/" + kind, body, **kwargs)
