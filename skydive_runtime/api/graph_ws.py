@@ -16,7 +16,7 @@ from ..graph import Edge, Node, SchemaError, validate
 from ..graph.elements import MAX_INT
 from ..graph.events import GraphListener
 from ..graph.metadata import diff_ops
-from .query import QueryError
+from .query import QueryError, at_query
 from .ws import Endpoint, WSServer, envelope
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,20 @@ def partial_obj(element, ops):
             "Ops": _ops_json(ops)}
 
 
+class Frozen:
+    """A copy of an element taken by a query in the worker thread (under graph.lock): what the
+    diffs and the frames need, immune to later in-place changes of the live element."""
+    __slots__ = ("ID", "Revision", "UpdatedAt", "Metadata", "_dict")
+
+    def __init__(self, element):
+        self._dict = json.loads(json.dumps(element.to_dict()))
+        self.ID, self.Revision, self.UpdatedAt = element.ID, element.Revision, element.UpdatedAt
+        self.Metadata = self._dict.get("Metadata") or {}
+
+    def to_dict(self):
+        return self._dict
+
+
 class GraphBroadcaster(GraphListener):
     """Fans graph events out to the subscribers of every subscribing endpoint."""
 
@@ -54,6 +68,7 @@ class GraphBroadcaster(GraphListener):
         self._flush_scheduled = False
         self._deleted = {}           # id -> dict of elements deleted since the last flush
         self.frames_built = 0
+        self.changes = 0             # graph events so far: tells whether a query result is still current
 
     # ---- registration ---------------------------------------------------------------------------
     def add(self, conn):
@@ -85,6 +100,7 @@ class GraphBroadcaster(GraphListener):
         self._emit("EdgeDeleted", edge, None)
 
     def _emit(self, type_, element, ops):
+        self.changes += 1
         if not self.subscribers:
             return
         frame = pframe = None
@@ -124,19 +140,43 @@ class GraphBroadcaster(GraphListener):
         md = json.loads(json.dumps(element.Metadata)) if partial else None
         return (element.Revision, element.UpdatedAt, md)
 
+    async def subgraph(self, query, at=None):
+        """(nodes, edges, changes) of a graph query run off the loop: Frozen copies, and the
+        event count they are current for."""
+        if at:
+            query = at_query(query, at)
+
+        def render(result):
+            nodes, edges = self.engine.subgraph_of(query, result)
+            return [Frozen(n) for n in nodes], [Frozen(e) for e in edges], self.changes
+        return await self.engine.run_off_loop(query, render)
+
+    def catch_up(self, conn, changes):
+        """Events came after the result a filtered subscriber was just sent: diff it again."""
+        if changes != self.changes:
+            self._dirty.add(conn)
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_event_loop().call_soon(self.flush)
+
     def flush(self):
         self._flush_scheduled = False
         dirty, self._dirty = self._dirty, set()
         deleted, self._deleted = self._deleted, {}
         for conn in dirty:
-            if conn.closed:
-                continue
-            try:
-                nodes, edges = self.engine.subgraph(conn.state["filter"])
-            except QueryError as exc:
-                log.warning("subscriber %s: filter failed: %s", conn.host_id, exc)
-                continue
-            self._send_diff(conn, nodes, edges, deleted)
+            if not conn.closed and conn.state.get("filter"):
+                asyncio.ensure_future(self._refresh(conn, conn.state["filter"], deleted))
+
+    async def _refresh(self, conn, flt, deleted):
+        try:
+            nodes, edges, changes = await self.subgraph(flt)
+        except (QueryError, ValueError) as exc:
+            log.warning("subscriber %s: filter failed: %s", conn.host_id, exc)
+            return
+        if conn.closed or conn.state.get("filter") != flt:
+            return
+        self._send_diff(conn, nodes, edges, deleted)
+        self.catch_up(conn, changes)
 
     def _send_diff(self, conn, nodes, edges, deleted):
         partial = conn.update_policy == "partial"
@@ -339,19 +379,27 @@ class SubscriberEndpoint(Endpoint):
         new_filter = conn.state.get("filter")
         if flt is not None:
             new_filter = flt or None
+        if new_filter or at:     # a query: in the worker thread
+            asyncio.ensure_future(self._sync_query(conn, msg, new_filter, at))
+            return
+        conn.state["filter"] = None
+        conn.reply(msg, "SyncReply", {"Nodes": [n.to_dict() for n in self.graph.nodes.values()],
+                                      "Edges": [e.to_dict() for e in self.graph.edges.values()]})
+
+    async def _sync_query(self, conn, msg, new_filter, at):
         try:
-            if new_filter or at:
-                nodes, edges = self.engine.subgraph(new_filter or "G", at=at or None)
-            else:
-                nodes, edges = list(self.graph.nodes.values()), list(self.graph.edges.values())
-        except QueryError as exc:
+            nodes, edges, changes = await self.broadcaster.subgraph(new_filter or "G", at=at or None)
+        except (QueryError, ValueError) as exc:      # ValueError: an undecodable historical element
             conn.reply(msg, "SyncReply", str(exc), 400)
             return
+        if conn.closed:
+            return
         conn.state["filter"] = new_filter
-        if new_filter and not at:
-            self.broadcaster.snapshot(conn, nodes, edges)
         conn.reply(msg, "SyncReply", {"Nodes": [n.to_dict() for n in nodes],
                                       "Edges": [e.to_dict() for e in edges]})
+        if new_filter and not at:
+            self.broadcaster.snapshot(conn, nodes, edges)
+            self.broadcaster.catch_up(conn, changes)
 
 
 class PublisherEndpoint(Endpoint):

@@ -117,7 +117,10 @@ class QueryEngine:
         """
         if at:
             query = at_query(query, at)
-        result = self.run(query)
+        return self.subgraph_of(query, self.run(query))
+
+    def subgraph_of(self, query, result):
+        """(nodes, edges) of the result of query; QueryError unless it is a graph."""
         if not self.is_graph(result):
             raise QueryError("gremlin query '%s' did not return a graph" % query)
         view = getattr(result, "view", None)

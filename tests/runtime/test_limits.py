@@ -203,13 +203,20 @@ def test_query_timeout_off_the_loop(tuned):
     probe.assert_responsive()
 
 
-def test_heavy_subscriber_filter_refused(tuned):
+def test_heavy_subscriber_filter_refused_off_the_loop(tuned):
     ws = RawWS(tuned.address, "/ws/subscriber", {"X-Host-ID": "heavy-sub"})
     try:
-        ws.send_json({"Namespace": "Graph", "Type": "SyncRequest", "UUID": "h1",
-                      "Obj": {"GremlinFilter": EXPLOSION + ".SubGraph()"}})
+        with StatusProbe(tuned.url, period=0.1) as probe:
+            ws.send_json({"Namespace": "Graph", "Type": "SyncRequest", "UUID": "h1",
+                          "Obj": {"GremlinFilter": EXPLOSION + ".SubGraph()"}})
+            reply = ws.recv_json()
+        assert reply["Status"] == 400 and "query timed out after 1s (analyzer.query.timeout)" in reply["Obj"], reply
+        assert probe.count >= 5      # answered while the query ran
+        probe.assert_responsive()
+        ws.send_json({"Namespace": "Graph", "Type": "SyncRequest", "UUID": "h2",
+                      "Obj": {"GremlinFilter": "G.V().Has('Name', 'dense1').SubGraph()"}})
         reply = ws.recv_json()
-        assert reply["Status"] == 400 and "analyzer.query.timeout" in reply["Obj"], reply
+        assert reply["Status"] == 200 and [n["ID"] for n in reply["Obj"]["Nodes"]] == ["dn1"], reply
     finally:
         ws.close()
 
