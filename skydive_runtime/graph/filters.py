@@ -210,11 +210,17 @@ class Regex(Predicate):
             self.regex = re.compile("(?:%s)\\Z" % pattern)
         except (re.error, OverflowError, RecursionError) as exc:
             raise FilterError("invalid regex %r: %s" % (pattern, exc)) from None
-        check_regex(pattern)
+        self.degree = check_regex(pattern)
         self.pattern = pattern
 
     def match(self, value):
-        return isinstance(value, str) and self.regex.match(value) is not None
+        if not isinstance(value, str):
+            return False
+        # k unbounded repeats can cost len(value) ** k steps: refuse where that is too much
+        if self.degree > 1 and len(value) ** self.degree > REGEX_MAX_WORK:
+            raise FilterError("Regex %r: a value of %d characters is too long for a pattern with %d unbounded "
+                              "repeats" % (self.pattern, len(value), self.degree))
+        return self.regex.match(value) is not None
 
     def args(self):
         return (self.pattern,)
@@ -344,13 +350,15 @@ def filter_from_dict(md):
 REGEX_MAX_LENGTH = 1000
 REGEX_MAX_UNBOUNDED = 4          # repeats with more than REGEX_SMALL_REPEAT iterations
 REGEX_SMALL_REPEAT = 16
+REGEX_MAX_WORK = 10 ** 7          # len(value) ** unbounded repeats allowed per match
 _REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None))
 
 
 def check_regex(pattern):
     """Refuse what makes a backtracking engine exponential: a large repeat of something that
     itself repeats or alternates (`(a+)+`, `(a|a)*`), backreferences, and very long patterns or
-    many unbounded repeats. Raises FilterError naming the construct."""
+    many unbounded repeats. Raises FilterError naming the construct; returns the number of
+    unbounded repeats (the polynomial degree of the worst case)."""
     if len(pattern) > REGEX_MAX_LENGTH:
         raise FilterError("Regex longer than %d characters refused" % REGEX_MAX_LENGTH)
     try:
@@ -384,5 +392,7 @@ def check_regex(pattern):
             elif op == getattr(sre_constants, "ATOMIC_GROUP", None):
                 n += walk(av, in_large_repeat)
         return n
-    if walk(parsed, False) > REGEX_MAX_UNBOUNDED:
+    degree = walk(parsed, False)
+    if degree > REGEX_MAX_UNBOUNDED:
         raise FilterError("Regex %r: more than %d unbounded repeats refused" % (pattern, REGEX_MAX_UNBOUNDED))
+    return degree

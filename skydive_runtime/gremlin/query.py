@@ -3,6 +3,7 @@
 import logging
 import threading
 
+from ..graph.filters import FilterError
 from . import budget
 from .context import QueryContext
 from .errors import GremlinError
@@ -75,6 +76,8 @@ class Query:
             raise
         except RecursionError:
             raise GremlinError("Error while executing the query: too deep") from None
+        except FilterError as exc:     # e.g. a value too long for a Regex
+            raise GremlinError("Error while executing the query: %s" % exc) from None
         except Exception as exc:
             log.warning("gremlin query %r failed", self.text, exc_info=True)
             raise GremlinError("Error while executing the query: %s" % exc) from None

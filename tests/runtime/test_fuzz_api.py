@@ -134,7 +134,7 @@ def mutated_query(draw):
     return q
 
 
-@settings(max_examples=3000, **COMMON)
+@settings(max_examples=2400, **COMMON)
 @given(q=generated_query)
 def test_fuzz_generated_gremlin(harness, q):
     status, body = harness.post_json("/api/topology", {"GremlinQuery": q})
@@ -143,7 +143,7 @@ def test_fuzz_generated_gremlin(harness, q):
         json.loads(body)
 
 
-@settings(max_examples=3000, **COMMON)
+@settings(max_examples=2400, **COMMON)
 @given(q=mutated_query())
 def test_fuzz_mutated_gremlin(harness, q):
     status, body = harness.post_json("/api/topology", {"GremlinQuery": q})

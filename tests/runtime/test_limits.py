@@ -229,6 +229,11 @@ def test_redos_regex_refused(default):
             assert r.status_code == 400 and what in r.text, (pattern, r.text)
         r = post(default, "/api/alert", json.dumps({"Expression": "G.V().Has('Name', Regex('(a+)+$x'))"}))
         assert r.status_code == 400, r.text
+        # polynomial patterns: refused on values long enough to take too long
+        r = post(default, "/api/node", json.dumps({"ID": "long1", "Metadata": {"Name": "a" * 5000, "Type": "t"}}))
+        assert r.status_code in (200, 201), r.text
+        r = gremlin(default, "G.V().Has('Name', Regex('.*.*.*x'))")
+        assert r.status_code == 400 and "5000 characters is too long for a pattern with 3 unbounded" in r.text, r.text
     probe.assert_responsive()
     assert gremlin(default, "G.V().Has('Name', Regex('dense[0-9]+')).Count()").text == str(DENSE)
 
