@@ -335,6 +335,41 @@ def test_fd_limit_raised(tmp_path):
     try:
         with open("/proc/%d/limits" % proc.proc.pid) as fh:
             fields = [x for x in fh if x.startswith("Max open files")][0].split()
-        assert int(fields[3]) == hard > low or hard == low, fields
+        assert int(fields[3]) == (hard if hard != resource.RLIM_INFINITY else 1 << 20), fields
     finally:
         proc.stop()
+
+
+def test_agent_refuses_the_same(tmp_path):
+    """The agent's API (REST and /ws/publisher) has the same limits, and lifts its fd limit too."""
+    cfg = {"host_id": "lim-agent-%d" % (time.time() * 1000 % 100000), "analyzers": [],
+           "agent": {"topology": {"probes": []}}, "http": {"max_json_depth": 20}, "logging": {"level": "INFO"}}
+    agent = SkydiveProcess("agent", tmp_path, cfg)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))
+    try:
+        agent.start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        with StatusProbe(agent.url) as probe:
+            r = post(agent, "/api/topology", b'{"GremlinQuery": "G.V().Has(\'Name\', \'\\ud800\')"}')
+            assert r.status_code == 400 and "lone surrogate" in r.text, r.text
+            r = post(agent, "/api/topology", b'{"GremlinQuery": %s}' % (b"[" * 30 + b"]" * 30))
+            assert r.status_code == 400 and "http.max_json_depth" in r.text, r.text
+            r = gremlin(agent, "G.V().Has('Name', Regex('(a+)+'))")
+            assert r.status_code == 400 and "nested quantifiers" in r.text, r.text
+            ws = RawWS(agent.address, "/ws/publisher", {"X-Host-ID": "lim-agent-pub"})
+            try:
+                ws.send_text('{"Namespace": "Graph", "Type": "NodeAdded", "Obj": %s}' % SURROGATE_NODE.decode())
+                msg = ws.recv_json()
+                assert msg["Type"] == "Error" and "lone surrogate" in msg["Obj"], msg
+            finally:
+                ws.close()
+        probe.assert_responsive()
+        with open("/proc/%d/limits" % agent.proc.pid) as fh:
+            fields = [x for x in fh if x.startswith("Max open files")][0].split()
+        assert int(fields[3]) == (hard if hard != resource.RLIM_INFINITY else 1 << 20), fields
+    finally:
+        agent.stop()
+    assert tracebacks(agent.log_path) == 0, agent.log_tail(80)
