@@ -48,9 +48,18 @@ def loads(raw):
     return strict_loads(raw, limits.current.max_json_depth)
 
 
+async def read_raw(request):
+    """The request body, which must arrive within http.body_timeout (408 otherwise)."""
+    try:
+        return await asyncio.wait_for(request.read(), limits.current.body_timeout)
+    except asyncio.TimeoutError:
+        raise HTTPError(408, "request body not received within %gs (http.body_timeout)"
+                        % limits.current.body_timeout) from None
+
+
 async def read_body(request, allow_yaml=True):
     """Decode a JSON (or, with Content-Type application/yaml, YAML) request body."""
-    raw = await request.read()
+    raw = await read_raw(request)
     ctype = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if allow_yaml and ctype in ("application/yaml", "application/x-yaml", "text/yaml"):
         try:

@@ -21,13 +21,14 @@ log = logging.getLogger(__name__)
 
 class Limits:
     def __init__(self, max_body_size=64 * 1024 * 1024, max_json_depth=100, header_timeout=10.0,
-                 idle_timeout=75.0, max_connections=4096, ws_queue_bytes=64 * 1024 * 1024):
+                 idle_timeout=75.0, max_connections=4096, ws_queue_bytes=64 * 1024 * 1024, body_timeout=60.0):
         self.max_body_size = int(max_body_size)
         self.max_json_depth = int(max_json_depth)
         self.header_timeout = float(header_timeout)
         self.idle_timeout = float(idle_timeout)
         self.max_connections = int(max_connections)
         self.ws_queue_bytes = int(ws_queue_bytes)
+        self.body_timeout = float(body_timeout)
 
     @classmethod
     def from_config(cls, config):
@@ -37,7 +38,8 @@ class Limits:
                    header_timeout=_positive(config, "http.header_timeout", d.header_timeout),
                    idle_timeout=_positive(config, "http.idle_timeout", d.idle_timeout),
                    max_connections=config.get_int("http.max_connections", d.max_connections, minimum=1),
-                   ws_queue_bytes=config.get_int("http.ws.queue_max_bytes", d.ws_queue_bytes, minimum=1024))
+                   ws_queue_bytes=config.get_int("http.ws.queue_max_bytes", d.ws_queue_bytes, minimum=1024),
+                   body_timeout=_positive(config, "http.body_timeout", d.body_timeout))
 
 
 def _positive(config, key, default):

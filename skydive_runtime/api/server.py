@@ -17,7 +17,7 @@ from aiohttp import web
 from .. import __version__
 from . import limits
 from .browser import OriginPolicy, origin_middleware
-from .http import HTTPError, JSON_TYPE, dumps, empty, json_response, loads, text_error
+from .http import HTTPError, JSON_TYPE, dumps, empty, json_response, loads, read_raw, text_error
 from .query import QueryError
 
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ def mount_topology(app, graph, engine, guard):
 
     async def post_topology(request):
         guard(request, "topology", "read")
-        raw = await request.read()
+        raw = await read_raw(request)
         if raw.strip():
             try:
                 data = loads(raw.decode("utf-8"))

@@ -59,7 +59,7 @@ def tuned(tmp_path_factory):
     """An analyzer with small limits, so that each one is reached quickly."""
     _raise_own_fd_limit()
     proc = _start(tmp_path_factory, "lim-tuned",
-                  http={"max_body_size": 1024 * 1024, "max_json_depth": 20, "header_timeout": 1,
+                  http={"max_body_size": 1024 * 1024, "max_json_depth": 20, "header_timeout": 1, "body_timeout": 1,
                         "idle_timeout": 2, "max_connections": 1200,
                         "ws": {"queue_max_bytes": 1024 * 1024, "ping_delay": 1, "pong_timeout": 600}},
                   analyzer={"topology": {"backend": "sqlite"}, "flow": {"backend": "sqlite"},
@@ -291,6 +291,21 @@ def test_half_open_connections_closed(tuned):
         for s in socks:
             s.close()
     assert "(http.header_timeout)" in open(tuned.log_path).read()
+
+
+def test_slow_body_refused(tuned):
+    s = socket.create_connection(("127.0.0.1", tuned.port), timeout=10)
+    try:
+        s.sendall(b"POST /api/node HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 100\r\n\r\n{\"ID\"")          # the rest never comes
+        t0 = time.monotonic()
+        data = s.recv(4096)
+        took = time.monotonic() - t0
+    finally:
+        s.close()
+    assert data.split(b"\r\n")[0].endswith(b" 408 Request Timeout"), data
+    assert b"request body not received within 1s (http.body_timeout)" in data
+    assert took < 4, took
 
 
 def test_connection_limit(tmp_path):
