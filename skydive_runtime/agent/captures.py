@@ -130,10 +130,10 @@ class AgentCaptures(OnDemandHandler):
         return {"Type": task.type, "State": task.entry.get("State"), "PacketsReceived": task.entry.get("PacketsReceived", 0)}
 
     # ---- OnDemandHandler -------------------------------------------------------------------------
-    def create(self, node, capture):
+    def create(self, node, resource):
         ntype = node.Metadata.get("Type")
         allowed = capabilities.types_for_node(ntype)
-        ctype = capture.get("Type") or capabilities.DEFAULT_CAPTURE.get(ntype)
+        ctype = resource.get("Type") or capabilities.DEFAULT_CAPTURE.get(ntype)
         if ctype is None:
             raise OnDemandError(400, "node %s of type %r cannot be captured" % (node.ID, ntype))
         if ctype not in allowed:
@@ -141,14 +141,14 @@ class AgentCaptures(OnDemandHandler):
         if ctype in self.unavailable:
             raise OnDemandError(400, "%s capture is not available on this agent: %s" % (ctype, self.unavailable[ctype]))
         try:
-            capabilities.check_capture(dict(capture, Type=ctype))
+            capabilities.check_capture(dict(resource, Type=ctype))
         except ValueError as exc:
             raise OnDemandError(400, str(exc)) from None
-        probe = _Probe(node.ID, capture, ctype)
+        probe = _Probe(node.ID, resource, ctype)
         entry = {"ID": probe.uid, "State": "active", "Type": ctype}
         for k in ("Name", "Description", "BPFFilter"):
-            if capture.get(k):
-                entry[k] = capture[k]
+            if resource.get(k):
+                entry[k] = resource[k]
         entry.update({"PacketsReceived": 0, "PacketsDropped": 0, "PacketsIfDropped": 0})
         probe.entry = entry
         return probe

@@ -19,7 +19,6 @@ packets of `Pcap`. The loop only publishes the node's
 `agent.injection.stats_update` s, 3 by default) and removes the entry when the sender ends.
 """
 
-import asyncio
 import base64
 import binascii
 import logging
