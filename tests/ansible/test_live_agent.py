@@ -67,6 +67,27 @@ def test_capture_waits_until_active_on_agent(live_stack, runner):
                timeout=20, message="capture removed from the node")
 
 
+def test_capture_waits_for_vm_taps(live_stack, runner):
+    """A tap (`tuntap` node, as a VM's) is capturable: wait=true waits for it and sees it active."""
+    analyzer, host_id, net = live_stack
+    names = Names("at")
+    ns = net.add_netns(names("ns"))
+    tap = names("tap")
+    net.ip("tuntap", "add", "dev", tap, "mode", "tap", netns=ns)
+    net.ip("link", "set", tap, "up", netns=ns)
+    query = "G.V().Has('Name', '%s')" % tap
+    wait_until(lambda: analyzer.query(query + ".Values('Type')") == ["tuntap"], timeout=20, message="tap on the analyzer")
+    capture = {"query": query, "capture_name": "vm-tap", "wait": True, "wait_timeout": 30}
+    run = runner.play([
+        {"name": "create", "skydive.skydive.skydive_capture": capture},
+        {"name": "delete", "skydive.skydive.skydive_capture": dict(capture, state="absent")},
+    ], module_defaults={"group/skydive.skydive.skydive": {"analyzer": analyzer.address}})
+    create = run["create"]
+    assert not create.get("failed"), create.get("msg")
+    assert [(n["name"], n["host"], n["state"]) for n in create["nodes"]] == [(tap, host_id, "active")]
+    assert run["delete"]["changed"] is True
+
+
 def test_inventory_of_the_agent_host(live_stack, ansible_env, tmp_path):
     analyzer, host_id, _net = live_stack
     path = tmp_path / "live.skydive.yml"
