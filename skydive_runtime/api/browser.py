@@ -12,11 +12,14 @@ Non-browser clients (skydive-client, the Go CLI, agents, curl) send no Origin he
 send `Content-Type: application/json`.
 """
 
+import logging
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from .http import text_error
+
+log = logging.getLogger(__name__)
 
 STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 JSON_TYPES = ("application/json",)
@@ -89,6 +92,7 @@ class OriginPolicy:
             return None
         origin = request.headers.get("Origin")
         if origin is not None and not self.allows(request, origin):
+            log.info("refused %s %s from Origin %r (from %s)", method, request.path[:200], origin[:200], request.remote)
             return text_error(403, "Origin %r is not allowed: requests from a web page must come from this server "
                                    "or from an origin listed in http.allowed_origins" % origin[:200])
         if method in STATE_CHANGING and request.path.startswith("/api/"):
