@@ -111,8 +111,8 @@ class ActionPolicy:
                                 "scripts in %s" % SCRIPTS_KEY)
         real = os.path.realpath(path)
         if not any(real.startswith(d.rstrip("/") + "/") for d in self.scripts_dirs):
-            raise ActionRefused("file://%s: %s is not under %s (%s)" % (path, real, SCRIPTS_KEY,
-                                                                         ", ".join(self.scripts_dirs)))
+            raise ActionRefused("file://%s: %s is not under %s (%s)"
+                                % (path, real, SCRIPTS_KEY, ", ".join(self.scripts_dirs)))
         try:
             st = os.stat(real)
         except OSError as exc:

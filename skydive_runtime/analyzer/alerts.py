@@ -18,8 +18,9 @@ Firing sends the notification `{"UUID", "Timestamp", "ReasonData"}` (ReasonData 
 as `/api/topology` returns it) to the `/ws/subscriber` clients (Namespace and Type `Alert`) and runs
 the alert's `Action`: `http(s)://...` → POST of the JSON payload, `file:///path` → the program
 run with the payload on stdin, within the limits of `actions.ActionPolicy` (scripts only from
-`analyzer.alert.scripts_dirs`, webhooks only to `analyzer.alert.webhook_allowed`). Actions run as tasks (in firing order for one alert), each bounded by `analyzer.alert.action_timeout`
-seconds (default 10); their failures are logged, never raised, and never block the loop.
+`analyzer.alert.scripts_dirs`, webhooks only to `analyzer.alert.webhook_allowed`). Actions run
+as tasks (in firing order for one alert), each bounded by `analyzer.alert.action_timeout` seconds
+(default 10); their failures are logged, never raised, and never block the loop.
 """
 
 import asyncio
@@ -32,7 +33,7 @@ from ..api import graph_ws
 from ..api.query import QueryError
 from ..common.timeutil import parse_duration_ms, rfc3339_now
 from ..graph import GraphListener
-from .actions import ActionPolicy, ActionRefused, parse_action  # noqa: F401  (parse_action: API)
+from .actions import ActionPolicy, ActionRefused, parse_action
 
 log = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from ..config import ConfigError
 from .http import text_error
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,6 @@ class OriginPolicy:
         for o in allowed_origins or ():
             n = normalise_origin(str(o))
             if n is None:
-                from ..config import ConfigError
                 raise ConfigError("http.allowed_origins: %r is not an origin (scheme://host[:port])" % o)
             self.allowed.add(n)
             self.listed.add(str(o).strip().rstrip("/"))

@@ -6,6 +6,7 @@ filesystem is shared). ansible-playbook reaches them over real SSH.
 Teardown kills every process inside each namespace (services, sshd, leftover ssh session
 children) before deleting it, then deletes the bridge: the namespaces and veths really go.
 """
+import base64
 import json
 import os
 import random
@@ -67,10 +68,12 @@ def _free_subnet():
     raise RuntimeError("no free 10.213.x.0/24 subnet")
 
 
-def http_json(url, body=None, timeout=5):
+def http_json(url, body=None, timeout=5, auth=None):
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET",
-                                 headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()
+    req = urllib.request.Request(url, data=data, method="POST" if body is not None else "GET", headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(req, timeout=timeout) as resp:
         return json.loads(resp.read().decode() or "null")
@@ -226,6 +229,7 @@ class SimCluster:
                 "skydive_sys_groupname": self.sys_user,
                 "skydive_check_retries": 40,
                 "skydive_check_delay": 1,
+                "skydive_credentials_dir": self.credentials_dir,
             }, **(common or {})),
         }}
         path = path or os.path.join(self.base, "inventory.yml")
@@ -264,11 +268,24 @@ class SimCluster:
     def analyzer_url(self, name=None):
         return "http://%s:8082" % self.nodes[name or self.analyzers[0]]["ip"]
 
+    @property
+    def credentials_dir(self):
+        """Where the roles generate the passwords (skydive_credentials_dir) on this controller."""
+        return os.path.join(self.base, "credentials")
+
+    def api_auth(self):
+        """(user, generated password) once a deployment created it, else None (noauth)."""
+        path = os.path.join(self.credentials_dir, "api-password")
+        if not os.path.exists(path):
+            return None
+        with open(path) as fh:     # the password lookup may append " salt=..." for encrypted forms
+            return ("skydive", fh.read().split()[0])
+
     def status(self, name=None):
-        return http_json(self.analyzer_url(name) + "/api/status")
+        return http_json(self.analyzer_url(name) + "/api/status", auth=self.api_auth())
 
     def gremlin(self, query, name=None):
-        return http_json(self.analyzer_url(name) + "/api/topology", {"GremlinQuery": query})
+        return http_json(self.analyzer_url(name) + "/api/topology", {"GremlinQuery": query}, auth=self.api_auth())
 
     def service_pids(self, name):
         """{'analyzer': pid, 'agent': pid} of the skydive services running inside node `name`."""

@@ -22,8 +22,8 @@ USERS = {"admin": "adminpw", "victim": "victimpw", "alice": "alicepw", "bob": "b
 
 def basic_config(tmp_path, **extra):
     cfg = analyzer_config(tmp_path, auth={"local": {"type": "basic", "users": USERS}})
-    cfg["analyzer"]["auth"] = {"api": {"backend": "local"}, "cluster": {"backend": "local", "username": "admin",
-                                                                          "password": "adminpw"}}
+    cfg["analyzer"]["auth"] = {"api": {"backend": "local"},
+                               "cluster": {"backend": "local", "username": "admin", "password": "adminpw"}}
     cfg["http"] = {"login": {"max_failures": 3, "period": 60}}
     for k, v in extra.items():
         cfg[k] = v

@@ -162,5 +162,3 @@ def test_bad_allowed_origin_refuses_start(tmp_path):
     with pytest.raises(RuntimeError) as exc:
         proc.start(timeout=15)
     assert "http.allowed_origins: '*' is not an origin" in str(exc.value)
-
-
