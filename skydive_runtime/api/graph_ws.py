@@ -173,8 +173,8 @@ class GraphBroadcaster(GraphListener):
         except (QueryError, ValueError) as exc:
             log.warning("subscriber %s: filter failed: %s", conn.host_id, exc)
             return
-        if conn.closed or conn.state.get("filter") != flt:
-            return
+        if conn.closed or conn.state.get("filter") != flt or "nodes" not in conn.state:
+            return          # gone, refiltered, or its first snapshot is still being taken
         self._send_diff(conn, nodes, edges, deleted)
         self.catch_up(conn, changes)
 
@@ -345,14 +345,26 @@ class SubscriberEndpoint(Endpoint):
     def on_connect(self, conn):
         if conn.gremlin_filter:
             try:
-                nodes, edges = self.engine.subgraph(conn.gremlin_filter)
+                self.engine.check_graph_query(conn.gremlin_filter)
             except QueryError as exc:
                 conn.state["refusal"] = str(exc)
                 return False
             conn.state["filter"] = conn.gremlin_filter
-            self.broadcaster.snapshot(conn, nodes, edges)
+            asyncio.ensure_future(self._first_snapshot(conn, conn.gremlin_filter))
         self.broadcaster.add(conn)
         return True
+
+    async def _first_snapshot(self, conn, flt):
+        """What a filtered subscriber is taken to have at connect time, computed off the loop."""
+        try:
+            nodes, edges, changes = await self.broadcaster.subgraph(flt)
+        except (QueryError, ValueError) as exc:
+            log.info("websocket %s %s refused: %s", self.path, conn.host_id, exc)
+            await conn.close(code=1008, message=str(exc)[:120].encode())
+            return
+        if not conn.closed and conn.state.get("filter") == flt and "nodes" not in conn.state:
+            self.broadcaster.snapshot(conn, nodes, edges)
+            self.broadcaster.catch_up(conn, changes)
 
     def on_disconnect(self, conn):
         self.broadcaster.remove(conn)

@@ -106,6 +106,16 @@ class QueryEngine:
         except (ValueError, RecursionError) as exc:
             raise QueryError(str(exc)) from None
 
+    def check_graph_query(self, query):
+        """Parse only; QueryError unless the query returns a graph (a subscriber filter)."""
+        g = _gremlin()
+        try:
+            parsed = g.parse(query, self.registry)
+        except (g.GremlinError, ValueError, RecursionError) as exc:
+            raise QueryError(str(exc)) from None
+        if not parsed.returns_graph:
+            raise QueryError("gremlin query '%s' did not return a graph" % query)
+
     @staticmethod
     def is_graph(result):
         return bool(getattr(result, "is_graph", False))

@@ -221,6 +221,22 @@ def test_heavy_subscriber_filter_refused_off_the_loop(tuned):
         ws.close()
 
 
+def test_heavy_connect_filter_refused_off_the_loop(tuned):
+    with StatusProbe(tuned.url, period=0.1) as probe:
+        ws = RawWS(tuned.address, "/ws/subscriber", {"X-Host-ID": "heavy-connect",
+                                                     "X-Gremlin-Filter": EXPLOSION + ".SubGraph()"})
+        try:
+            assert ws.status == 101
+            op, payload = ws.recv_frame()
+            while op != 8:
+                op, payload = ws.recv_frame()
+        finally:
+            ws.close()
+    assert int.from_bytes(payload[:2], "big") == 1008 and b"analyzer.query.timeout" in payload, payload
+    assert probe.count >= 5
+    probe.assert_responsive()
+
+
 def test_redos_regex_refused(default):
     with StatusProbe(default.url) as probe:
         for pattern, what in (("(a+)+", "nested quantifiers"), ("(a|a)*b", "alternation inside a repeat"),
