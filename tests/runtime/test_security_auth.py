@@ -148,6 +148,7 @@ def test_config_redacts_secrets(tmp_path):
         everything = json.dumps([get(k) for k in ("analyzer", "http", "storage", "auth", "tls")])
         for secret in ("adminpw", "cookie-token-value", "s" * 32, "es-password", "victimpw"):
             assert secret not in everything
+        assert_status_fast(proc)
     finally:
         proc.stop()
 
@@ -175,6 +176,15 @@ def test_noauth_on_public_address_warns(tmp_path):
     secured.start()
     secured.stop()
     assert "WITHOUT AUTHENTICATION" not in open(secured.log_path).read()
+
+
+def test_agent_noauth_on_public_address_warns(tmp_path):
+    agent = Listening("agent", tmp_path / "agent", agent_config(None))
+    agent.start()
+    agent.stop()
+    log = open(agent.log_path).read()
+    assert "SECURITY: the agent listens on 0.0.0.0 WITHOUT AUTHENTICATION (api backend: noauth)" in log, log[-3000:]
+    assert "set agent.auth.api.backend" in log
 
 
 def test_agent_api_behind_auth(tmp_path):
