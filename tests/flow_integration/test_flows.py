@@ -308,16 +308,19 @@ def test_pcapsocket_replay_and_api_pcap_history(stack, net, names):
     stack.delete_capture(cid)
     # POST /api/pcap: stored (not live), queried back in time
     data2, exp2 = sample_pcap(1454000000)
+    pcap = {"Content-Type": "application/vnd.tcpdump.pcap"}
     r = requests.post(stack.url + "/api/pcap", data=data2, timeout=10)
+    assert r.status_code == 415 and "Content-Type" in r.text    # a browser's simple POST is refused
+    r = requests.post(stack.url + "/api/pcap", data=data2, headers=pcap, timeout=10)
     assert r.status_code == 202, r.text
     at = "G.At(%d, 60).Flows()" % exp2["end_ms"]
     stack.wait_q(at + ".Has('Application','DNS').Count()", exp2["dns"])
     assert stack.q(at + ".Count()") == exp2["flows"]
     assert stack.q(at + ".Has('Network', '93.184.216.34').Values('Transport.B')") == [80]
     assert stack.q("G.At(%d).Flows().Has('Application','ARP').Count()" % (1454000000 * 1000)) == 1
-    r = requests.post(stack.url + "/api/pcap", data=b"not a pcap at all, really", timeout=10)
+    r = requests.post(stack.url + "/api/pcap", data=b"not a pcap at all, really", headers=pcap, timeout=10)
     assert r.status_code == 400 and "pcap" in r.text.lower() and "Traceback" not in r.text
-    r = requests.post(stack.url + "/api/pcap", data=data2[:40], timeout=10)
+    r = requests.post(stack.url + "/api/pcap", data=data2[:40], headers=pcap, timeout=10)
     assert r.status_code == 400
 
 
