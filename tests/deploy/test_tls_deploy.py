@@ -22,7 +22,9 @@ def make_certs(directory, ip):
     ext = os.path.join(directory, "ext.cnf")
     with open(ext, "w") as fh:
         fh.write("subjectAltName=IP:%s\n" % ip)
-    run = lambda *a: subprocess.run(["openssl"] + list(a), check=True, capture_output=True)  # noqa: E731
+
+    def run(*args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
     run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
         "-subj", "/CN=skydive test CA")
     run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=%s" % ip)
