@@ -12,7 +12,7 @@ import time
 import urllib.parse
 
 from .base import NEVER, StoreCorrupt, StoreError
-from .sqlite import APPLICATION_ID, SCHEMA_VERSION, _fsync_dir, check_file, integrity_problems
+from .sqlite import APPLICATION_ID, SCHEMA_VERSION, fsync_path, check_file, integrity_problems
 
 
 def _open_ro(path):
@@ -69,11 +69,7 @@ def _copy(src_path, dest_path):
         raise StoreError("copying store %s to %s failed: %s" % (src_path, dest_path, exc)) from None
     finally:
         src.close()
-    fd = os.open(dest_path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(dest_path)
 
 
 def _unlink_quietly(path):
@@ -99,7 +95,7 @@ def backup(path, dest):
         os.replace(tmp, dest)
     finally:
         _unlink_quietly(tmp)
-    _fsync_dir(os.path.dirname(dest))
+    fsync_path(os.path.dirname(dest))
     summary["path"] = dest
     return summary
 
@@ -137,7 +133,7 @@ def restore(backup_path, path):
             os.replace(tmp, path)
         finally:
             _unlink_quietly(tmp)
-        _fsync_dir(os.path.dirname(path))
+        fsync_path(os.path.dirname(path))
     finally:
         os.close(fd)
     summary["path"] = path

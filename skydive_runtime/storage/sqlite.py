@@ -260,7 +260,8 @@ def integrity_problems(conn, pragma="quick_check"):
     return "" if lines == ["ok"] else "; ".join(lines)
 
 
-def _fsync_dir(path):
+def fsync_path(path):
+    """fsync a file or a directory (after a rename into it) by its path."""
     fd = os.open(path or ".", os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -538,13 +539,9 @@ class SQLiteStore(Store):
         finally:
             self._wconn = None
             conn.close()
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(tmp)
         os.replace(tmp, self.path)
-        _fsync_dir(os.path.dirname(self.path))
+        fsync_path(os.path.dirname(self.path))
         log.info("storage: created an empty store %s", self.path)
 
     def _quick_check(self):
