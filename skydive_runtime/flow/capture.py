@@ -491,6 +491,10 @@ class FilteredTable(object):
         return now_ms
 
     def tick(self, now_ms):
+        if self.packet_clock and not self._pkt_ms:
+            # no packet yet, so no flow: a tick on the wall clock now would leave the table's
+            # last tick years after the replayed packets (LastUpdateMetric Start > Last)
+            return []
         return self._t.tick(self._now(now_ms))
 
     def flush(self, now_ms):

@@ -1,5 +1,6 @@
 import base64
 import json
+import time
 
 import pytest
 
@@ -437,3 +438,17 @@ def test_ping_sequence_counts_and_first_rtt(mode):
     assert f["Metric"]["ABBytes"] == 5 * len(icmp4_frame(8))
     assert f["Metric"]["RTT"] == 3_000_000             # request -> first reply
     assert f["Last"] == MS0 + 407
+
+
+def test_packet_clock_tick_before_the_first_packet():
+    """pcapsocket replays keep their packet time: a timer tick before the first packet must not
+    put the table's last tick on the wall clock, years after the replayed packets."""
+    from skydive_runtime.flow.capture import FilteredTable
+    t = FilteredTable(FlowTable(node_tid="tid-1", capture_id="cap-1"), packet_clock=True)
+    assert t.tick(int(time.time() * 1000)) == []
+    replay_ms = 1454659514000
+    t.process(udp4_frame(), replay_ms * 1000000)
+    out = t.tick(int(time.time() * 1000))
+    assert len(out) == 1
+    lum = out[0]["LastUpdateMetric"]
+    assert lum["Start"] <= lum["Last"] and lum["Start"] // 1000 == replay_ms // 1000, lum
