@@ -2,6 +2,7 @@
 `skydive agent` subprocesses, private SQLite store, the private Open vSwitch), one per test module; namespaces,
 veths and bridges per test through NetEnv (removed in `finally`). flow.update is 1 s."""
 
+import ipaddress
 import os
 import random
 import shutil
@@ -125,7 +126,8 @@ class Pair:
         self.a, self.b = names("a"), names("b")          # inside the namespaces
         self.pa, self.pb = names("pa"), names("pb")      # root side, bridge ports
         self.ip_a, self.ip_b = self.prefix + ".1", self.prefix + ".2"
-        self.ip6_a = "fd%02x:%s::1" % (random.randint(0, 255), os.urandom(2).hex())
+        # canonical text (no leading zeros in a group), as flows carry it: "fd83:0acd::1" never matches
+        self.ip6_a = str(ipaddress.ip_address("fd%02x:%s::1" % (random.randint(0, 255), os.urandom(2).hex())))
         self.ip6_b = self.ip6_a[:-1] + "2"
         for ns, inner, outer, ip, ip6 in ((self.ns_a, self.a, self.pa, self.ip_a, self.ip6_a),
                                           (self.ns_b, self.b, self.pb, self.ip_b, self.ip6_b)):
