@@ -243,6 +243,16 @@ class _GraphKind(ResourceKind):
     def cli_body(self, body, args):
         return _cli_element(body, args)
 
+    # the graph's own methods for this element kind (`name` is "node" or "edge")
+    def elements(self, graph):
+        return getattr(graph, self.name + "s")
+
+    def add(self, graph, el):
+        getattr(graph, "add_" + self.name)(el)
+
+    def remove(self, graph, el):
+        getattr(graph, "del_" + self.name)(el)
+
 
 _METADATA = Flag("--metadata", field="Metadata", to=parse_metadata, default="", help="'k1=v1, k2.sub=v2'")
 _HOST = Flag("--host", default="", help="Host of the element (default: this host)")
@@ -256,18 +266,6 @@ class NodeKind(_GraphKind):
     flags = (Flag("--node-name", field="Metadata.Name", required=True),
              Flag("--node-type", field="Metadata.Type", required=True), _METADATA, _HOST)
 
-    @staticmethod
-    def elements(graph):
-        return graph.nodes
-
-    @staticmethod
-    def add(graph, el):
-        graph.add_node(el)
-
-    @staticmethod
-    def remove(graph, el):
-        graph.del_node(el)
-
 
 class EdgeKind(_GraphKind):
     name = "edge"
@@ -276,18 +274,6 @@ class EdgeKind(_GraphKind):
     flags = (Flag("--parent", field="Parent", required=True), Flag("--child", field="Child", required=True),
              Flag("--edge-type", field="Metadata.RelationType", required=True, help="RelationType"),
              _METADATA, _HOST)
-
-    @staticmethod
-    def elements(graph):
-        return graph.edges
-
-    @staticmethod
-    def add(graph, el):
-        graph.add_edge(el)
-
-    @staticmethod
-    def remove(graph, el):
-        graph.del_edge(el)
 
 
 class GraphBackend:
