@@ -22,6 +22,7 @@ and `task_status(task)` (its /api/status entry).
 import asyncio
 import logging
 
+from ..common.service import spawn
 from ..graph import GraphListener
 
 log = logging.getLogger(__name__)
@@ -119,10 +120,7 @@ class OnDemandHandler(GraphListener):
             self.refresh()
 
     def spawn(self, coro):
-        t = asyncio.ensure_future(coro)
-        self._spawned.add(t)
-        t.add_done_callback(self._spawned.discard)
-        return t
+        return spawn(self._spawned, coro)
 
     # ---- requests ----------------------------------------------------------------------------
     async def handle(self, msg):

@@ -31,6 +31,7 @@ import time
 
 from ..api import graph_ws
 from ..api.query import QueryError
+from ..common.service import spawn
 from ..common.timeutil import parse_duration_ms, rfc3339_now
 from ..graph import GraphListener
 from .actions import ActionPolicy, ActionRefused, parse_action
@@ -285,10 +286,7 @@ class AlertManager(GraphListener):
                 st.action_error = "too many pending alert actions: dropped"
                 log.warning("alert %s: %d actions pending, action dropped", st.uuid, len(self._tasks))
                 return
-            t = asyncio.ensure_future(self._action(st, payload, st.action_task))
-            st.action_task = t
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
+            st.action_task = spawn(self._tasks, self._action(st, payload, st.action_task))
 
     # ---- actions ----------------------------------------------------------------------------------
     async def _action(self, st, payload, previous):

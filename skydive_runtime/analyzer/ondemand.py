@@ -14,6 +14,7 @@ import logging
 
 from ..api import graph_ws
 from ..api.ws import RequestError
+from ..common.service import spawn
 from ..graph import GraphListener
 
 log = logging.getLogger(__name__)
@@ -128,10 +129,7 @@ class OnDemandManager(GraphListener):
             t.cancel()
 
     def _spawn(self, coro):
-        t = asyncio.ensure_future(coro)
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
-        return t
+        return spawn(self._tasks, coro)
 
     # ---- triggers ----------------------------------------------------------------------------
     def _schedule(self, delay=None):

@@ -7,6 +7,14 @@ import signal
 log = logging.getLogger(__name__)
 
 
+def spawn(tasks, coro):
+    """Schedule coro on the loop, kept in the set `tasks` until it is done (for cancel at stop)."""
+    t = asyncio.ensure_future(coro)
+    tasks.add(t)
+    t.add_done_callback(tasks.discard)
+    return t
+
+
 async def serve_until_signalled(*services):
     """Start the services in order, wait for SIGTERM/SIGINT (or cancellation), stop them in reverse."""
     stop = asyncio.Event()
