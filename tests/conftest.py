@@ -8,6 +8,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from tests.fixtures.processes import SkydiveProcess, analyzer_config  # noqa: E402
+from tests.fixtures.ovn import OVNCentral  # noqa: E402
 from tests.fixtures.topology import NetEnv, PrivateOVS  # noqa: E402
 
 
@@ -44,6 +45,21 @@ def ovs(tmp_path_factory):
         yield switch
     finally:
         switch.stop()
+
+
+@pytest.fixture(scope="session")
+def ovn(tmp_path_factory):
+    """One private OVN control plane (NB + SB ovsdb-servers, ovn-northd) per test run
+    (tests/fixtures/ovn.py); `ovn.add_chassis(ovs, bridge, name)` runs an ovn-controller."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (OVN)")
+    if not OVNCentral.available():
+        pytest.skip("OVN is not installed (ovn-central, ovn-host)")
+    central = OVNCentral(str(tmp_path_factory.mktemp("ovn"))).start()
+    try:
+        yield central
+    finally:
+        central.stop()
 
 
 @pytest.fixture
