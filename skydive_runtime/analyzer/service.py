@@ -23,8 +23,8 @@ from ..api.auth import make_authenticators, warn_if_open
 from ..api.limits import Limits, configure as configure_limits, start_runner
 from ..api.query import QueryEngine
 from ..api.resources import DuplicateError, ResourceError, ResourceHandler, ResourceStore, backend_of
-from ..api.server import (make_app, make_guard, mount_config, mount_info, mount_login, mount_status,
-                          mount_topology, mount_workflow_call)
+from ..api.server import make_app, make_guard, mount_config, mount_info, mount_login, mount_status, mount_topology
+from ..api.topology_diff import mount_topology_diff
 from ..api.ws import WSOptions
 from ..common.parts import Parts
 from ..common.service import raise_fd_limit, serve_until_signalled
@@ -38,6 +38,7 @@ from .injections import InjectionManager
 from .kinds import KINDS
 from .probes import PROBES
 from .rules import TopologyRules
+from .workflows import WorkflowBackend, mount_workflows
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,13 @@ class Analyzer:
         mount_status(app, self.status, guard)
         mount_config(app, self.config, guard)
         mount_topology(app, self.graph, self.engine, guard)
-        mount_workflow_call(app, guard)
+        mount_topology_diff(app, self.engine, guard)
         origin = "api.%s" % self.host_id
         for kind in kinds:
-            handler = ResourceHandler(kind, backend_of(kind, self.resources, self.graph, origin, self.store), guard)
+            backend = backend_of(kind, self.resources, self.graph, origin, self.store)
+            if kind.name == "workflow":
+                backend = WorkflowBackend(backend)      # the built-ins, run natively
+            handler = ResourceHandler(kind, backend, guard)
             handler.register(app)
             self.handlers[kind.name] = handler
             self.kinds[kind.name] = kind
@@ -164,6 +168,7 @@ class Analyzer:
         self.parts.add(self.flows.captures, "Captures")
         self.injections = self.parts.add(InjectionManager(self))
         self.alerts = self.parts.add(AlertManager(self), "Alerts")
+        mount_workflows(self, app, guard)
         mount_ui(app)
         self.app = app
         return app

@@ -133,18 +133,6 @@ def redact(value, key):
     return value
 
 
-WORKFLOW_CALL_REFUSAL = ("workflow execution is not implemented: this analyzer stores workflows "
-                         "but has no JavaScript engine to run them")
-
-
-def mount_workflow_call(app, guard):
-    """POST /api/workflow/<id>/call (upstream runs the workflow's JavaScript): refused with a 501."""
-    async def call(request):
-        guard(request, "workflow", "write")
-        raise HTTPError(501, WORKFLOW_CALL_REFUSAL)
-    app.router.add_post("/api/workflow/{id}/call", call)
-
-
 def mount_config(app, config, guard):
     async def get_config(request):
         guard(request, "config", "read")

@@ -7,6 +7,7 @@ import sys
 from ..analyzer.kinds import KINDS
 from ..api.cliflags import CLIError, build_body, decode_value, parse_metadata
 from ..common.jsonutil import pretty
+from .diff_table import diff_table
 from .rest import ClientError, RestSession
 
 __all__ = ["add_parser", "run", "ClientError", "parse_metadata"]
@@ -59,6 +60,14 @@ def add_parser(sub):
     ti = ts.add_parser("import")
     ti.add_argument("--file", required=True, help="JSON file: [{\"Nodes\": [...], \"Edges\": [...]}]")
     ti.add_argument("--endpoint", default="/ws/publisher")
+    td = ts.add_parser("diff", help="what changed between two times (nodes and edges added, removed, changed)")
+    td.add_argument("--from", dest="from_time", required=True, metavar="T1",
+                    help="start: RFC3339, RFC1123, seconds/ms since the epoch, or a duration from now (-10m)")
+    td.add_argument("--to", dest="to_time", default=None, metavar="T2", help="end (default: now, the live graph)")
+    td.add_argument("--gremlin", default=None, help="compare only what this query returns (graph, nodes or edges)")
+    td.add_argument("--ignore", action="append", default=None, metavar="KEY",
+                    help="metadata key not compared (repeatable; default: the metric counters)")
+    td.add_argument("--format", choices=("table", "json"), default="table")
 
     for name, kind in RESOURCES.items():
         r = cs.add_parser(name, aliases=list(kind.aliases), help="%s resources" % (kind.noun or kind.name))
@@ -141,6 +150,7 @@ def _resource(args, rest):
             rest.request("DELETE", "%s/%s" % (path, i), expect=(200,))
     elif args.action == "call":
         params = [decode_value(p) for p in args.params]
+        rest.timeout = max(rest.timeout, 300.0)     # workflows wait for captures and flows
         _print(rest.json("POST", "%s/%s/call" % (path, args.id), {"Params": params}))
 
 
@@ -169,6 +179,14 @@ def _query(rest, gremlin, fmt, output=None):
         raise ClientError("refusing to write pcap data to a terminal: use --output FILE or a pipe")
     else:
         sys.stdout.buffer.write(resp.content)
+
+
+def _diff(args, rest):
+    body = {"From": args.from_time, "To": args.to_time, "GremlinFilter": args.gremlin}
+    if args.ignore is not None:
+        body["Ignore"] = args.ignore
+    diff = rest.json("POST", "/api/topology/diff", body)
+    sys.stdout.write(pretty(diff) + "\n" if args.format == "json" else diff_table(diff))
 
 
 def _import(args, rest):
@@ -204,6 +222,8 @@ def run(args, config=None):
     elif cmd == "topology":
         if args.topology_command == "query":
             _query(rest, args.gremlin, args.format)
+        elif args.topology_command == "diff":
+            _diff(args, rest)
         elif args.topology_command == "export":
             _query(rest, "G", "json")
         else:

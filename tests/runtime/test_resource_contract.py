@@ -81,11 +81,7 @@ CONTRACTS = [
              [({"Src": "G.V()", "Dst": "G.V()", "Metadata": {}}, "RelationType is required"),
               ({"Src": "G.V()", "Metadata": {"RelationType": "layer2"}}, "Dst: a Gremlin query is required")],
              duplicate=None),
-    Contract("workflow", lambda tag: {"Name": "ct-%s" % tag, "Source": "function() {}"},
-             [({"Title": "no name"}, "Name: non zero value required"),
-              ({"Name": "w", "Parameters": "x"}, "Parameters: expected an array"),
-              ({"Name": "w", "Parameters": [{"Type": "color"}]}, "Parameters[0].Type: must be one of")],
-             duplicate=(400, "Duplicate workflow, name=")),
+    # workflow: built-ins only, user (JavaScript) workflows are refused (tests/runtime/test_workflows.py)
     Contract("node", lambda tag: {"ID": "ct-node-%s" % tag, "Metadata": {"Name": "ct-%s" % tag, "Type": "switch"}},
              [({"Metadata": {"Name": "x", "Type": "switch"}}, "No ID found for graph element"),
               ({"ID": "ct-bad", "Metadata": {"Name": "x"}}, "Type"),

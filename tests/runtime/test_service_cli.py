@@ -146,16 +146,16 @@ def test_analyzer_conf_before_or_after_the_command(tmp_path, where):
         assert svc.stop() == 0
 
 
-def test_workflow_call_is_refused_clearly(analyzer_process, tmp_path):
+def test_workflow_create_is_refused_clearly(analyzer_process, tmp_path):
     wf = tmp_path / "wf.yaml"
     wf.write_text("Name: Ping\nSource: 'function() { return 1 }'\n")
     base = ["client", "--analyzer", analyzer_process.address, "workflow"]
-    created = json.loads(_run(*(base + ["create", "--path", str(wf)])).stdout)
-    p = _run(*(base + ["call", created["UUID"], "1"]))
+    p = _run(*(base + ["create", "--path", str(wf)]))
     assert p.returncode == 1 and "Traceback" not in p.stderr
-    assert "(501): workflow execution is not implemented: this analyzer stores workflows but has no " \
-           "JavaScript engine to run them" in p.stderr
-    assert created["UUID"] in json.loads(_run(*(base + ["list"])).stdout)
+    assert "(400): user workflows are JavaScript, which this analyzer does not run" in p.stderr
+    listed = json.loads(_run(*(base + ["list"])).stdout)
+    assert sorted(w["Name"] for w in listed.values()) == ["CheckConnectivity", "CheckMTU", "FlowMatrix",
+                                                          "FlowValidation"]
 
 
 def test_client_takes_the_analyzer_from_the_conf_files(analyzer_process, tmp_path):
