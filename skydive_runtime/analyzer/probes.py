@@ -1,10 +1,11 @@
 """The analyzer's topology probes by name (`analyzer.topology.probes`).
 
-Upstream's analyzer probes (fabric, peering, k8s, istio, ovn) are not implemented yet, so the
-registry is empty and any name is refused at start. Adding one: a module with `create(analyzer)`
-returning a `common.parts.Probe`, and one `PROBES.register(name, ".module")` line here.
+`ovn` (the OVN Northbound database, analyzer/ovn_probe.py) is implemented; upstream's fabric, peering,
+k8s and istio are not, and any other name is refused at start. Adding one: a module with
+`create(analyzer)` returning a `common.parts.Probe`, and one `PROBES.register(name, ".module")` line here.
 """
 
 from ..common.parts import ProbeRegistry
 
 PROBES = ProbeRegistry("analyzer.topology.probes", __package__)
+PROBES.register("ovn", ".ovn_probe")

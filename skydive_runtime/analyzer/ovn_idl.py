@@ -1,0 +1,165 @@
+"""An OVSDB database watched through the PyPI `ovs` IDL (monitor protocol) in its own thread.
+
+`IdlWatcher(loop, remote, database, tables, sink, on_state)` fetches the server's schema, monitors
+the `tables` it has (all their columns) and posts to the loop `sink(full, changes)`:
+`changes` is a list of `(table, uuid, row)`, `row` a dict column -> value (None: the row is gone);
+`full` is True when it is the whole content (the first sync and each resync after a reconnection:
+rows the receiver knows and this list lacks are gone). Values are JSON-able: maps as dicts, sets and
+optional columns as lists, references as UUID strings.
+"""
+
+import logging
+import os
+import threading
+import uuid as uuidlib
+
+log = logging.getLogger(__name__)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(_plain(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, uuidlib.UUID):
+        return str(value)
+    if hasattr(value, "uuid") and hasattr(value, "_table"):     # an IDL Row (a reference)
+        return str(value.uuid)
+    return value
+
+
+def row_dict(row, columns):
+    out = {}
+    for col in columns:
+        try:
+            out[col] = _plain(getattr(row, col))
+        except AttributeError:
+            continue
+    return out
+
+
+class IdlWatcher(threading.Thread):
+    def __init__(self, loop, remote, database, tables, sink, on_state, ssl_files=None):
+        threading.Thread.__init__(self, name="ovsdb-%s" % database, daemon=True)
+        self.loop = loop
+        self.remote = remote
+        self.database = database
+        self.tables = tables
+        self.sink = sink
+        self.on_state = on_state
+        self.ssl_files = ssl_files or {}
+        self.running = True
+        self.rpipe, self.wpipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.stop_event = threading.Event()
+
+    def stop(self):
+        self.running = False
+        self.stop_event.set()
+        try:
+            os.write(self.wpipe, b"x")
+        except OSError:
+            pass
+
+    def _post(self, fn, *args):
+        try:
+            self.loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:      # the loop is closed
+            self.running = False
+
+    def _open(self):
+        import ovs.db.idl
+        import ovs.jsonrpc
+        import ovs.stream
+        if self.remote.startswith("ssl:"):
+            ovs.stream.Stream.ssl_set_private_key_file(self.ssl_files.get("key"))
+            ovs.stream.Stream.ssl_set_certificate_file(self.ssl_files.get("cert"))
+            ovs.stream.Stream.ssl_set_ca_cert_file(self.ssl_files.get("cacert"))
+        err, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(self.remote), 2000)
+        if err or stream is None:
+            raise OSError(err, "cannot connect to %s: %s" % (self.remote, os.strerror(err) if err else "timeout"))
+        rpc = ovs.jsonrpc.Connection(stream)
+        err, resp = rpc.transact_block(ovs.jsonrpc.Message.create_request("get_schema", [self.database]))
+        rpc.close()
+        if err or resp is None or resp.result is None:
+            raise OSError(err or 0, "get_schema %s failed on %s: %s" % (self.database, self.remote,
+                                                                       getattr(resp, "error", "") or "no answer"))
+        helper = ovs.db.idl.SchemaHelper(schema_json=resp.result)
+        present = [t for t in self.tables if t in resp.result.get("tables", {})]
+        for table in present:
+            helper.register_table(table)
+        pending = set()
+
+        class Idl(ovs.db.idl.Idl):
+            def notify(self, event, row, updates=None):
+                pending.add((row._table.name, str(row.uuid)))
+
+        return Idl(self.remote, helper), pending
+
+    def run(self):
+        import ovs.poller
+        while self.running:
+            try:
+                idl, pending = self._open()
+            except Exception as exc:
+                self._post(self.on_state, "waiting", str(exc))
+                self.stop_event.wait(1.0)
+                continue
+            try:
+                self._monitor(idl, pending, ovs.poller)
+            except Exception as exc:
+                log.exception("ovsdb %s: monitor failed", self.database)
+                self._post(self.on_state, "error", str(exc))
+            finally:
+                idl.close()
+            if self.running:
+                self.stop_event.wait(1.0)
+
+    def _monitor(self, idl, pending, poller_mod):
+        seqno = None
+        session_seqno = None     # changes on each (re)connection: the next post is a full one
+        full = True
+        down_since = None
+        while self.running:
+            idl.run()
+            connected = idl._session.is_connected()
+            if idl._session.get_seqno() != session_seqno:
+                session_seqno = idl._session.get_seqno()
+                full = True
+                if connected:
+                    down_since = None
+                    self._post(self.on_state, "connected", "")
+                else:
+                    down_since = self.loop.time()
+                    self._post(self.on_state, "waiting", "connection to %s lost" % self.remote)
+            if not connected and down_since is not None and self.loop.time() - down_since > 3:
+                return      # start over: schema and all
+            if connected and idl.change_seqno != seqno and idl.has_ever_connected() and \
+                    idl.state == idl.IDL_S_MONITORING:
+                seqno = idl.change_seqno
+                self._post(self.sink, full, self._changes(idl, pending, full))
+                pending.clear()
+                full = False
+            p = poller_mod.Poller()
+            idl.wait(p)
+            p.fd_wait(self.rpipe, poller_mod.POLLIN)
+            p.timer_wait(1000)
+            p.block()
+            try:
+                while os.read(self.rpipe, 4096):
+                    pass
+            except OSError:
+                pass
+
+    @staticmethod
+    def _changes(idl, pending, full):
+        out = []
+        if full:
+            for name, table in idl.tables.items():
+                cols = list(table.columns)
+                out.extend((name, str(u), row_dict(r, cols)) for u, r in table.rows.items())
+            return out
+        for name, uuid in pending:
+            table = idl.tables[name]
+            row = table.rows.get(uuidlib.UUID(uuid))
+            out.append((name, uuid, None if row is None else row_dict(row, list(table.columns))))
+        return out
