@@ -7,17 +7,28 @@
 A hand-assembled eBPF socket filter (bpfasm.py, built here as bytes: no clang,
 no libbpf) is loaded with the bpf() syscall through ctypes and attached with
 SO_ATTACH_BPF to an AF_PACKET socket bound to the interface (inside its
-namespace).  For every frame it parses Ethernet (+ one 802.1Q tag, in-band or
-offloaded) / IPv4 / IPv6 / TCP / UDP / SCTP / ICMPv4 / ICMPv6, builds a
-per-direction key and updates a BPF_MAP_TYPE_HASH value {packets, bytes,
-first_ns, last_ns, TCP flags OR-ed} with atomic instructions, then returns 0:
-nothing is queued on the socket, nothing is copied to user space.
+namespace).  For every frame it builds a per-direction key and counts the frame
+in the slot of the running CPU of a BPF_MAP_TYPE_PERCPU_HASH value {packets,
+bytes, first_ns, last_ns, TCP flags OR-ed} (plain adds: no atomics, no line
+shared between CPUs), then returns 0: nothing is queued on the socket, nothing
+is copied to user space.  A known entry costs one map lookup, the coarse clock
+(last_ns to one kernel tick) and the adds; a new entry takes the precise clock
+(first_ns: Start, RTT).
 
-Kernel key (56 bytes): dst MAC(6) src MAC(6) ethertype(2, BE) VLAN id(2, LE)
-src IP(16) dst IP(16) sport|ICMP type,code(2) dport|ICMP id(2) IP protocol(1)
-IP flags(1: 1 parsed, 2 non-first fragment) VLAN present(1) pad(1).
+IPv4 fast path (most traffic): an IPv4 frame of at least FAST_LOAD bytes, VLAN
+tag out of band or none, no IP options, not a non-first fragment, carrying
+TCP/UDP/SCTP/ICMPv4, is read with a single bpf_skb_load_bytes into a 28-byte
+key: dst MAC(6) src MAC(6) VLAN id(2, LE) IP protocol(1) VLAN present(1) src
+IP(4) dst IP(4) sport|ICMP type,code(2) dport|ICMP id(2).
 
-User space (EBPFFlowTable) reads the whole map every tick (BPF_MAP_LOOKUP_BATCH,
+General path (everything else): Ethernet (+ one 802.1Q tag, in-band or
+offloaded) / IPv4 / IPv6 / TCP / UDP / SCTP / ICMPv4 / ICMPv6, a 56-byte key in
+a second per-CPU map: dst MAC(6) src MAC(6) ethertype(2, BE) VLAN id(2, LE) src
+IP(16) dst IP(16) sport|ICMP type,code(2) dport|ICMP id(2) IP protocol(1) IP
+flags(1: 1 parsed, 2 non-first fragment) VLAN present(1) pad(1).  Each map
+holds up to max_flows entries.
+
+User space (EBPFFlowTable) reads both maps every tick, merging the per-CPU slots (BPF_MAP_LOOKUP_BATCH,
 or GET_NEXT_KEY + LOOKUP_ELEM when batches are not available), rebuilds a
 header-only frame from each kernel key and runs it through the normal decoder
 and key builder (decode.decode + flow.packet_key), so UUID, TrackingID,
@@ -28,7 +39,7 @@ flow; A is the side whose first packet came first.  Flows the table removes
 (expired, finished) have their kernel entries deleted.
 
 Map full: the program counts the packets it could not insert in a one-slot
-array map; they are reported as PacketsDropped (and the flows as FlowDropped
+array map (atomically: the rare path); they are reported as PacketsDropped (and the flows as FlowDropped
 once per sync when that counter moves).
 """
 
@@ -55,13 +66,14 @@ SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 0, 1, 2, 3
 BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = 4, 5
 BPF_MAP_LOOKUP_BATCH = 24
-BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY = 1, 2
+BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_HASH = 1, 2, 5
 BPF_PROG_TYPE_SOCKET_FILTER = 1
 BPF_F_NO_PREALLOC = 1
 BPF_NOEXIST = 1
 SO_ATTACH_BPF = 50
 
 KEY_SIZE = 56
+KEY4_SIZE = 28
 VALUE_SIZE = 40
 DEFAULT_MAX_FLOWS = 500000
 
@@ -122,14 +134,78 @@ def _elem_attr(fd, key_addr, val_addr=0, flags=0):
 
 # ----------------------------------------------------------------------------- the program
 
-_K = -56          # key on the stack: fp-56 .. fp-1
+_K = -56          # general key on the stack: fp-56 .. fp-1
 _V = -96          # value: fp-96 .. fp-57
-_HDR = -160       # header scratch: 64 bytes
-_IDX = -164       # u32 index of the drop counter
+_HDR = -166       # frame scratch (64 bytes): -166 = 2 mod 8, so IPv4 addresses/ports at +26/+34 are 4-aligned
+_IDX = -172       # u32 index of the drop counter
+_IP = -248        # IP header scratch of the general path (40 bytes, 8-aligned)
+_K4 = -200        # IPv4 key (28 bytes): fp-200 .. fp-173
+
+FAST_LOAD = 48    # bytes the IPv4 fast path loads at once: Ethernet + 20-byte IPv4 + TCP flags
 
 
-def build_program(flow_map_fd, drop_map_fd):
-    """The socket filter as bytes (see the module docstring for the key layout)."""
+def _emit_update(a, map_fd, key_off, tag):
+    """Per-CPU counter update of the entry at key `key_off` (R9 = length, value flags at _V+32).
+
+    A packet of a known entry costs one lookup, the coarse clock (one kernel tick of precision:
+    its Last) and plain adds to this CPU's slot; a new entry takes the precise clock (Start,
+    RTT)."""
+    R0, R1, R2, R3, R4, R8, R9, FP = A.R0, A.R1, A.R2, A.R3, A.R4, A.R8, A.R9, A.R10
+    DW = A.DW
+    a.ld_map_fd(R1, map_fd)
+    a.mov64_reg(R2, FP)
+    a.alu64_imm(A.ADD, R2, key_off)
+    a.call(A.FN_map_lookup_elem)
+    a.jmp_imm(A.JEQ, R0, 0, tag + "new")
+    a.mov64_reg(R8, R0)
+    a.label(tag + "bump")
+    a.call(A.FN_ktime_get_coarse_ns)
+    # this CPU's slot: plain adds, nothing shared with the other CPUs
+    a.ldx(DW, R1, R8, 0)
+    a.alu64_imm(A.ADD, R1, 1)
+    a.stx(DW, R8, 0, R1)
+    a.ldx(DW, R1, R8, 8)
+    a.alu64_reg(A.ADD, R1, R9)
+    a.stx(DW, R8, 8, R1)
+    a.stx(DW, R8, 24, R0)
+    a.ldx(DW, R1, FP, _V + 32)
+    a.jmp_imm(A.JEQ, R1, 0, "out")
+    a.ldx(DW, R2, R8, 32)
+    a.alu64_reg(A.OR, R2, R1)
+    a.stx(DW, R8, 32, R2)
+    a.ja("out")
+    a.label(tag + "new")
+    # a new entry holds this CPU's first packet; the other CPUs' slots start at zero
+    a.call(A.FN_ktime_get_ns)
+    a.st(DW, FP, _V, 1)
+    a.stx(DW, FP, _V + 8, R9)
+    a.stx(DW, FP, _V + 16, R0)
+    a.stx(DW, FP, _V + 24, R0)
+    a.ld_map_fd(R1, map_fd)
+    a.mov64_reg(R2, FP)
+    a.alu64_imm(A.ADD, R2, key_off)
+    a.mov64_reg(R3, FP)
+    a.alu64_imm(A.ADD, R3, _V)
+    a.mov64_imm(R4, BPF_NOEXIST)
+    a.call(A.FN_map_update_elem)
+    a.jmp_imm(A.JEQ, R0, 0, "out")
+    # inserted meanwhile by another CPU (-EEXIST): count into it; else the map is full
+    a.ld_map_fd(R1, map_fd)
+    a.mov64_reg(R2, FP)
+    a.alu64_imm(A.ADD, R2, key_off)
+    a.call(A.FN_map_lookup_elem)
+    a.jmp_imm(A.JEQ, R0, 0, "drop")
+    a.mov64_reg(R8, R0)
+    a.ja(tag + "bump")
+
+
+def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
+    """The socket filter as bytes (see the module docstring for the key layouts).
+
+    IPv4 frames without VLAN tag in the data, IP options or non-first fragment, carrying TCP, UDP,
+    SCTP or ICMP and at least FAST_LOAD bytes long, are read with one bpf_skb_load_bytes and
+    counted in `flow4_map_fd` (28-byte key); every other frame takes the general path (the 56-byte
+    key of `flow_map_fd`).  Both maps are per-CPU hashes; `drop_map_fd` counts map-full drops."""
     a = A.Asm()
     R0, R1, R2, R3, R4, R6, R7, R8, R9, FP = A.R0, A.R1, A.R2, A.R3, A.R4, A.R6, A.R7, A.R8, A.R9, A.R10
     W, H, B, DW = A.W, A.H, A.B, A.DW
@@ -147,10 +223,64 @@ def build_program(flow_map_fd, drop_map_fd):
         a.jmp_imm(A.JNE, R0, 0, fail)
 
     a.mov64_reg(R6, R1)
+    a.st(DW, FP, _V + 32, 0)
+    a.ldx(W, R9, R6, 0)                           # skb->len (from the MAC header)
+    # ---- IPv4 fast path: one load, 28-byte key
+    a.jmp_imm(A.JLT, R9, FAST_LOAD, "general")
+    load_bytes(0, _HDR, FAST_LOAD, "general")
+    a.ldx(H, R1, FP, _HDR + 12)
+    a.jmp_imm(A.JNE, R1, 0x0008, "general")      # IPv4 (network order read as LE)
+    a.ldx(B, R1, FP, _HDR + 14)
+    a.jmp_imm(A.JNE, R1, 0x45, "general")        # no IP options
+    a.ldx(H, R1, FP, _HDR + 20)
+    a.alu64_imm(A.AND, R1, 0xFF1F)
+    a.jmp_imm(A.JNE, R1, 0, "general")           # a non-first fragment
+    a.ldx(B, R8, FP, _HDR + 23)
+    a.jmp_imm(A.JEQ, R8, 17, "f4ports")
+    a.jmp_imm(A.JEQ, R8, 6, "f4tcp")
+    a.jmp_imm(A.JEQ, R8, 1, "f4icmp")
+    a.jmp_imm(A.JEQ, R8, 132, "f4ports")
+    a.ja("general")
+    a.label("f4tcp")
+    a.ldx(B, R1, FP, _HDR + 47)
+    a.stx(DW, FP, _V + 32, R1)
+    a.label("f4ports")
+    a.ldx(W, R1, FP, _HDR + 34)
+    a.stx(W, FP, _K4 + 24, R1)
+    a.ja("f4key")
+    a.label("f4icmp")
+    a.ldx(H, R1, FP, _HDR + 34)                   # type, code
+    a.stx(H, FP, _K4 + 24, R1)
+    a.ldx(H, R1, FP, _HDR + 38)                   # echo identifier
+    a.stx(H, FP, _K4 + 26, R1)
+    a.label("f4key")
+    for o in range(0, 12, 2):                     # MACs
+        a.ldx(H, R1, FP, _HDR + o)
+        a.stx(H, FP, _K4 + o, R1)
+    a.ldx(W, R1, FP, _HDR + 26)
+    a.stx(W, FP, _K4 + 16, R1)
+    a.ldx(W, R1, FP, _HDR + 30)
+    a.stx(W, FP, _K4 + 20, R1)
+    a.stx(B, FP, _K4 + 14, R8)
+    a.ldx(W, R1, R6, 20)                          # __sk_buff.vlan_present (tag offloaded)
+    a.jmp_imm(A.JNE, R1, 0, "f4vlan")
+    a.st(H, FP, _K4 + 12, 0)
+    a.st(B, FP, _K4 + 15, 0)
+    a.ja("f4update")
+    a.label("f4vlan")
+    a.ldx(W, R1, R6, 24)                          # vlan_tci
+    a.alu64_imm(A.AND, R1, 0xFFF)
+    a.stx(H, FP, _K4 + 12, R1)
+    a.st(B, FP, _K4 + 15, 1)
+    a.alu64_imm(A.ADD, R9, 4)                     # counted as on the wire, like afpacket
+    a.label("f4update")
+    _emit_update(a, flow4_map_fd, _K4, "f4")
+
+    # ---- general path: 56-byte key
+    a.label("general")
     for i in range(KEY_SIZE // 8):
         a.st(DW, FP, _K + 8 * i, 0)
     a.st(DW, FP, _V + 32, 0)
-    a.ldx(W, R9, R6, 0)                           # skb->len (from the MAC header)
     load_bytes(0, _K, 14, "out")                  # MACs + ethertype straight into the key
     a.mov64_imm(R7, 14)
     a.ldx(W, R1, R6, 20)                          # __sk_buff.vlan_present (tag offloaded)
@@ -178,18 +308,18 @@ def build_program(flow_map_fd, drop_map_fd):
     a.ja("update")
 
     a.label("ipv4")
-    load_bytes((R7,), _HDR, 20, "update")
-    a.ldx(B, R1, FP, _HDR)
+    load_bytes((R7,), _IP, 20, "update")
+    a.ldx(B, R1, FP, _IP)
     a.alu64_imm(A.AND, R1, 0x0F)
     a.alu64_imm(A.LSH, R1, 2)
     a.alu64_reg(A.ADD, R7, R1)                    # L4 offset
-    a.ldx(W, R1, FP, _HDR + 12)
+    a.ldx(W, R1, FP, _IP + 12)
     a.stx(W, FP, _K + 16, R1)
-    a.ldx(W, R1, FP, _HDR + 16)
+    a.ldx(W, R1, FP, _IP + 16)
     a.stx(W, FP, _K + 32, R1)
-    a.ldx(B, R8, FP, _HDR + 9)
+    a.ldx(B, R8, FP, _IP + 9)
     a.stx(B, FP, _K + 52, R8)
-    a.ldx(H, R1, FP, _HDR + 6)
+    a.ldx(H, R1, FP, _IP + 6)
     a.alu64_imm(A.AND, R1, 0xFF1F)                # fragment offset (BE 0x1fff read as LE)
     a.jmp_imm(A.JEQ, R1, 0, "ipv4_l4")
     a.st(B, FP, _K + 53, 3)
@@ -199,11 +329,11 @@ def build_program(flow_map_fd, drop_map_fd):
     a.ja("l4")
 
     a.label("ipv6")
-    load_bytes((R7,), _HDR, 40, "update")
+    load_bytes((R7,), _IP, 40, "update")
     for o in (8, 16, 24, 32):
-        a.ldx(DW, R1, FP, _HDR + o)
+        a.ldx(DW, R1, FP, _IP + o)
         a.stx(DW, FP, _K + 8 + o, R1)
-    a.ldx(B, R8, FP, _HDR + 6)
+    a.ldx(B, R8, FP, _IP + 6)
     a.stx(B, FP, _K + 52, R8)
     a.st(B, FP, _K + 53, 1)
     a.alu64_imm(A.ADD, R7, 40)
@@ -216,60 +346,27 @@ def build_program(flow_map_fd, drop_map_fd):
     a.jmp_imm(A.JEQ, R8, 58, "icmp")
     a.ja("update")
     a.label("tcp")
-    load_bytes((R7,), _HDR, 14, "update")
-    a.ldx(W, R1, FP, _HDR)
+    load_bytes((R7,), _IP, 14, "update")
+    a.ldx(W, R1, FP, _IP)
     a.stx(W, FP, _K + 48, R1)
-    a.ldx(B, R1, FP, _HDR + 13)
+    a.ldx(B, R1, FP, _IP + 13)
     a.stx(DW, FP, _V + 32, R1)
     a.ja("update")
     a.label("ports")
-    load_bytes((R7,), _HDR, 4, "update")
-    a.ldx(W, R1, FP, _HDR)
+    load_bytes((R7,), _IP, 4, "update")
+    a.ldx(W, R1, FP, _IP)
     a.stx(W, FP, _K + 48, R1)
     a.ja("update")
     a.label("icmp")
-    load_bytes((R7,), _HDR, 8, "update")
-    a.ldx(H, R1, FP, _HDR)                        # type, code
+    load_bytes((R7,), _IP, 8, "update")
+    a.ldx(H, R1, FP, _IP)                         # type, code
     a.stx(H, FP, _K + 48, R1)
-    a.ldx(H, R1, FP, _HDR + 4)                    # echo identifier
+    a.ldx(H, R1, FP, _IP + 4)                     # echo identifier
     a.stx(H, FP, _K + 50, R1)
 
     a.label("update")
-    a.call(A.FN_ktime_get_ns)
-    a.mov64_reg(R7, R0)
-    a.ld_map_fd(R1, flow_map_fd)
-    a.mov64_reg(R2, FP)
-    a.alu64_imm(A.ADD, R2, _K)
-    a.call(A.FN_map_lookup_elem)
-    a.jmp_imm(A.JEQ, R0, 0, "new")
-    a.label("bump")
-    a.mov64_imm(R1, 1)
-    a.atomic(DW, A.ADD, R0, 0, R1)
-    a.atomic(DW, A.ADD, R0, 8, R9)
-    a.stx(DW, R0, 24, R7)
-    a.ldx(DW, R1, FP, _V + 32)
-    a.jmp_imm(A.JEQ, R1, 0, "out")
-    a.atomic(DW, A.OR, R0, 32, R1)
-    a.ja("out")
-    a.label("new")
-    a.st(DW, FP, _V, 1)
-    a.stx(DW, FP, _V + 8, R9)
-    a.stx(DW, FP, _V + 16, R7)
-    a.stx(DW, FP, _V + 24, R7)
-    a.ld_map_fd(R1, flow_map_fd)
-    a.mov64_reg(R2, FP)
-    a.alu64_imm(A.ADD, R2, _K)
-    a.mov64_reg(R3, FP)
-    a.alu64_imm(A.ADD, R3, _V)
-    a.mov64_imm(R4, BPF_NOEXIST)
-    a.call(A.FN_map_update_elem)
-    a.jmp_imm(A.JEQ, R0, 0, "out")
-    # inserted meanwhile by another CPU (-EEXIST): count into it; else the map is full
-    a.ld_map_fd(R1, flow_map_fd)
-    a.mov64_reg(R2, FP)
-    a.alu64_imm(A.ADD, R2, _K)
-    a.call(A.FN_map_lookup_elem)
-    a.jmp_imm(A.JNE, R0, 0, "bump")
+    _emit_update(a, flow_map_fd, _K, "g")
+    a.label("drop")
     a.st(W, FP, _IDX, 0)
     a.ld_map_fd(R1, drop_map_fd)
     a.mov64_reg(R2, FP)
@@ -300,27 +397,31 @@ class EBPFSource(object):
         self.netns = netns
         self.max_flows = max_flows
         self.batch = max(1, min(batch, max_flows))
+        self.ncpus = possible_cpus()
         self.sock = None
-        self.map_fd = -1
+        self.map_fd = -1              # general map, KEY_SIZE keys
+        self.map4_fd = -1             # IPv4 fast path map, KEY4_SIZE keys
         self.drop_fd = -1
         self.prog_fd = -1
         self._poll = None
         self._use_batch = True
         self.mono_offset_ns = 0       # wall clock - CLOCK_MONOTONIC (ktime_get_ns)
-        self.received = 0             # packets seen in the map (live + retired entries)
+        self.received = 0             # packets seen in the maps (live + retired entries)
         self.map_full_drops = 0
         self.syncs = 0
-        self._kbuf = self._vbuf = None
+        self._bufs = {}
 
     # ---------------------------------------------------------------- lifecycle
     def open(self):
         if self.sock is not None:
             return
         try:
-            self.map_fd = map_create(BPF_MAP_TYPE_HASH, KEY_SIZE, VALUE_SIZE, self.max_flows,
+            self.map_fd = map_create(BPF_MAP_TYPE_PERCPU_HASH, KEY_SIZE, VALUE_SIZE, self.max_flows,
                                      BPF_F_NO_PREALLOC, b"skydive_flows")
+            self.map4_fd = map_create(BPF_MAP_TYPE_PERCPU_HASH, KEY4_SIZE, VALUE_SIZE, self.max_flows,
+                                      BPF_F_NO_PREALLOC, b"skydive_flows4")
             self.drop_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, b"skydive_drops")
-            self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd))
+            self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd, self.map4_fd))
             with in_netns(self.netns):
                 try:
                     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
@@ -348,7 +449,7 @@ class EBPFSource(object):
         self._poll.register(sock.fileno(), select.POLLERR)
 
     def _close_fds(self):
-        for name in ("prog_fd", "map_fd", "drop_fd"):
+        for name in ("prog_fd", "map_fd", "map4_fd", "drop_fd"):
             fd = getattr(self, name)
             if fd >= 0:
                 try:
@@ -384,35 +485,42 @@ class EBPFSource(object):
                 "PacketsIfDropped": 0}
 
     # ---------------------------------------------------------------- map access
+    def _maps(self):
+        return ((self.map4_fd, KEY4_SIZE), (self.map_fd, KEY_SIZE))
+
     def dump(self):
-        """Every kernel entry: list of (key bytes, (packets, bytes, first_ns, last_ns, flags))."""
+        """Every kernel entry of both maps: list of (key bytes, (packets, bytes, first_ns, last_ns,
+        flags)), the per-CPU slots merged (merge_percpu).  The key's length tells its map."""
         if self.map_fd < 0:
             raise CaptureError("capture is not open")
         self.syncs += 1
-        if self._use_batch:
-            try:
-                return self._dump_batch()
-            except OSError as e:
-                if e.errno not in (_errno.EINVAL, _errno.ENOTSUPP if hasattr(_errno, "ENOTSUPP") else 524,
-                                   524, _errno.ENOSPC, _errno.EOPNOTSUPP):
-                    raise
-                self._use_batch = False
-        return self._dump_iter()
-
-    def _dump_batch(self):
-        n = self.batch
-        if self._kbuf is None:
-            self._kbuf = ctypes.create_string_buffer(n * KEY_SIZE)
-            self._vbuf = ctypes.create_string_buffer(n * VALUE_SIZE)
-            self._tok = (ctypes.create_string_buffer(KEY_SIZE), ctypes.create_string_buffer(KEY_SIZE))
-        kb, vb = self._kbuf, self._vbuf
         out = []
-        tok_in, tok_out = self._tok
+        for fd, ksize in self._maps():
+            if self._use_batch:
+                try:
+                    out.extend(self._dump_batch(fd, ksize))
+                    continue
+                except OSError as e:
+                    if e.errno not in (_errno.EINVAL, 524, _errno.ENOSPC, _errno.EOPNOTSUPP):
+                        raise
+                    self._use_batch = False
+            out.extend(self._dump_iter(fd, ksize))
+        return out
+
+    def _dump_batch(self, fd, ksize):
+        n = self.batch
+        vsize = VALUE_SIZE * self.ncpus
+        bufs = self._bufs.get(ksize)
+        if bufs is None:
+            bufs = self._bufs[ksize] = (ctypes.create_string_buffer(n * ksize), ctypes.create_string_buffer(n * vsize),
+                                        ctypes.create_string_buffer(ksize), ctypes.create_string_buffer(ksize))
+        kb, vb, tok_in, tok_out = bufs
+        out = []
         first = True
-        unpack = _VAL.iter_unpack
+        ncpus = self.ncpus
         while True:
             attr = struct.pack("=QQQQIIQQ", 0 if first else ctypes.addressof(tok_in), ctypes.addressof(tok_out),
-                               ctypes.addressof(kb), ctypes.addressof(vb), n, self.map_fd, 0, 0)
+                               ctypes.addressof(kb), ctypes.addressof(vb), n, fd, 0, 0)
             buf = ctypes.create_string_buffer(attr, len(attr))
             r = _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(BPF_MAP_LOOKUP_BATCH), buf,
                               ctypes.c_uint(len(attr)))
@@ -421,51 +529,51 @@ class EBPFSource(object):
                 raise OSError(err, os.strerror(err))
             count = struct.unpack_from("=I", buf, 32)[0]
             if count:
-                keys = kb.raw[:count * KEY_SIZE]
-                vals = unpack(vb.raw[:count * VALUE_SIZE])
-                for i, v in enumerate(vals):
-                    out.append((keys[i * KEY_SIZE:(i + 1) * KEY_SIZE], v))
+                keys = kb.raw[:count * ksize]
+                vals = vb.raw[:count * vsize]
+                for i in range(count):
+                    out.append((keys[i * ksize:(i + 1) * ksize], merge_percpu(vals, i * vsize, ncpus)))
             if err == _errno.ENOENT:
                 return out
             first = False
-            ctypes.memmove(tok_in, tok_out, KEY_SIZE)
+            ctypes.memmove(tok_in, tok_out, ksize)
 
-    def _dump_iter(self):
-        key = ctypes.create_string_buffer(KEY_SIZE)
-        nxt = ctypes.create_string_buffer(KEY_SIZE)
-        val = ctypes.create_string_buffer(VALUE_SIZE)
+    def _dump_iter(self, fd, ksize):
+        key = ctypes.create_string_buffer(ksize)
+        nxt = ctypes.create_string_buffer(ksize)
+        val = ctypes.create_string_buffer(VALUE_SIZE * self.ncpus)
         out = []
         prev = 0
         while True:
             try:
-                _bpf(BPF_MAP_GET_NEXT_KEY, _elem_attr(self.map_fd, prev, ctypes.addressof(nxt)))
+                _bpf(BPF_MAP_GET_NEXT_KEY, _elem_attr(fd, prev, ctypes.addressof(nxt)))
             except OSError as e:
                 if e.errno == _errno.ENOENT:
                     return out
                 raise
-            ctypes.memmove(key, nxt, KEY_SIZE)
+            ctypes.memmove(key, nxt, ksize)
             prev = ctypes.addressof(key)
             try:
-                _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(self.map_fd, prev, ctypes.addressof(val)))
+                _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(fd, prev, ctypes.addressof(val)))
             except OSError as e:
                 if e.errno == _errno.ENOENT:      # deleted meanwhile
                     continue
                 raise
-            out.append((key.raw, _VAL.unpack(val.raw)))
+            out.append((key.raw, merge_percpu(val.raw, 0, self.ncpus)))
 
     def delete(self, kkeys):
         """Remove kernel entries; returns the packet count they held at deletion."""
         if self.map_fd < 0:
             return 0
-        key = ctypes.create_string_buffer(KEY_SIZE)
-        val = ctypes.create_string_buffer(VALUE_SIZE)
         total = 0
+        val = ctypes.create_string_buffer(VALUE_SIZE * self.ncpus)
         for k in kkeys:
-            ctypes.memmove(key, k, KEY_SIZE)
+            fd = self.map4_fd if len(k) == KEY4_SIZE else self.map_fd
+            key = ctypes.create_string_buffer(k, len(k))
             try:
-                _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(self.map_fd, ctypes.addressof(key), ctypes.addressof(val)))
-                total += _VAL.unpack(val.raw)[0]
-                _bpf(BPF_MAP_DELETE_ELEM, _elem_attr(self.map_fd, ctypes.addressof(key)))
+                _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(fd, ctypes.addressof(key), ctypes.addressof(val)))
+                total += merge_percpu(val.raw, 0, self.ncpus)[0]
+                _bpf(BPF_MAP_DELETE_ELEM, _elem_attr(fd, ctypes.addressof(key)))
             except OSError as e:
                 if e.errno != _errno.ENOENT:
                     raise
@@ -481,13 +589,54 @@ class EBPFSource(object):
         return self.map_full_drops
 
 
+def possible_cpus():
+    """How many per-CPU slots a per-CPU map value has (the kernel's possible CPUs)."""
+    try:
+        with open("/sys/devices/system/cpu/possible") as f:
+            text = f.read().strip()
+    except OSError:
+        return os.cpu_count() or 1
+    n = 0
+    for part in text.split(","):
+        lo, _sep, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+def merge_percpu(raw, off, ncpus):
+    """One entry's per-CPU slots -> (packets, bytes, first_ns, last_ns, flags): sums, the
+    earliest first (a slot created by a bump, not an insert, has none), the latest last, OR."""
+    packets = nbytes = first = last = flags = 0
+    for i in range(ncpus):
+        p, b, f, l, fl = _VAL.unpack_from(raw, off + i * VALUE_SIZE)
+        if not p:
+            continue
+        packets += p
+        nbytes += b
+        if f and (not first or f < first):
+            first = f
+        if l > last:
+            last = l
+        flags |= fl
+    first = first or last
+    return packets, nbytes, first, max(last, first), flags
+
+
 _VAL = struct.Struct("=QQQQQ")
 
 
 # ----------------------------------------------------------------------------- kernel key -> flow
 
+def widen_key4(k4):
+    """An IPv4 fast-path key (KEY4_SIZE) in the general key's layout (KEY_SIZE)."""
+    return (k4[0:12] + b"\x08\x00" + k4[12:14] + k4[16:20] + bytes(12) + k4[20:24] + bytes(12) + k4[24:28]
+            + k4[14:15] + b"\x01" + k4[15:16] + b"\x00")
+
+
 def synth_frame(kk):
-    """A header-only Ethernet frame with the fields of kernel key `kk`, for decode()."""
+    """A header-only Ethernet frame with the fields of kernel key `kk` (either layout), for decode()."""
+    if len(kk) == KEY4_SIZE:
+        kk = widen_key4(kk)
     et = kk[12:14]
     frame = kk[0:12]
     if kk[54]:
@@ -679,6 +828,18 @@ class EBPFFlowTable(object):
 
 
 BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_PROG_TEST_RUN = 10
+
+
+def prog_test_run(prog_fd, frame, repeat=1):
+    """Run the loaded socket filter `repeat` times on Ethernet frame `frame` in the kernel
+    (BPF_PROG_TEST_RUN, on the calling CPU) -> (return value, mean ns per run).  The kernel
+    takes the first 14 bytes of the test input as its own link header, so a dummy one goes first."""
+    data = b"\0" * 12 + b"\x08\x00" + bytes(frame)
+    din = ctypes.create_string_buffer(data, len(data))
+    attr = struct.pack("=IIIIQQII", prog_fd, 0, len(data), 0, ctypes.addressof(din), 0, repeat, 0).ljust(80, b"\0")
+    buf = _bpf(BPF_PROG_TEST_RUN, attr)[1]
+    return struct.unpack_from("=I", buf, 4)[0], struct.unpack_from("=I", buf, 36)[0]
 
 
 def prog_run_stats(prog_fd):
@@ -696,9 +857,10 @@ def available(config):
     """None when the kernel loads the flow program (bpf() allowed, verifier accepts it)."""
     fds = []
     try:
-        fds.append(map_create(BPF_MAP_TYPE_HASH, KEY_SIZE, VALUE_SIZE, 1, BPF_F_NO_PREALLOC, b"skydive_check"))
+        fds.append(map_create(BPF_MAP_TYPE_PERCPU_HASH, KEY_SIZE, VALUE_SIZE, 1, BPF_F_NO_PREALLOC, b"skydive_check"))
         fds.append(map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, b"skydive_check"))
-        fds.append(load_program(build_program(fds[0], fds[1])))
+        fds.append(map_create(BPF_MAP_TYPE_PERCPU_HASH, KEY4_SIZE, VALUE_SIZE, 1, BPF_F_NO_PREALLOC, b"skydive_check"))
+        fds.append(load_program(build_program(fds[0], fds[1], fds[2])))
     except OSError as e:
         return "the kernel refuses the eBPF flow program: %s" % (e.strerror or e)
     finally:

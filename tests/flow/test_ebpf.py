@@ -3,7 +3,9 @@
 The reference for every flow is the afpacket probe capturing the same interface at the same time.
 """
 
+import ctypes
 import os
+import struct
 import threading
 import time
 
@@ -12,7 +14,8 @@ import pytest
 from skydive_runtime.flow import bpfasm as A
 from skydive_runtime.flow.afpacket import AFPacketSource, CaptureError
 from skydive_runtime.flow.capture import CaptureRunner
-from skydive_runtime.flow.ebpf import EBPFError, EBPFFlowTable, EBPFSource, load_program
+from skydive_runtime.flow.ebpf import (BPF_MAP_LOOKUP_ELEM, EBPFError, EBPFFlowTable, EBPFSource, KEY4_SIZE, _bpf,
+                                       _elem_attr, load_program, merge_percpu, prog_test_run, widen_key4)
 from skydive_runtime.flow.table import FlowTable
 from tests.flow.conftest import udp_send
 
@@ -230,20 +233,20 @@ def test_fds_closed_on_stop_and_on_failed_open(veth_pair):
     r = ebpf_runner(veth_pair, flows)
     r.start()
     src = r.source
-    assert src.map_fd >= 0 and src.prog_fd >= 0 and src.drop_fd >= 0 and src.sock is not None
-    links = {os.readlink("/proc/self/fd/%d" % fd) for fd in (src.map_fd, src.prog_fd, src.drop_fd)}
+    assert src.map_fd >= 0 and src.map4_fd >= 0 and src.prog_fd >= 0 and src.drop_fd >= 0 and src.sock is not None
+    links = {os.readlink("/proc/self/fd/%d" % fd) for fd in (src.map_fd, src.map4_fd, src.prog_fd, src.drop_fd)}
     assert links == {"anon_inode:bpf-map", "anon_inode:bpf-prog"}
     veth_pair.exec_a("ping", "-c", "2", "-i", "0.05", "-W", "1", veth_pair.ip_b)
     r.stop()
     assert not r.running and r.error is None
-    assert src.map_fd == src.prog_fd == src.drop_fd == -1 and src.sock is None
+    assert src.map_fd == src.map4_fd == src.prog_fd == src.drop_fd == -1 and src.sock is None
     assert _fds() - before == set()
     assert any(f.get("ICMP", {}).get("Type") == "ECHO" and f["Metric"]["ABPackets"] == 2 for f in flows)
     # a failed open (no such interface) leaves nothing open either
     bad = EBPFSource("nosuchif0", netns=veth_pair.ns_b)
     with pytest.raises(CaptureError):
         bad.open()
-    assert bad.map_fd == bad.prog_fd == bad.drop_fd == -1
+    assert bad.map_fd == bad.map4_fd == bad.prog_fd == bad.drop_fd == -1
     assert _fds() - before == set()
 
 
@@ -252,13 +255,18 @@ def test_map_full_counts_dropped_packets_and_flows(veth_pair):
     src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b, max_flows=2)
     src.open()
     try:
-        t = EBPFFlowTable(src, FlowTable(max_entries=2))
+        t = EBPFFlowTable(src, FlowTable(max_entries=100))
         for port in range(7020, 7025):
             udp_send(veth_pair, 3, dport=port, sport=port + 1000)
         flows = t.get_flows()
-        assert len(flows) == 2 and len(src.dump()) == 2
+        kernel = src.dump()
+        # each map (IPv4 fast path, general) holds max_flows entries
+        assert len([k for k, _v in kernel if len(k) == KEY4_SIZE]) == 2 and len(kernel) <= 4
+        assert len([f for f in flows if f.get("Transport", {}).get("B") in range(7020, 7025)]) <= 2
         # the per-key walk (kernels without batch map ops) reads the same entries
-        assert sorted(src._dump_iter()) == sorted(src._dump_batch())
+        for fd, ksize in ((src.map4_fd, KEY4_SIZE), (src.map_fd, 56)):
+            assert sorted(src._dump_iter(fd, ksize)) == sorted(src._dump_batch(fd, ksize))
+        assert sorted(src._dump_iter(src.map4_fd, KEY4_SIZE) + src._dump_iter(src.map_fd, 56)) == sorted(kernel)
         st = src.stats()
         counted = sum(f["Metric"]["ABPackets"] + f["Metric"]["BAPackets"] for f in flows)
         assert st["PacketsReceived"] == counted
@@ -284,7 +292,8 @@ def test_expired_flows_leave_the_kernel_map(veth_pair):
         out = t.tick(time.time_ns() // 1000000)
         gone = [f for f in out if f.get("Transport", {}).get("B") == 7030]
         assert gone and gone[0]["FinishType"] == "TIMEOUT"
-        assert all(k[52] != 17 for k, _v in src.dump())     # the UDP entries were deleted
+        assert all(widen_key4(k)[52] != 17 if len(k) == KEY4_SIZE else k[52] != 17
+                   for k, _v in src.dump())                  # the UDP entries were deleted
         assert src.stats()["PacketsReceived"] >= 4           # still counted after deletion
         udp_send(veth_pair, 2, dport=7030, sport=7031)      # the same conversation again: a new flow
         again = [f for f in t.get_flows() if f.get("Transport", {}).get("B") == 7030]
@@ -307,3 +316,94 @@ def test_interface_removed_ends_the_capture(veth_pair):
     finally:
         r.stop()
     assert src.map_fd == -1 and src.sock is None
+
+
+def _frame(sport, dport=9000, proto=17, size=60):
+    """Ethernet/IPv4/UDP (or TCP ACK) frame of `size` bytes, 10.0.0.1 -> 10.0.0.2."""
+    l4 = struct.pack("!HH", sport, dport) + (struct.pack("!IIBBHHH", 1, 1, 0x50, 0x10, 1000, 0, 0) if proto == 6
+                                             else struct.pack("!HH", size - 34, 0))
+    ip_len = size - 14
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, ip_len, 1, 0, 64, proto, 0, bytes((10, 0, 0, 1)), bytes((10, 0, 0, 2)))
+    frame = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00" + ip + l4
+    return frame + b"x" * (size - len(frame))
+
+
+def test_per_cpu_slots_merge_exactly():
+    """The program counts into the running CPU's slot; dump() sums the slots, keeps the
+    earliest first and latest last time, ORs the TCP flags (BPF_PROG_TEST_RUN pinned on each CPU)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (bpf)")
+    cpus = sorted(os.sched_getaffinity(0))
+    src = EBPFSource("lo", max_flows=16)
+    src.open()
+    before = os.sched_getaffinity(0)
+    try:
+        runs = {}
+        for i, cpu in enumerate(cpus[:4]):
+            os.sched_setaffinity(0, {cpu})
+            n = 1000 + 300 * i
+            for frame in (_frame(10001), _frame(10002, proto=6, size=70), _frame(10003, size=47)):
+                assert prog_test_run(src.prog_fd, frame, n)[0] == 0        # nothing reaches the socket
+            runs[cpu] = n
+        total = sum(runs.values())
+        got = {}
+        for k, v in src.dump():
+            wide = widen_key4(k) if len(k) == KEY4_SIZE else k
+            if wide[16:20] == bytes((10, 0, 0, 1)):
+                got[(len(k), struct.unpack("!H", wide[48:50])[0])] = v
+        # 60-byte UDP and 70-byte TCP take the IPv4 fast path; the 47-byte frame the general one
+        assert set(got) == {(KEY4_SIZE, 10001), (KEY4_SIZE, 10002), (56, 10003)}
+        assert got[(KEY4_SIZE, 10001)][:2] == (total, 60 * total)
+        assert got[(KEY4_SIZE, 10002)][:2] == (total, 70 * total) and got[(KEY4_SIZE, 10002)][4] == 0x10
+        assert got[(56, 10003)][:2] == (total, 47 * total)
+        for v in got.values():
+            assert 0 < v[2] <= v[3]
+        if len(runs) > 1:
+            # really spread: the raw value has one non-empty slot per CPU used
+            raw = ctypes.create_string_buffer(40 * src.ncpus)
+            key4 = [k for k, _v in src.dump() if len(k) == KEY4_SIZE and widen_key4(k)[48:50] == b"\x27\x11"][0]
+            kb = ctypes.create_string_buffer(key4, len(key4))
+            _bpf(BPF_MAP_LOOKUP_ELEM, _elem_attr(src.map4_fd, ctypes.addressof(kb), ctypes.addressof(raw)))
+            slots = [struct.unpack_from("=Q", raw.raw, 40 * c)[0] for c in range(src.ncpus)]
+            assert sorted(s for s in slots if s) == sorted(runs.values())
+            assert merge_percpu(raw.raw, 0, src.ncpus)[0] == total
+    finally:
+        os.sched_setaffinity(0, before)
+        src.close()
+
+
+def test_merge_percpu_rules():
+    slot = struct.Struct("=QQQQQ").pack
+    raw = slot(3, 180, 500, 900, 0x02) + slot(0, 0, 0, 0, 0) + slot(2, 120, 0, 950, 0x10) + slot(1, 60, 400, 420, 0)
+    # slot 2 was created by a bump after another CPU's insert: no first time of its own
+    assert merge_percpu(raw, 0, 4) == (6, 360, 400, 950, 0x12)
+    assert merge_percpu(slot(1, 60, 700, 698, 0), 0, 1) == (1, 60, 700, 700, 0)   # coarse last behind first
+
+
+def test_both_cpus_sending_one_flow_counted_exactly(veth_pair):
+    """Two senders pinned to different CPUs, one UDP conversation: every datagram counted once."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    veth_pair.exec_a("ping", "-c", "1", "-W", "1", veth_pair.ip_b)
+    code = ("import socket,sys\n"
+            "s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)\n"
+            "s.bind(('', 7050))\n"
+            "for i in range(int(sys.argv[2])): s.sendto(b'p' * 18, (sys.argv[1], 7051))\n")
+    flows = []
+    r = ebpf_runner(veth_pair, flows)
+    r.start()
+    try:
+        import subprocess
+        procs = [subprocess.Popen(["ip", "netns", "exec", veth_pair.ns_a, "taskset", "-c", str(c), "/usr/bin/python3",
+                                   "-c", code, veth_pair.ip_b, "3000"]) for c in cpus[:2]]
+        for p in procs:
+            assert p.wait(30) == 0
+        time.sleep(0.3)
+    finally:
+        r.stop()
+    assert r.error is None
+    (f,) = [f for f in final_by_tracking(flows).values() if f.get("Transport", {}).get("B") == 7051]
+    assert f["Metric"]["ABPackets"] == 6000 and f["Metric"]["ABBytes"] == 6000 * 60
