@@ -8,10 +8,15 @@ Ethernet/IPv4/TCP|UDP flows lives in `table.py` and never builds a `Packet`.
 
 Layer names and `LayersPath` follow gopacket (`Ethernet/IPv4/ICMPv4`,
 `Ethernet/Dot1Q/IPv4/ICMPv4`, `Ethernet/IPv6/ICMPv6/ICMPv6Echo`, `Ethernet/ARP`,
-`Ethernet/IPv4/UDP/DNS`, ...).  Tunnels (VXLAN on UDP 4789, GRE) stop the outer
-packet at the tunnel layer and decode the payload as `Packet.inner`, which the
-table turns into a child flow (`ParentUUID`), as upstream's
-FlowPacketsFromGoPacket does.
+`Ethernet/IPv4/UDP/DNS`, ...).  Tunnels (VXLAN on UDP 4789, Geneve on UDP
+6081, GRE, MPLS) stop the outer packet at the tunnel layer and decode the
+payload as `Packet.inner`, which the table turns into a child flow
+(`ParentUUID`), as upstream's PacketSeqFromGoPacket does.  The tunnel id
+(VNI, GRE key) is the outer packet's `net_id` (upstream's Network.ID of the
+outer flow); the inner packet has none, so its TrackingID is the one the same
+conversation gets where it is not encapsulated.  VXLAN and Geneve outer
+packets also set `tunnel_dport`: their flow is keyed on VNI + destination port
+(spec 5.2), not on the source port OVS picks per direction and inner flow.
 
 Malformed or truncated input never raises out of `decode`: decoding stops at
 the last complete layer (gopacket's DecodeFailure is not part of LayersPath).
@@ -33,6 +38,8 @@ ETH_P_8021AD = 0x88A8
 ETH_P_QINQ = 0x9100
 ETH_P_IPV6 = 0x86DD
 ETH_P_TEB = 0x6558
+ETH_P_MPLS = 0x8847
+ETH_P_MPLS_MC = 0x8848
 
 IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
@@ -44,6 +51,7 @@ IPPROTO_IPIP = 4
 IPPROTO_IPV6 = 41
 
 VXLAN_PORT = 4789
+GENEVE_PORT = 6081
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02
@@ -106,7 +114,7 @@ class Packet(object):
         "net_proto", "net_src", "net_dst", "net_id", "ip_len", "ttl", "fragment", "frag_offset",
         "l4_proto", "sport", "dport", "tcp_flags", "tcp_seq", "tcp_payload",
         "icmp_type", "icmp_code", "icmp_id", "icmp_kind",
-        "tunnel_end", "inner", "wire_len", "cap_len",
+        "tunnel_end", "tunnel_dport", "tunnel_options", "mpls_labels", "inner", "wire_len", "cap_len",
     )
 
     def __init__(self):
@@ -116,7 +124,7 @@ class Packet(object):
         self.vlans = ()
         self.net_proto = 0            # 4 or 6 (IPv4/IPv6), 0 when absent
         self.net_src = self.net_dst = None
-        self.net_id = 0               # VNI / GRE key of the tunnel carrying this packet
+        self.net_id = 0               # VNI / GRE key of the tunnel this (outer) packet carries
         self.ip_len = 0
         self.ttl = 0
         self.fragment = False
@@ -129,6 +137,9 @@ class Packet(object):
         self.icmp_type = self.icmp_code = self.icmp_id = 0
         self.icmp_kind = None
         self.tunnel_end = 0           # offset where the tunnel payload starts
+        self.tunnel_dport = 0         # VXLAN/Geneve: the UDP destination port (flow key: VNI + this)
+        self.tunnel_options = ()      # Geneve options: (class, type, data bytes) each
+        self.mpls_labels = ()         # MPLS label stack, outermost first
         self.inner = None
         self.wire_len = 0
         self.cap_len = 0
@@ -212,6 +223,8 @@ def _ether_payload(p, data, off, etype):
     elif etype == ETH_P_ARP:
         if len(data) - off >= 8:
             p.layers.append("ARP")
+    elif etype in (ETH_P_MPLS, ETH_P_MPLS_MC):
+        _mpls(p, data, off, len(data))
     elif etype < 0x0600:
         # 802.3 length field: LLC follows.
         if len(data) - off >= 3:
@@ -308,7 +321,12 @@ def _l4(p, data, off, proto, end):
         p.l4_proto = IPPROTO_UDP
         p.sport, p.dport = sport, dport
         if dport == VXLAN_PORT or sport == VXLAN_PORT:
+            p.tunnel_dport = dport
             _vxlan(p, data, off + 8, end)
+            return
+        if dport == GENEVE_PORT or sport == GENEVE_PORT:
+            p.tunnel_dport = dport
+            _geneve(p, data, off + 8, end)
             return
         if avail > 8:
             # gopacket: the destination port's layer first, then the source port's.
@@ -352,8 +370,52 @@ def _vxlan(p, data, off, end):
     if end - off < 8:
         return
     p.layers.append("VXLAN")
-    vni = _I(data, off + 4)[0] >> 8
-    _tunnel_inner(p, data, off + 8, end, LINKTYPE_ETHERNET, vni)
+    p.net_id = _I(data, off + 4)[0] >> 8
+    _tunnel_inner(p, data, off + 8, end, LINKTYPE_ETHERNET)
+
+
+def _geneve(p, data, off, end):
+    """Geneve (RFC 8926): version, options length, O/C flags, protocol, VNI, options."""
+    if end - off < 8:
+        return
+    if data[off] >> 6:          # only version 0 exists
+        return
+    optlen = (data[off] & 0x3F) * 4
+    proto = _H(data, off + 2)[0]
+    p.layers.append("Geneve")
+    p.net_id = _I(data, off + 4)[0] >> 8
+    o, oend = off + 8, off + 8 + optlen
+    if oend > end:
+        return
+    options = []
+    while o + 4 <= oend:
+        cls, typ, olen = _H(data, o)[0], data[o + 2], (data[o + 3] & 0x1F) * 4
+        if o + 4 + olen > oend:
+            return
+        options.append((cls, typ, data[o + 4:o + 4 + olen]))
+        o += 4 + olen
+    p.tunnel_options = tuple(options)
+    if proto == ETH_P_TEB:
+        _tunnel_inner(p, data, oend, end, LINKTYPE_ETHERNET)
+    elif proto in (ETH_P_IP, ETH_P_IPV6):
+        _tunnel_inner(p, data, oend, end, LINKTYPE_RAW)
+
+
+def _mpls(p, data, off, end):
+    """An MPLS label stack (one `MPLS` layer per label, as gopacket); the payload after the
+    bottom label is IPv4/IPv6 by its version nibble, else Ethernet (upstream's decoder)."""
+    labels = []
+    while end - off >= 4:
+        entry = _I(data, off)[0]
+        labels.append(entry >> 12)
+        p.layers.append("MPLS")
+        off += 4
+        if entry & 0x100:       # bottom of stack
+            p.mpls_labels = tuple(labels)
+            if end - off > 0:
+                _tunnel_inner(p, data, off, end, LINKTYPE_RAW if data[off] >> 4 in (4, 6) else LINKTYPE_ETHERNET)
+            return
+    p.mpls_labels = tuple(labels)
 
 
 def _gre(p, data, off, end):
@@ -374,19 +436,21 @@ def _gre(p, data, off, end):
     if end - off < hl:
         return
     p.layers.append("GRE")
+    p.net_id = key
     if proto == ETH_P_TEB:
-        _tunnel_inner(p, data, off + hl, end, LINKTYPE_ETHERNET, key)
+        _tunnel_inner(p, data, off + hl, end, LINKTYPE_ETHERNET)
     elif proto in (ETH_P_IP, ETH_P_IPV6):
-        _tunnel_inner(p, data, off + hl, end, LINKTYPE_RAW, key)
+        _tunnel_inner(p, data, off + hl, end, LINKTYPE_RAW)
+    elif proto in (ETH_P_MPLS, ETH_P_MPLS_MC):
+        _mpls(p, data, off + hl, end)
 
 
-def _tunnel_inner(p, data, off, end, linktype, tunnel_id):
+def _tunnel_inner(p, data, off, end, linktype):
     p.tunnel_end = off
     inner = Packet()
     payload = data[off:end]
     inner.cap_len = len(payload)
     inner.wire_len = len(payload)
-    inner.net_id = tunnel_id
     if linktype == LINKTYPE_ETHERNET:
         _ethernet(inner, payload, 0)
     elif payload:

@@ -79,13 +79,14 @@ class Flow(object):
 class FlowExtra(object):
     """Per-flow data most flows never need."""
 
-    __slots__ = ("raw", "raw_count", "tcp", "link")
+    __slots__ = ("raw", "raw_count", "tcp", "link", "ports")
 
     def __init__(self):
         self.raw = None          # list of (ts_ms, data, linktype)
         self.raw_count = 0
         self.tcp = None          # TCPMetric list (see TCP_FIELDS) + reassembly state
         self.link = None         # (A mac, B mac) in L3 key mode
+        self.ports = None        # (A port, B port) of a tunnel flow, whose key has no source port
 
 
 TCP_FIELDS = ("ABSynStart", "BASynStart", "ABSynTTL", "BASynTTL", "ABFinStart", "BAFinStart",
@@ -130,7 +131,10 @@ def packet_key(p, l3_mode, parent_hash=None):
         tag |= (NET_IPV4 if net == 4 else NET_IPV6) << TAG_NET_SHIFT
         parts.append(p.net_src + p.net_dst if first else p.net_dst + p.net_src)
     if has_ports:
-        parts.append(_HH_pack(p.sport, p.dport) if first else _HH_pack(p.dport, p.sport))
+        if p.tunnel_dport:      # VXLAN/Geneve: VNI (net_id) + destination port, whatever the source port
+            parts.append(_HH_pack(p.tunnel_dport, p.tunnel_dport))
+        else:
+            parts.append(_HH_pack(p.sport, p.dport) if first else _HH_pack(p.dport, p.sport))
     ext = False
     if p.vlans and has_link:
         n = len(p.vlans)
@@ -309,6 +313,8 @@ def flow_to_dict(flow, c, node_tid="", capture_id="", lum=None, finish=None, tcp
     ports = k["ports"]
     if ports is not None:
         pa, pb = (ports[0], ports[1]) if a_first else (ports[1], ports[0])
+        if x is not None and x.ports is not None:
+            pa, pb = x.ports
         d["Transport"] = {"Protocol": _L4_NAMES[k["l4"]], "A": pa, "B": pb, "ID": 0}
     icmp_key = k["icmp"]
     if icmp_key is not None:

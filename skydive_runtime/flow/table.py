@@ -7,7 +7,7 @@ Flow JSON), so the asyncio side never shares mutable state with the hot path.
 
 Hot path: established Ethernet/IPv4|IPv6/TCP|UDP flows (no IPv4 options or
 fragments, no IPv6 extension headers, TCP segments without SYN/FIN/RST, not
-VXLAN) and ICMPv4 echo flows whose RTT is known are counted by `process()`
+VXLAN or Geneve) and ICMPv4 echo flows whose RTT is known are counted by `process()`
 from a handful of byte slices; everything else (first packet of a flow,
 VLAN, ICMPv6, ARP, tunnels, TCP control segments, raw-packet capture,
 ExtraTCPMetric) is decoded by decode.decode() and goes through
@@ -172,8 +172,9 @@ class FlowTable(object):
                         return slow(data, ts_ns, wire_len, 1)
                     tag = tag_tcp
                 elif proto == 17:
-                    if (data[34] == 0x12 and data[35] == 0xB5) or (data[36] == 0x12 and data[37] == 0xB5):
-                        return slow(data, ts_ns, wire_len, 1)      # VXLAN
+                    if (data[34] == 0x12 and data[35] == 0xB5) or (data[36] == 0x12 and data[37] == 0xB5) or \
+                            (data[34] == 0x17 and data[35] == 0xC1) or (data[36] == 0x17 and data[37] == 0xC1):
+                        return slow(data, ts_ns, wire_len, 1)      # VXLAN, Geneve
                     tag = tag_udp
                 elif proto == 1:
                     # ICMP echo of a flow whose RTT is known: counters only
@@ -222,8 +223,9 @@ class FlowTable(object):
                         return slow(data, ts_ns, wire_len, 1)
                     tag = tag6_tcp
                 elif nh == 17:
-                    if (data[54] == 0x12 and data[55] == 0xB5) or (data[56] == 0x12 and data[57] == 0xB5):
-                        return slow(data, ts_ns, wire_len, 1)
+                    if (data[54] == 0x12 and data[55] == 0xB5) or (data[56] == 0x12 and data[57] == 0xB5) or \
+                            (data[54] == 0x17 and data[55] == 0xC1) or (data[56] == 0x17 and data[57] == 0xC1):
+                        return slow(data, ts_ns, wire_len, 1)      # VXLAN, Geneve
                     tag = tag6_udp
                 else:
                     return slow(data, ts_ns, wire_len, 1)
@@ -418,6 +420,9 @@ class FlowTable(object):
         if self.l3_mode and p.link_src is not None and key[0] & 1 == 0:
             x = f.x = FlowExtra()
             x.link = (p.link_src, p.link_dst)
+        if p.tunnel_dport:      # the key has no source port: A and B are the first packet's
+            x = f.x = f.x or FlowExtra()
+            x.ports = (p.sport, p.dport)
         flows[key] = f
         return f
 

@@ -55,6 +55,23 @@ def vxlan(vni, inner):
     return struct.pack("!II", 0x08000000, vni << 8) + inner
 
 
+def geneve(vni, inner, options=b"", proto=0x6558):
+    """A Geneve header (RFC 8926) with `options` (whole TLVs, a multiple of 4 bytes)."""
+    return struct.pack("!BBHI", len(options) // 4, 0, proto, vni << 8) + options + inner
+
+
+def geneve_option(cls, typ, data):
+    return struct.pack("!HBB", cls, typ, len(data) // 4) + data
+
+
+def mpls(labels, inner, ttl=64):
+    """An MPLS label stack, outermost first; the last entry has the bottom-of-stack bit."""
+    out = b""
+    for i, label in enumerate(labels):
+        out += struct.pack("!I", (label << 12) | ((1 if i == len(labels) - 1 else 0) << 8) | ttl)
+    return out + inner
+
+
 def gre(proto, inner, key=None):
     flags = 0x2000 if key is not None else 0
     hdr = struct.pack("!HH", flags, proto)

@@ -89,7 +89,8 @@ def test_vxlan_inner_packet():
     assert p.layers_path == "Ethernet/IPv4/UDP/VXLAN"
     assert p.inner is not None
     assert p.inner.layers_path == "Ethernet/IPv4/ICMPv4"
-    assert p.inner.net_id == 42
+    assert p.net_id == 42 and p.inner.net_id == 0      # the VNI is the outer flow's Network.ID
+    assert p.tunnel_dport == 4789
     assert p.inner.net_src == bytes([192, 168, 0, 1]) and p.inner.icmp_id == 9
     assert outer[p.tunnel_end:] == inner
 
@@ -99,7 +100,7 @@ def test_gre_inner_ip_and_key():
     p = d.decode(eth(MAC1, MAC2, 0x0800, ipv4(IP1, IP2, 47, gre(0x0800, inner, key=1234))))
     assert p.layers_path == "Ethernet/IPv4/GRE"
     assert p.inner.layers_path == "IPv4/ICMPv4"
-    assert p.inner.net_id == 1234 and p.inner.link_src is None
+    assert p.net_id == 1234 and p.inner.net_id == 0 and p.inner.link_src is None
     # Ethernet over GRE (gretap)
     inner_eth = icmp4_frame(8, ident=3)
     p = d.decode(eth(MAC1, MAC2, 0x0800, ipv4(IP1, IP2, 47, gre(0x6558, inner_eth))))

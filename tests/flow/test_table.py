@@ -155,7 +155,7 @@ def test_vxlan_parent_child_flows():
     assert set(flows) == {"Ethernet/IPv4/UDP/VXLAN", "Ethernet/IPv4/ICMPv4"}
     parent, child = flows["Ethernet/IPv4/UDP/VXLAN"], flows["Ethernet/IPv4/ICMPv4"]
     assert child["ParentUUID"] == parent["UUID"]
-    assert child["Network"]["ID"] == 42 and child["Network"]["A"] == "192.168.0.1"
+    assert parent["Network"]["ID"] == 42 and child["Network"]["ID"] == 0 and child["Network"]["A"] == "192.168.0.1"
     assert parent["Metric"]["ABPackets"] == 2 and child["Metric"]["ABPackets"] == 2
     assert parent["Metric"]["ABBytes"] == 2 * len(outer) and child["Metric"]["ABBytes"] == 2 * len(inner)
 
