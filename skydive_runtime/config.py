@@ -34,6 +34,7 @@ DEFAULTS = {
             "probes": ["ovsdb"],
             "netns": {"run_path": "/var/run/netns"},
             "netlink": {"metrics_update": 30},
+            "lldp": {"interfaces": []},
         },
         "metadata": {},
         "capture": {"stats_update": 1},

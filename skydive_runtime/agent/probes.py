@@ -10,3 +10,4 @@ PROBES = ProbeRegistry("agent.topology.probes", __package__, always_on=("netlink
 PROBES.register("netlink", ".netlink_probe")
 PROBES.register("netns", ".netns_probe")
 PROBES.register("ovsdb", ".ovsdb_probe")
+PROBES.register("lldp", ".lldp_probe")

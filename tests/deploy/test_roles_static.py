@@ -68,7 +68,7 @@ def _validate(tmp_path, *extra):
     ("skydive_service_manager", "upstart"),
     ("skydive_deployment_test", "maybe"),
     ("skydive_topology_probes", {"ovsdb": True}),
-    ("skydive_topology_probes", ["ovsdb", "lldp"]),
+    ("skydive_topology_probes", ["ovsdb", "lldpd"]),
     ("skydive_extra_config", ["analyzer.listen"]),
     ("skydive_install_source", "ftp"),
 ])

@@ -76,9 +76,9 @@ class _Service:
 
 
 def test_unknown_agent_probe_is_refused_naming_it_and_the_available_ones(tmp_path):
-    conf = _write(tmp_path, "a.yml", {"agent": {"topology": {"probes": ["ovsdb", "lldp"]}}})
-    _refused(_run("agent", "-c", conf), "agent.topology.probes: unknown topology probe 'lldp'",
-             "(available: netlink, netns, ovsdb)")
+    conf = _write(tmp_path, "a.yml", {"agent": {"topology": {"probes": ["ovsdb", "lldpd"]}}})
+    _refused(_run("agent", "-c", conf), "agent.topology.probes: unknown topology probe 'lldpd'",
+             "(available: lldp, netlink, netns, ovsdb)")
 
 
 def test_unknown_agent_probe_from_the_environment(tmp_path):
