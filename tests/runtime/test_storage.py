@@ -10,19 +10,11 @@ import pytest
 from skydive_runtime.graph import Graph
 from skydive_runtime.storage import (HistoryNotSupported, MemoryStore, SQLiteStore, StoreError, open_store,
                                      parse_retention)
+from tests.runtime.storage_backends import clickhouse, make_store, store  # noqa: F401  (fixtures: sqlite and clickhouse)
 
 
 def _store(tmp_path, **kw):
     return SQLiteStore(str(tmp_path / "skydive.db"), **kw)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = _store(tmp_path)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _by_id(elements):
@@ -127,9 +119,9 @@ def test_attach_records_existing_elements(store):
     assert list(store.graph_at(699).nodes) == [a.ID]
 
 
-def test_history_survives_reopen(tmp_path):
-    s = _store(tmp_path)
-    g = Graph(host_id="h1")
+def test_history_survives_reopen(make_store):
+    s = make_store()
+    g = Graph()
     s.attach(g)
     n = g.new_node({"Name": "eth0", "Type": "veth"}, t=1000)
     keep = g.new_node({"Name": "lo", "Type": "device"}, t=1000)
@@ -138,7 +130,7 @@ def test_history_survives_reopen(tmp_path):
     s.close()
     closed_at = int(time.time() * 1000)
 
-    s2 = _store(tmp_path)
+    s2 = make_store()
     try:
         assert s2.graph_at(1500).nodes[n.ID].Revision == 1
         assert s2.graph_at(2500).nodes[n.ID].Metadata["MTU"] == 1500
@@ -201,8 +193,8 @@ def test_crash_leftover_live_revisions_are_closed_on_attach(tmp_path):
         s2.close()
 
 
-def test_reads_see_writes_made_just_before(tmp_path):
-    s = _store(tmp_path, flush_interval=5000)   # the writer would otherwise wait 5 s
+def test_reads_see_writes_made_just_before(make_store):
+    s = make_store(flush_interval=5000)   # the writer would otherwise wait 5 s
     try:
         g = Graph()
         s.attach(g)
@@ -216,8 +208,8 @@ def test_reads_see_writes_made_just_before(tmp_path):
         s.close()
 
 
-def test_concurrent_writes_and_reads(tmp_path):
-    s = _store(tmp_path)
+def test_concurrent_writes_and_reads(make_store):
+    s = make_store()
     errors = []
     g = Graph()
     s.attach(g)
@@ -308,14 +300,14 @@ def test_resource_ttl_expiry(store):
     assert store.get_resource("alert", "a") == {"UUID": "a", "v": 2}
 
 
-def test_resources_survive_reopen(tmp_path):
-    s = _store(tmp_path)
+def test_resources_survive_reopen(make_store):
+    s = make_store()
     s.put_resource("noderule", "r1", {"UUID": "r1", "Action": "create", "Metadata": {"Name": "x"}})
     s.put_resource("workflow", "w1", {"UUID": "w1", "Name": "w"}, ttl_ms=60_000)
     s.put_resource("alert", "gone", {"UUID": "gone"}, ttl_ms=100)
     s.close()
     time.sleep(0.15)
-    s2 = _store(tmp_path)
+    s2 = make_store()
     try:
         assert s2.get_resource("noderule", "r1") == {"UUID": "r1", "Action": "create", "Metadata": {"Name": "x"}}
         assert list(s2.list_resources("workflow")) == ["w1"]
@@ -327,8 +319,8 @@ def test_resources_survive_reopen(tmp_path):
 
 # ---- retention ----------------------------------------------------------------------------
 
-def test_retention_prunes_old_archived_revisions(tmp_path):
-    s = _store(tmp_path, retention="1h")
+def test_retention_prunes_old_archived_revisions(make_store):
+    s = make_store(retention="1h")
     try:
         now = int(time.time() * 1000)
         old = now - 3 * 3_600_000

@@ -11,6 +11,7 @@ from skydive_runtime.graph.filters import (GT, LT, NE, And, Ipv4Range, KeyFilter
 from skydive_runtime.storage import FlowStorageNotConfigured, MemoryStore, SQLiteStore, StoreError
 from skydive_runtime.storage import flowcodec
 from skydive_runtime.storage.base import flow_matches, normalize_flow_filter
+from tests.runtime.storage_backends import clickhouse, make_store, store  # noqa: F401  (fixtures: sqlite and clickhouse)
 
 T0 = 1_760_000_000_000
 
@@ -37,15 +38,6 @@ def mkflow(i, a="10.0.0.1", b="10.0.0.2", node="tid-1", capture="cap-1", proto="
               "L3TrackingID": "%x" % (0xdef0_0000_0000 + i), "ParentUUID": "", "NodeTID": node,
               "CaptureID": capture, "RawPacketsCaptured": 0})
     return f
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(str(tmp_path / "flows.db"))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _exact(a, b):
@@ -213,12 +205,12 @@ def test_flow_metrics_history(store):
     assert latest["LastUpdateMetric"]["ABPackets"] == 13 and _exact(latest, f)
 
 
-def test_flows_survive_reopen(tmp_path):
-    s = SQLiteStore(str(tmp_path / "f.db"))
+def test_flows_survive_reopen(make_store):
+    s = make_store()
     flows = [mkflow(i, a="10.0.0.%d" % i) for i in range(50)]
     s.store_flows(flows)
     s.close()
-    s2 = SQLiteStore(str(tmp_path / "f.db"))
+    s2 = make_store()
     try:
         assert _exact(s2.query_flows(KeyFilter("Network", "10.0.0.7")), [flows[7]])
         assert len(s2.query_flows()) == 50
@@ -230,8 +222,8 @@ def test_flows_survive_reopen(tmp_path):
         s2.close()
 
 
-def test_retention_prunes_flows_and_metrics(tmp_path):
-    s = SQLiteStore(str(tmp_path / "f.db"), retention="1h")
+def test_retention_prunes_flows_and_metrics(make_store):
+    s = make_store(retention="1h")
     try:
         now = int(time.time() * 1000)
         old = mkflow(1, start=now - 3 * 3_600_000, last=now - 2 * 3_600_000)
