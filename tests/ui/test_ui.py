@@ -73,7 +73,8 @@ def topo(analyzer):
 def page(analyzer, topo):
     b = Browser().start()
     try:
-        b.navigate(analyzer.url + "/")
+        # every node shown at once (hosts-first folding is tested in test_ui_guide.py)
+        b.navigate(analyzer.url + "/?expand=all")
         b.wait_for("document.body.dataset.wsState === 'connected' && Number(document.body.dataset.syncs) >= 1",
                    message="the first SyncReply")
         yield b
@@ -192,7 +193,7 @@ def test_dump_dom_shows_the_topology(analyzer, topo):
     # virtual time runs ahead of the real websocket on a loaded machine: one retry, longer
     for budget in (10000, 30000):
         c = DomCollector()
-        c.feed(dump_dom(analyzer.url + "/", budget_ms=budget))
+        c.feed(dump_dom(analyzer.url + "/?expand=all", budget_ms=budget))
         if c.body.get("data-syncs", "0") != "0":
             break
     nodes, edges = api_nodes(analyzer.url), api_edges(analyzer.url)
@@ -310,17 +311,17 @@ def test_search_and_collapse_groups(analyzer, topo, page):
     page.eval("document.getElementById('details-fold').click()")
     page.wait_for(q_node(inner["ID"]) + ".getAttribute('display') === 'none'", message="the netns folded")
     assert page.eval(q_node(ns1["ID"]) + ".classList.contains('collapsed')")
-    assert page.eval(q_node(ns1["ID"]) + ".querySelector('.fold-count').textContent") == "+1"
+    assert page.eval(q_node(ns1["ID"]) + ".querySelector('.fold-count').textContent") == "1"
     assert page.eval("document.querySelector(%s)" % js('#layer-groups [data-group="%s"]' % ns1["ID"])) is None
     # edges of folded nodes are hidden too
     owner_edge = [e for e in api_edges(base).values() if e["Child"] == inner["ID"] and e["Parent"] == ns1["ID"]][0]
     assert page.eval(q_edge(owner_edge["ID"]) + ".getAttribute('display')") == "none"
-    assert page.eval("document.getElementById('details-fold').textContent") == "Expand group"
+    assert page.eval("document.getElementById('details-fold').textContent") == "Expand"
     # a node arriving in a folded group is counted, not shown
     nid = str(uuid.uuid4())
     post_node(base, nid, ns1["Host"], {"Name": "lo", "Type": "device"})
     post_edge(base, ns1["ID"], nid, "ownership", ns1["Host"])
-    page.wait_for(q_node(ns1["ID"]) + ".querySelector('.fold-count').textContent === '+2'")
+    page.wait_for(q_node(ns1["ID"]) + ".querySelector('.fold-count').textContent === '2'")
     assert page.eval(q_node(nid) + ".getAttribute('display')") == "none"
     # finding a folded node unfolds its group
     search_pick(inner["ID"])
@@ -331,7 +332,7 @@ def test_search_and_collapse_groups(analyzer, topo, page):
     folders = {e["Parent"] for e in api_edges(base).values() if e["Metadata"]["RelationType"] == "ownership"}
     nodes = api_nodes(base)
     expected = {i for i in folders if nodes[i]["Metadata"]["Type"] in ("netns", "ovsbridge", "bridge", "container")}
-    page.eval("document.getElementById('btn-collapse').click()")
+    page.eval("window.skydive.renderer.foldAll(new Set(['netns', 'ovsbridge', 'bridge', 'container']))")
     page.wait_for("document.querySelectorAll('#layer-nodes .node.collapsed').length === %d" % len(expected))
     assert set(page.eval("[...document.querySelectorAll('#layer-nodes .node.collapsed')].map(e => e.dataset.id)")) == expected
     hidden = set(page.eval("[...document.querySelectorAll('#layer-nodes .node[display=none]')].map(e => e.dataset.id)"))
@@ -349,6 +350,11 @@ def test_search_and_collapse_groups(analyzer, topo, page):
             proxies.add("|".join(sorted((a, b))))
     assert proxies
     assert set(page.eval("[...document.querySelectorAll('#layer-edges path.proxy')].map(e => e.dataset.proxy)")) == proxies
+    # Hosts only: every node holding others folded, only the roots shown
+    page.eval("document.getElementById('btn-collapse').click()")
+    roots = set(nodes) - {e["Child"] for e in api_edges(base).values() if e["Metadata"]["RelationType"] == "ownership"}
+    page.wait_for("document.querySelectorAll('#layer-nodes .node:not([display=none])').length === %d" % len(roots))
+    assert set(page.eval("[...document.querySelectorAll('#layer-nodes .node:not([display=none])')].map(e => e.dataset.id)")) == roots
     page.eval("document.getElementById('btn-expand').click()")
     page.wait_for("document.querySelectorAll('#layer-nodes .node[display=none]').length === 0 && "
                   "document.querySelectorAll('#layer-nodes .node.collapsed').length === 0 && "

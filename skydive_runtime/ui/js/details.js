@@ -2,6 +2,7 @@
 
 import { rel } from "./graphstore.js";
 import { nodeName, nodeType, typeClass } from "./style.js";
+import { metricsCharts } from "./metrics.js";
 
 const DEFAULT_COLLAPSED = new Set(["RoutingTables", "Neighbors", "FDB", "Features", "LastUpdateMetric", "Ovs", "Sockets"]);
 const TIME_KEYS = new Set(["CreatedAt", "UpdatedAt", "DeletedAt", "Start", "Last", "StartTime", "LastUpdateMetric.Start", "LastUpdateMetric.Last"]);
@@ -30,7 +31,8 @@ export class DetailsPanel {
   constructor(container, store, actions) {
     this.el = container;
     this.store = store;
-    this.actions = actions;                // center(id), select(sel), capture(id), query(q), unpin(id)
+    this.actions = actions;                // center(id), select(sel), capture(id), query(q), unpin(id), flows(id)
+    this.metrics = null;                   // a MetricsRecorder (charts of the interface counters)
     this.current = null;                   // {kind, id}
     this.collapsed = new Map();            // path -> bool (user's choice)
     this.pending = false;
@@ -88,16 +90,17 @@ export class DetailsPanel {
     const m = n.Metadata || {};
     const type = nodeType(n);
     this.el.append(h("div", { class: "details-header" },
-      h("span", { class: `swatch ${typeClass(type)}`, "aria-hidden": "true" }),
+      h("span", { class: `swatch ${typeClass(type, n)}`, "aria-hidden": "true" }),
       h("h2", { id: "details-title" }, nodeName(n)),
       h("span", { class: "badge" }, type || "no type")));
     this.el.append(h("div", { class: "details-actions" },
       h("button", { type: "button", onclick: () => this.actions.center(n.ID) }, "Center"),
       h("button", { type: "button", onclick: () => this.actions.capture(n.ID) }, "Capture…"),
+      h("button", { type: "button", id: "details-flows", onclick: () => this.actions.flows(n.ID) }, "Flows"),
       h("button", { type: "button", onclick: () => this.actions.query(`G.V('${n.ID}').Both()`) }, "Neighbours query"),
       h("button", { type: "button", onclick: () => this.actions.unpin(n.ID) }, "Unpin"),
       this.store.isGroup(n.ID) ? h("button", { type: "button", id: "details-fold", "aria-pressed": this.actions.isCollapsed(n.ID) ? "true" : "false",
-        onclick: () => this.actions.fold(n.ID) }, this.actions.isCollapsed(n.ID) ? "Expand group" : "Collapse group") : null));
+        onclick: () => this.actions.fold(n.ID) }, this.actions.isCollapsed(n.ID) ? "Expand" : "Collapse") : null));
     this.el.append(this._kv([
       ["ID", n.ID], ["Host", n.Host], ["Origin", n.Origin],
       ["Created", formatTime(n.CreatedAt)], ["Updated", formatTime(n.UpdatedAt)], ["Revision", n.Revision],
@@ -120,6 +123,10 @@ export class DetailsPanel {
       if (links.length > MAX_CHILDREN) ul.append(h("li", { class: "hint" }, `… ${links.length - MAX_CHILDREN} more`));
       const d = h("details", { open: links.length <= 12 ? "" : null }, h("summary", null, h("span", { class: "k" }, "Links"), " ", h("span", { class: "count" }, `(${links.length})`)), ul);
       this.el.append(h("div", { class: "tree" }, d));
+    }
+    if (this.metrics && m.Metric) {
+      this.el.append(h("h2", null, "Traffic"));
+      this.el.append(metricsCharts(this.metrics, n.ID));
     }
     this.el.append(h("h2", null, "Metadata"));
     this.el.append(this._tree(m, "Metadata"));

@@ -6,7 +6,10 @@
 // - a new graph is seeded hierarchically (each owner's subtree on a ring around it), so the
 //   simulation only has to refine it; the number of ticks is capped (alpha decay) and each
 //   animation frame gets a time budget;
-// - positions survive a re-sync (reconnect, filter change) for the nodes that are still there.
+// - positions survive a re-sync (reconnect, filter change) for the nodes that are still there,
+//   and a reload (saved per node in localStorage): the same graph gives the same picture;
+// - hosts first: every group (node owning others) starts folded until the user expands it;
+// - a few new nodes are laid out alone, near their owner: the rest of the picture stays still.
 
 import { OWNERSHIP, LAYER2, rel } from "./graphstore.js";
 import { nodeType, radiusFor } from "./style.js";
@@ -189,6 +192,16 @@ function applyCollide(root, p, maxR, stack) {
 
 function jiggle() { return (Math.random() - 0.5) * 1e-6; }
 
+// a stable angle for a node id (seeding does not depend on Math.random: same graph, same picture)
+function angleOf(id) {
+  let h = 2166136261;
+  for (let i = 0; i < id.length; i++) { h ^= id.charCodeAt(i); h = Math.imul(h, 16777619); }
+  return ((h >>> 0) / 4294967296) * 2 * Math.PI;
+}
+
+const SAVE_KEY = "skydive.layout.v1";
+const MAX_SAVED = 50000;
+
 // --------------------------------------------------------------------------- layout
 export class Layout {
   constructor(store) {
@@ -199,6 +212,10 @@ export class Layout {
     this.groups = [];
     this.siblingSets = [];
     this.collapsed = new Set();  // group ids whose subtree is folded into them
+    this.hostsFirst = true;      // groups start folded unless expanded by the user
+    this.expanded = new Set();   // groups the user unfolded (hosts-first view)
+    this.movable = null;         // when a Set: only these points move (local layout of new nodes)
+    this.saved = new Map();      // id -> [x, y] positions saved by a previous page
     this.hiddenBy = new Map();   // hidden node id -> its top-most collapsed ancestor
     this.alpha = 0;
     this.ticks = 0;
@@ -239,19 +256,73 @@ export class Layout {
         if (p && n) p.r = radiusFor(nodeType(n), store.isGroup(id));
       }
     }
-    if (fresh.length) this._place(fresh, changes.reset);
-    if (changes.reset) this.reheat(fresh.length > 0.5 * this.list.length ? 1 : 0.3);
-    else if (changes.structure) {
-      // a local change should not shake a big settled graph: reheat little, scaled down with size
-      const n = fresh.length + changes.removedNodes.size + changes.addedEdges.size + changes.removedEdges.size;
-      this.reheat(Math.min(0.5, 0.08 + 4 * n / Math.max(1, this.list.length)));
+    const restored = this._restore(fresh);
+    const unplaced = fresh.filter((p) => !restored.has(p.id));
+    if (unplaced.length) this._place(unplaced, changes.reset && restored.size === 0);
+    for (const p of unplaced) {                      // placed after their offsets were taken
+      const top = this.hiddenBy.get(p.id), g = top !== undefined && this.points.get(top);
+      if (g) { p.ox = p.x - g.x; p.oy = p.y - g.y; p.oref = top; }
+    }
+    if (changes.reset) {
+      this.movable = null;
+      const visibleNew = unplaced.filter((p) => !this.hiddenBy.has(p.id)).length;
+      if (restored.size && !visibleNew) this.alpha = 0;          // the saved picture, as it was
+      else this.reheat(visibleNew > 0.5 * this.list.length ? 1 : 0.3);
+    } else if (changes.structure && fresh.length) {
+      // new nodes are laid out alone, near their owner: the rest of the picture does not move
+      const visible = fresh.filter((p) => !this.hiddenBy.has(p.id));
+      if (visible.length) {
+        if (!this.movable || !this.running) this.movable = new Set();
+        for (const p of visible) this.movable.add(p.id);
+        this.reheat(0.3);
+      }
     }
   }
+
+  // ---- positions saved across reloads -------------------------------------------------------
+  loadSaved(storage = window.localStorage) {
+    try {
+      const raw = storage && storage.getItem(SAVE_KEY);
+      if (!raw) return;
+      const data = JSON.parse(raw);
+      this.saved = new Map(Object.entries(data.positions || {}));
+      this.expanded = new Set(data.expanded || []);
+    } catch (err) {
+      this.saved = new Map();
+    }
+  }
+
+  save(storage = window.localStorage) {
+    if (!storage) return;
+    for (const [id, p] of this.points) this.saved.set(id, [Math.round(p.x * 10) / 10, Math.round(p.y * 10) / 10]);
+    if (this.saved.size > MAX_SAVED) {                 // forget the oldest (insertion order)
+      const drop = this.saved.size - MAX_SAVED;
+      let i = 0;
+      for (const id of this.saved.keys()) { if (i++ >= drop) break; this.saved.delete(id); }
+    }
+    try {
+      storage.setItem(SAVE_KEY, JSON.stringify({ positions: Object.fromEntries(this.saved), expanded: [...this.expanded] }));
+    } catch (err) { /* quota: positions are a convenience */ }
+  }
+
+  _restore(fresh) {
+    const done = new Set();
+    for (const p of fresh) {
+      const s = this.saved.get(p.id);
+      if (s) { p.x = s[0]; p.y = s[1]; done.add(p.id); }
+    }
+    return done;
+  }
+
+  isCollapsed(id) { return this.collapsed.has(id); }
 
   _computeHidden() {
     const store = this.store;
     const hidden = new Map();
     for (const id of [...this.collapsed]) if (!store.isGroup(id)) this.collapsed.delete(id);
+    if (this.hostsFirst) {
+      for (const id of store.owned.keys()) if (store.isGroup(id) && !this.expanded.has(id)) this.collapsed.add(id);
+    }
     if (this.collapsed.size) {
       for (const id of store.nodes.keys()) {
         let cur = store.ownerId(id), top;
@@ -263,6 +334,14 @@ export class Layout {
         }
         if (top !== undefined) hidden.set(id, top);
       }
+    }
+    // hidden nodes keep their offset to the group that hides them (they come back around it)
+    for (const [id, top] of hidden) {
+      const p = this.points.get(id), g = this.points.get(top);
+      if (!p || !g || p.oref === top) continue;
+      const ref = p.oref !== undefined && this.points.get(p.oref);
+      const x = ref ? ref.x + p.ox : p.x, y = ref ? ref.y + p.oy : p.y;
+      p.ox = x - g.x; p.oy = y - g.y; p.oref = top;
     }
     this.hiddenBy = hidden;
   }
@@ -448,13 +527,14 @@ export class Layout {
           if (placed(c)) { anchor = this.points.get(c); break; }
         }
       }
-      const a = Math.random() * 2 * Math.PI;
+      const a = angleOf(p.id);
       if (anchor) {
-        const d = anchor.r + p.r + 25;
+        const d = anchor.r + p.r + 25 + (anchor.degree || 0) * 2;
         p.x = anchor.x + d * Math.cos(a); p.y = anchor.y + d * Math.sin(a);
       } else {
         const spread = 40 + 15 * Math.sqrt(this.list.length);
-        p.x = spread * Math.cos(a) * Math.random(); p.y = spread * Math.sin(a) * Math.random();
+        const f = angleOf(p.id + "/r") / (2 * Math.PI);
+        p.x = spread * Math.cos(a) * f; p.y = spread * Math.sin(a) * f;
       }
       freshSet.delete(p.id);
     }
@@ -495,7 +575,7 @@ export class Layout {
       if (!kids.length) continue;
       const parent = this.points.get(id);
       const ring = Math.max(parent.r + 28, radius(id) * 0.55);
-      const start = Math.random() * 2 * Math.PI;
+      const start = angleOf(id);
       kids.forEach((c, j) => {
         const p = this.points.get(c);
         if (freshSet.has(c)) {
@@ -550,9 +630,11 @@ export class Layout {
     this._separateGroups(alpha);
     // gravity and integration
     const g = GRAVITY * alpha;
+    const movable = this.movable;
     for (const p of list) {
-      if (p.fx !== null) {
-        p.x = p.fx; p.y = p.fy; p.vx = 0; p.vy = 0;
+      if (p.fx !== null || (movable && !movable.has(p.id))) {
+        if (p.fx !== null) { p.x = p.fx; p.y = p.fy; }
+        p.vx = 0; p.vy = 0;
         continue;
       }
       p.vx -= p.x * g; p.vy -= p.y * g;
@@ -569,6 +651,7 @@ export class Layout {
 
   setCollapsedMany(ids, on) {
     const store = this.store;
+    for (const id of ids) { if (on) this.expanded.delete(id); else if (store.isGroup(id)) this.expanded.add(id); }
     const todo = ids.filter((id) => this.points.has(id) && store.isGroup(id) && on !== this.collapsed.has(id));
     if (!todo.length) return 0;
     const depth = new Map(todo.map((id) => [id, store.depth(id)]));
@@ -612,8 +695,20 @@ export class Layout {
         }
       }
     }
-    this.reheat(0.2);
+    // only the nodes coming back (and the unfolded group) move; the rest of the picture stays
+    this.movable = on ? new Set() : new Set(todo);
+    if (!on) {
+      for (const id of todo) for (const p of this.list) if (this._under(p.id, id)) this.movable.add(p.id);
+    }
+    this.reheat(on ? 0.05 : 0.2);
     return todo.length;
+  }
+
+  _under(id, top) {
+    let cur = this.store.ownerId(id);
+    const seen = new Set([id]);
+    while (cur !== undefined && !seen.has(cur)) { if (cur === top) return true; seen.add(cur); cur = this.store.ownerId(cur); }
+    return false;
   }
 
   // Unfold every collapsed ancestor of a node (so that it can be shown).
@@ -631,7 +726,8 @@ export class Layout {
 
   // Discard the positions and lay everything out again.
   relayout() {
-    for (const p of this.points.values()) { p.fx = null; p.fy = null; p.vx = 0; p.vy = 0; }
+    this.movable = null;
+    for (const p of this.points.values()) { p.fx = null; p.fy = null; p.vx = 0; p.vy = 0; p.oref = undefined; }
     this._rebuild();
     this._seedHierarchy(new Set(this.points.keys()));
     this.reheat(1);
@@ -649,7 +745,7 @@ export class Layout {
   }
 
   // Dragging: pin the point while it is held; it stays pinned until unpinned.
-  dragStart(id) { const p = this.points.get(id); if (!p) return; this.dragging++; this.alpha = Math.max(this.alpha, 0.1); this.ticks = 0; }
+  dragStart(id) { const p = this.points.get(id); if (!p) return; this.dragging++; this.movable = null; this.alpha = Math.max(this.alpha, 0.1); this.ticks = 0; }
   dragMove(id, x, y) { const p = this.points.get(id); if (p) { p.fx = x; p.fy = y; p.x = x; p.y = y; } }
   dragEnd() { this.dragging = Math.max(0, this.dragging - 1); }
   unpin(id) { const p = this.points.get(id); if (p) { p.fx = null; p.fy = null; this.reheat(0.1); } }

@@ -9,7 +9,15 @@ import { Renderer } from "./renderer.js";
 import { Subscriber } from "./subscriber.js";
 import { DetailsPanel } from "./details.js";
 import { Tabs, QueryConsole, CapturesPanel, StatusBar, NodeSearch, collectNodeIds } from "./panels.js";
-import { login, setLoginHandler, gremlin } from "./api.js";
+import { login, setLoginHandler, gremlin, gremlinString } from "./api.js";
+import { FlowsPanel } from "./flows.js";
+import { AlertsPanel } from "./alerts.js";
+import { RulesPanel } from "./rules.js";
+import { GeneratorPanel } from "./generator.js";
+import { WorkflowsPanel } from "./workflows.js";
+import { TimeBar } from "./history.js";
+import { MetricsRecorder } from "./metrics.js";
+import { LEGEND } from "./style.js";
 
 const $ = (id) => document.getElementById(id);
 const LAYOUT_BUDGET_MS = 12;
@@ -17,6 +25,36 @@ const MAX_QUEUE = 200000;          // beyond this (hidden tab...), drop the back
 
 const store = new GraphStore();
 const layout = new Layout(store);
+const params = new URLSearchParams(location.search);
+// ?expand=all shows every node at once (no hosts-first folding)
+layout.hostsFirst = params.get("expand") !== "all";
+layout.loadSaved();
+const metrics = new MetricsRecorder(store);
+let pastView = false;               // showing the graph as it was (time bar): live events are held
+
+for (const [cls, label] of LEGEND) {
+  const li = document.createElement("li");
+  const sw = document.createElement("span");
+  sw.className = `swatch ${cls}`;
+  li.dataset.legend = cls;
+  li.append(sw, label);
+  $("legend").append(li);
+}
+
+function selectedQuery() {
+  const id = body.dataset.selected;
+  const n = id && store.node(id);
+  if (!n) return "";
+  const tid = n.Metadata && typeof n.Metadata.TID === "string" && gremlinString(n.Metadata.TID);
+  return tid ? `G.V().Has('TID', ${tid})` : `G.V('${n.ID}')`;
+}
+
+let saveTimer = null;
+function saveSoon() {
+  clearTimeout(saveTimer);
+  saveTimer = setTimeout(() => { if (!pastView) layout.save(); }, 300);
+}
+window.addEventListener("pagehide", () => { if (!pastView) layout.save(); });
 const svg = $("graph");
 const body = document.body;
 
@@ -31,6 +69,7 @@ const renderer = new Renderer(svg, store, layout, {
     body.dataset.selected = sel ? sel.id : "";
   },
   onActivity: () => schedule(),
+  onFold: () => { details.render(); saveSoon(); },
 });
 
 const details = new DetailsPanel($("details"), store, {
@@ -49,7 +88,9 @@ const details = new DetailsPanel($("details"), store, {
   },
   query: (q) => { tabs.show("tab-query"); console_.setQuery(q); console_.run(); },
   unpin: (id) => { layout.unpin(id); schedule(); },
+  flows: (id) => { flows.showFor(store.node(id)); tabs.show("tab-flows"); },
 });
+details.metrics = metrics;
 
 const tabs = new Tabs(document.querySelector('[role="tablist"]'));
 const console_ = new QueryConsole(store, renderer);
@@ -65,6 +106,34 @@ const captures = new CapturesPanel(store, async (query) => {
   }
 });
 const status = new StatusBar();
+const highlightAndShow = (ids, focus) => {
+  for (const id of ids) renderer.reveal(id);
+  const n = renderer.highlight(ids);
+  if (focus) renderer.select({ kind: "node", id: focus });
+  return n;
+};
+const flows = new FlowsPanel(store, {
+  highlight: highlightAndShow,
+  select: (id) => { renderer.reveal(id); renderer.select({ kind: "node", id }); renderer.centerOn(id); },
+});
+const alerts = new AlertsPanel(store, { highlight: highlightAndShow });
+const rules = new RulesPanel(selectedQuery);
+const generator = new GeneratorPanel(store, selectedQuery);
+const workflows = new WorkflowsPanel(() => store.node(body.dataset.selected));
+const timebar = new TimeBar({
+  showPast: (g) => {
+    pastView = true;
+    store.reset(g.Nodes, g.Edges);
+    body.dataset.history = "1";
+    schedule();
+  },
+  goLive: () => {
+    pastView = false;
+    delete body.dataset.history;
+    subscriber.queue.length = 0;
+    subscriber.sync();
+  },
+});
 new NodeSearch(store, (id) => { renderer.reveal(id); renderer.select({ kind: "node", id }); renderer.centerOn(id); });
 
 let capturesTimer = null;
@@ -74,6 +143,14 @@ tabs.onChange((id) => {
     captures.refresh();
     capturesTimer = setInterval(() => { if (!document.hidden) captures.refresh(); }, 5000);
   }
+  flows.show(id === "tab-flows");
+  if (id === "tab-alerts") alerts.refresh();
+  if (id === "tab-rules") rules.refresh();
+  if (id === "tab-generator") {
+    generator.refresh();
+    capturesTimer = setInterval(() => { if (!document.hidden) generator.refresh(); }, 3000);
+  }
+  if (id === "tab-workflows") workflows.refresh();
 });
 
 // ------------------------------------------------------------------ connection state
@@ -155,7 +232,9 @@ const subscriber = new Subscriber({
   filter: initialFilter,
   handlers: {
     onState: showConnState,
+    onAlert: (obj) => alerts.fire(obj),
     onMessages: () => {
+      if (pastView) return;
       if (subscriber.queue.length > MAX_QUEUE) {
         subscriber.queue.length = 0;
         subscriber.sync();
@@ -199,18 +278,26 @@ function frame(now) {
   // Apply the queued events. When that was expensive (big graph, structural change), the
   // next batch waits a little so that events coalesce instead of costing a rebuild each.
   let structural = false;
-  if (subscriber.queue.length && now >= nextApplyAt) {
+  if (pastView) subscriber.queue.length = Math.min(subscriber.queue.length, MAX_QUEUE);
+  if ((subscriber.queue.length && !pastView && now >= nextApplyAt) || !store.changes.empty) {
     const t0 = performance.now();
-    const msgs = subscriber.drain();
-    for (const m of msgs) store.apply(m);
-    lastEventAt = Date.now();
+    if (!pastView) {
+      const msgs = subscriber.drain();
+      for (const m of msgs) store.apply(m);
+      lastEventAt = Date.now();
+    }
     const changes = store.takeChanges();
     if (!changes.empty) {
       layout.sync(changes);
       renderer.apply(changes);
+      metrics.record(changes.updatedNodes);
+      if (changes.removedNodes.size) metrics.forget(changes.removedNodes);
       details.changed(changes);
       updateCounters();
       structural = changes.structure;
+      const tab = tabs.current;
+      if (tab === "tab-captures") captures.updateCounters();
+      else if (tab === "tab-generator") generator.update();
     }
     const cost = performance.now() - t0;
     nextApplyAt = cost > 8 ? now + Math.min(500, 3 * cost) : 0;
@@ -221,8 +308,11 @@ function frame(now) {
     const t = performance.now();
     if (renderer.draw()) drawStart = t;
   }
-  body.dataset.layout = layout.frozen ? "frozen" : running ? "running" : "stable";
-  if (running || subscriber.queue.length || drawStart || renderer.forceDraw) schedule();
+  const state = layout.frozen ? "frozen" : running ? "running" : "stable";
+  if (!running && renderer.labelsDirty && !drawStart) renderer.declutter();
+  if (state === "stable" && body.dataset.layout === "running") saveSoon();
+  body.dataset.layout = state;
+  if (running || (subscriber.queue.length && !pastView) || drawStart || renderer.forceDraw || (!running && renderer.labelsDirty)) schedule();
 }
 
 function updateCounters() {
@@ -254,11 +344,11 @@ btnLayout.addEventListener("click", () => {
   layout.frozen = !layout.frozen;
   btnLayout.setAttribute("aria-pressed", String(layout.frozen));
   btnLayout.textContent = layout.frozen ? "Resume layout" : "Freeze layout";
-  if (!layout.frozen) layout.reheat(0.2);
+  if (!layout.frozen) { layout.movable = null; layout.reheat(0.2); }
   schedule();
 });
-$("btn-collapse").addEventListener("click", () => renderer.foldAll(new Set(["netns", "ovsbridge", "bridge", "container"])));
-$("btn-expand").addEventListener("click", () => renderer.foldAll(null));
+$("btn-collapse").addEventListener("click", () => { renderer.foldAll("all"); saveSoon(); });
+$("btn-expand").addEventListener("click", () => { renderer.foldAll(null); saveSoon(); });
 $("btn-relayout").addEventListener("click", () => { layout.relayout(); renderer.userView = false; schedule(); });
 $("chk-labels").addEventListener("change", (ev) => svg.classList.toggle("no-labels", !ev.target.checked));
 $("chk-ownership").addEventListener("change", (ev) => svg.classList.toggle("no-ownership", !ev.target.checked));
@@ -296,4 +386,5 @@ setLoginHandler(() => new Promise((resolve) => {
 updateCounters();
 subscriber.start();
 status.start();
-window.skydive = { store, layout, renderer, subscriber, details, captures, console: console_, tabs };
+window.skydive = { store, layout, renderer, subscriber, details, captures, console: console_, tabs, flows, alerts,
+  rules, generator, workflows, timebar, metrics };

@@ -1,7 +1,8 @@
 // Gremlin console, captures panel, status bar, node search and tabs.
 
 import { request, gremlin, gremlinString } from "./api.js";
-import { nodeName, nodeType } from "./style.js";
+import { nodeName, nodeType, captureTypesFor, CAPTURE_TYPES } from "./style.js";
+import { count } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -132,18 +133,57 @@ export class CapturesPanel {
     this.bpf = $("capture-bpf");
     this.type = $("capture-type");
     this.description = $("capture-description");
+    this.header = $("capture-header");
+    this.raw = $("capture-raw");
+    this.typeNote = $("capture-type-note");
     this.captures = {};
+    this.offerTypes(null);
     this.loading = null;
     this.form.addEventListener("submit", (ev) => { ev.preventDefault(); this.create(); });
     $("capture-refresh").addEventListener("click", () => this.refresh());
+  }
+
+  // the host node of a node: its ownership root when that is a host, else the host of its Host
+  hostOf(node) {
+    let cur = node, seen = new Set();
+    while (cur && !seen.has(cur.ID)) {
+      seen.add(cur.ID);
+      if (nodeType(cur) === "host") return cur;
+      const o = this.store.ownerId(cur.ID);
+      cur = o === undefined ? null : this.store.node(o);
+    }
+    for (const n of this.store.nodes.values()) if (nodeType(n) === "host" && n.Host === node.Host) return n;
+    return null;
+  }
+
+  // Only the types this node can take and its agent can run (host node `CaptureTypes`).
+  offerTypes(node) {
+    const keep = this.type.value;
+    let types = CAPTURE_TYPES, note = "";
+    if (node) {
+      types = captureTypesFor(nodeType(node));
+      const host = this.hostOf(node);
+      const agent = host && host.Metadata && Array.isArray(host.Metadata.CaptureTypes) ? host.Metadata.CaptureTypes : null;
+      if (agent) types = types.filter((t) => agent.includes(t));
+      note = !types.length ? `${nodeName(node)} (${nodeType(node) || "no type"}) cannot be captured` + (agent ? " by its agent" : "")
+        : agent ? `types ${nodeName(host)}'s agent runs for a ${nodeType(node)}` : "its agent does not say which types it runs";
+    }
+    this.type.textContent = "";
+    this.type.append(new Option("default for the node", ""));
+    for (const t of types) this.type.append(new Option(t, t));
+    this.type.value = types.includes(keep) ? keep : "";
+    this.type.dataset.types = types.join(" ");
+    this.typeNote.textContent = note;
   }
 
   // Prefill the form for a node: by TID when it has one (survives re-creation), else by ID.
   targetNode(node) {
     if (!node) {
       this.target.textContent = "No node selected: select a node in the graph, or type a Gremlin query.";
+      this.offerTypes(null);
       return;
     }
+    this.offerTypes(node);
     const m = node.Metadata || {};
     const tid = typeof m.TID === "string" && gremlinString(m.TID);
     this.query.value = tid ? `G.V().Has('TID', ${tid})` : `G.V('${node.ID}')`;
@@ -181,6 +221,8 @@ export class CapturesPanel {
     if (this.bpf.value.trim()) body.BPFFilter = this.bpf.value.trim();
     if (this.type.value) body.Type = this.type.value;
     if (this.description.value.trim()) body.Description = this.description.value.trim();
+    if (Number(this.header.value) > 0) body.HeaderSize = Number(this.header.value);
+    if (Number(this.raw.value) > 0) body.RawPacketLimit = Number(this.raw.value);
     showError(this.error, "");
     try {
       await request("POST", "api/capture", { body });
@@ -205,14 +247,41 @@ export class CapturesPanel {
     await this.refresh();
   }
 
-  // number of nodes in the local graph where this capture is active
-  activeOn(id) {
-    let n = 0;
+  // on the nodes of the local graph: where this capture is active / in error, packets received
+  stateOf(id) {
+    const out = { active: 0, error: 0, packets: 0, dropped: 0, errors: [] };
     for (const node of this.store.nodes.values()) {
       const caps = node.Metadata && node.Metadata.Captures;
-      if (Array.isArray(caps) && caps.some((c) => c && c.ID === id && c.State === "active")) n++;
+      if (!Array.isArray(caps)) continue;
+      for (const c of caps) {
+        if (!c || c.ID !== id) continue;
+        if (c.State === "error") { out.error++; out.errors.push(`${nodeName(node)}: ${c.Error || "error"}`); } else out.active++;
+        out.packets += c.PacketsReceived || 0;
+        out.dropped += (c.PacketsDropped || 0) + (c.PacketsIfDropped || 0);
+      }
     }
-    return n;
+    return out;
+  }
+
+  activeOn(id) { return this.stateOf(id).active; }
+
+  // called on graph updates while the tab is shown: state and counters follow the nodes
+  updateCounters() {
+    for (const tr of this.tbody.children) {
+      const st = this.stateOf(tr.dataset.id);
+      const [stCell, pkCell] = [tr.children[3], tr.children[4]];
+      if (!stCell) continue;
+      const text = this._stateText(st);
+      if (stCell.textContent !== text) stCell.textContent = text;
+      stCell.title = st.errors.join("\n");
+      const pk = count(st.packets) + (st.dropped ? ` (${count(st.dropped)} dropped)` : "");
+      if (pkCell.textContent !== pk) pkCell.textContent = pk;
+    }
+  }
+
+  _stateText(st) {
+    if (!st.active && !st.error) return "waiting";
+    return [st.active ? `active on ${st.active}` : "", st.error ? `error on ${st.error}` : ""].filter(Boolean).join(", ");
   }
 
   render() {
@@ -233,10 +302,13 @@ export class CapturesPanel {
       const td2 = document.createElement("td");
       const bpf = document.createElement("code"); bpf.textContent = c.BPFFilter || "—"; td2.append(bpf);
       const td3 = document.createElement("td"); td3.textContent = c.Type || "default";
+      const st = this.stateOf(c.UUID);
       const td4 = document.createElement("td");
-      const count = typeof c.Count === "number" ? c.Count : this.activeOn(c.UUID);
-      td4.textContent = String(count);
-      td4.title = "nodes where the capture is active";
+      td4.textContent = this._stateText(st);
+      td4.title = st.errors.join("\n");
+      const td4b = document.createElement("td");
+      td4b.className = "num";
+      td4b.textContent = count(st.packets);
       const td5 = document.createElement("td");
       const show = document.createElement("button");
       show.type = "button";
@@ -252,7 +324,7 @@ export class CapturesPanel {
       del.setAttribute("aria-label", `Delete capture ${c.Name || c.GremlinQuery}`);
       del.addEventListener("click", () => this.remove(c.UUID));
       td5.append(del);
-      tr.append(td1, td2, td3, td4, td5);
+      tr.append(td1, td2, td3, td4, td4b, td5);
       this.tbody.append(tr);
     }
     this.count.textContent = String(list.length);

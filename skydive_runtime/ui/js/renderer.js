@@ -4,7 +4,7 @@
 // only for nodes that moved since the last frame.
 
 import { OWNERSHIP, LAYER2, rel } from "./graphstore.js";
-import { nodeType, nodeName, typeClass, iconFor, radiusFor, captureState } from "./style.js";
+import { nodeType, nodeName, typeClass, iconFor, radiusFor, captureState, isDown, isOpenStack } from "./style.js";
 
 const SVGNS = "http://www.w3.org/2000/svg";
 const MIN_K = 0.03, MAX_K = 4;
@@ -38,6 +38,8 @@ export class Renderer {
     this.selected = null;                  // {kind, id}
     this.highlighted = new Set();
     this.forceDraw = true;
+    this.labelsDirty = true;
+    this._measure = null;                  // canvas context measuring label widths
     this._bindEvents();
   }
 
@@ -95,6 +97,23 @@ export class Renderer {
       r.use.setAttribute("x", -s / 2); r.use.setAttribute("y", -s / 2);
       r.use.setAttribute("width", s); r.use.setAttribute("height", s);
       r.label.setAttribute("y", rad + 12);
+      if (group && !r.expander) {
+        // the Expand / Collapse button of a node holding others (top right)
+        r.expander = el("g", { class: "expander", role: "button" });
+        r.expander.append(el("circle", { r: 6.5 }), el("path", { class: "h", d: "M-3.5 0h7" }), el("path", { class: "v", d: "M0-3.5v7" }));
+        r.g.append(r.expander);
+      }
+      if (r.expander) {
+        r.expander.setAttribute("transform", `translate(${(rad * 0.78).toFixed(1)},${(-rad * 0.78).toFixed(1)})`);
+        if (!group) { r.expander.remove(); r.expander = null; }
+      }
+    }
+    const os = isOpenStack(n);
+    if (os !== !!r.os) {
+      if (os) {
+        r.os = el("use", { class: "os-mark", href: "#icon-openstack", width: 12, height: 12, x: r.rad * 0.3, y: r.rad * 0.3 });
+        r.g.append(r.os);
+      } else { r.os.remove(); r.os = null; }
     }
     if (name !== r.name) {
       r.name = name;
@@ -102,9 +121,10 @@ export class Renderer {
     }
     if (r.title) this._nodeTitle(r, n);
     const cap = captureState(n);
-    let cls = `node ${typeClass(type)}`;
+    let cls = `node ${typeClass(type, n)}`;
     if (group) cls += " group";
-    if (m.State === "DOWN") cls += " state-down";
+    if (isDown(n)) cls += " state-down";
+    if (os) cls += " openstack";
     if (cap === "active") cls += " captured";
     else if (cap === "error") cls += " captured capture-error";
     if (this.selected && this.selected.kind === "node" && this.selected.id === id) cls += " selected";
@@ -112,12 +132,18 @@ export class Renderer {
     const p = this.layout.point(id);
     if (p && p.fx !== null) cls += " pinned";
     if (this.layout.collapsed.has(id)) cls += " collapsed";
+    if (r.loff) cls += " label-off";
     if (cls !== r.cls) { r.cls = cls; r.g.setAttribute("class", cls); }
     r.g.setAttribute("data-captures", cap);
   }
 
   _nodeTitle(r, n) {
     const m = n.Metadata || {};
+    if (this.store.isGroup(n.ID) && r.expander && !r.extitle) {
+      r.extitle = el("title");
+      r.expander.append(r.extitle);
+    }
+    if (r.extitle) r.extitle.textContent = this.layout.collapsed.has(n.ID) ? "Expand" : "Collapse";
     const tip = `${nodeName(n)} (${nodeType(n) || "no type"})` + (m.State ? ` ${m.State}` : "") +
       (Array.isArray(m.IPV4) && m.IPV4.length ? ` ${m.IPV4.join(", ")}` : "");
     if (!r.title) { r.title = el("title"); r.g.prepend(r.title); }
@@ -197,7 +223,7 @@ export class Renderer {
         this.groupEls.set(id, box);
       }
       const d = Math.min(depths.get(id), 2);
-      const cls = `group-box ${typeClass(nodeType(n))} depth-${d}` +
+      const cls = `group-box ${typeClass(nodeType(n), n)} depth-${d}` +
         (this.selected && this.selected.kind === "node" && this.selected.id === id ? " selected" : "");
       if (box.getAttribute("class") !== cls) box.setAttribute("class", cls);
       if (reorder || !box.parentNode) this.gGroups.appendChild(box);   // paint order by depth
@@ -223,9 +249,9 @@ export class Renderer {
           r.badge = el("text", { class: "fold-count" });
           r.g.append(r.badge);
         }
-        r.badge.textContent = n ? `+${n}` : "";
-        r.badge.setAttribute("x", r.rad + 2);
-        r.badge.setAttribute("y", -r.rad + 2);
+        r.badge.textContent = n ? `${n}` : "";
+        r.badge.setAttribute("x", r.rad * 0.78 + 8);
+        r.badge.setAttribute("y", -r.rad * 0.78 + 4);
         r.g.classList.toggle("collapsed", n > 0);
         r.cls = r.g.getAttribute("class");
       }
@@ -297,7 +323,7 @@ export class Renderer {
       pr.lx = a.x;
       pr.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
     }
-    if (moved || force) this._drawGroups();
+    if (moved || force) { this._drawGroups(); this.labelsDirty = true; }
     if (!this.userView && (moved || force)) this.fit(false);
     return moved;
   }
@@ -341,9 +367,79 @@ export class Renderer {
     }
   }
 
+  // ------------------------------------------------------------------ labels
+  // Labels never overlap: once the layout is still (and after a zoom), labels are placed
+  // greedily by priority (selected, hosts, groups, most linked) and the ones that would cover
+  // an already placed label are hidden (the node's tooltip still names it).
+  declutter() {
+    this.labelsDirty = false;
+    const k = this.view.k;
+    const zoomedOut = this.svg.classList.contains("zoomed-out");
+    if (!this._measure) {
+      const c = document.createElement("canvas").getContext("2d");
+      const probe = this.gNodes.querySelector(".label");
+      const family = probe ? getComputedStyle(probe).fontFamily : "sans-serif";
+      this._measure = { c, family, font: "" };
+    }
+    const m = this._measure;
+    const items = [];
+    for (const [id, r] of this.nodeEls) {
+      if (r.hidden || !r.name) continue;
+      if (zoomedOut && !r.group) continue;
+      const p = this.layout.point(id);
+      if (!p) continue;
+      const fs = zoomedOut ? 16 : 11;
+      const key = fs + "|" + r.label.textContent;
+      if (r.lwKey !== key) {
+        const font = `${r.group ? "600 " : ""}${fs}px ${m.family}`;
+        if (m.font !== font) { m.c.font = font; m.font = font; }
+        r.lw = m.c.measureText(r.label.textContent).width;
+        r.lwKey = key;
+      }
+      const sel = this.selected && this.selected.id === id;
+      const prio = (sel ? 1e9 : 0) + (r.type === "host" ? 1e8 : 0) + (r.group ? 1e7 : 0) + this.store.edgesOf(id).size;
+      const cx = this.view.tx + p.x * k, by = this.view.ty + (p.y + r.rad + 12) * k;
+      const w = r.lw * k / 2 + 2, fsk = fs * k;
+      items.push({ r, prio, x0: cx - w, x1: cx + w, y0: by - fsk * 0.95 - 1, y1: by + fsk * 0.3 + 1 });
+    }
+    items.sort((a, b) => b.prio - a.prio);
+    const cell = 80, grid = new Map();
+    let hidden = 0;
+    for (const it of items) {
+      const gx0 = Math.floor(it.x0 / cell), gx1 = Math.floor(it.x1 / cell);
+      const gy0 = Math.floor(it.y0 / cell), gy1 = Math.floor(it.y1 / cell);
+      let clash = false;
+      for (let gx = gx0; gx <= gx1 && !clash; gx++) {
+        for (let gy = gy0; gy <= gy1 && !clash; gy++) {
+          const list = grid.get(gx + "," + gy);
+          if (!list) continue;
+          for (const o of list) {
+            if (o.x0 < it.x1 && it.x0 < o.x1 && o.y0 < it.y1 && it.y0 < o.y1) { clash = true; break; }
+          }
+        }
+      }
+      if (!clash) {
+        for (let gx = gx0; gx <= gx1; gx++) {
+          for (let gy = gy0; gy <= gy1; gy++) {
+            const kk = gx + "," + gy;
+            if (!grid.has(kk)) grid.set(kk, []);
+            grid.get(kk).push(it);
+          }
+        }
+      } else hidden++;
+      if (clash !== !!it.r.loff) { it.r.loff = clash; it.r.g.classList.toggle("label-off", clash); it.r.cls = it.r.g.getAttribute("class"); }
+    }
+    for (const r of this.nodeEls.values()) {
+      if (r.loff && (r.hidden || (zoomedOut && !r.group))) { r.loff = false; r.g.classList.remove("label-off"); r.cls = r.g.getAttribute("class"); }
+    }
+    this.svg.dataset.labelsHidden = String(hidden);
+    return hidden;
+  }
+
   // ------------------------------------------------------------------ view (pan / zoom)
   _applyView() {
     const { k, tx, ty } = this.view;
+    if (k !== this._lastK) { this._lastK = k; this.labelsDirty = true; }
     this.viewport.setAttribute("transform", `translate(${tx.toFixed(1)},${ty.toFixed(1)}) scale(${k.toFixed(4)})`);
     const threshold = this.nodeEls.size > 1000 ? 0.8 : 0.55;
     this.svg.classList.toggle("zoomed-out", k < threshold);
@@ -365,7 +461,7 @@ export class Renderer {
     if (!b) return;
     const { w, h } = this.size();
     // room for the group boxes around the nodes (and labels), the toolbar and the legend
-    const top = 52, bottom = 56, side = 16, margin = 24;
+    const top = 88, bottom = 56, side = 16, margin = 24;
     const x0 = b.x0 - margin, x1 = b.x1 + margin, y0 = b.y0 - margin, y1 = b.y1 + margin;
     let k = Math.min((w - 2 * side) / (x1 - x0), (h - top - bottom) / (y1 - y0));
     k = Math.max(MIN_K, Math.min(ids ? 2 : 1.6, k));
@@ -421,7 +517,7 @@ export class Renderer {
     const ids = [];
     for (const [id, n] of this.store.nodes) {
       if (!this.store.isGroup(id)) continue;
-      const want = types ? types.has(nodeType(n)) : false;
+      const want = types === "all" ? true : types ? types.has(nodeType(n)) : false;
       if (want !== this.layout.collapsed.has(id)) ids.push(id);
     }
     const n = types ? this.layout.setCollapsedMany(ids, true) : this.layout.setCollapsedMany(ids, false);
@@ -498,6 +594,14 @@ export class Renderer {
     let drag = null;     // {mode: "pan"|"node", id, x0, y0, moved, tx, ty}
     svg.addEventListener("pointerdown", (ev) => {
       if (ev.button !== 0) return;
+      const exp = ev.target.closest && ev.target.closest(".expander");
+      if (exp) {
+        ev.stopPropagation();
+        const id = exp.closest(".node").getAttribute("data-id");
+        this.toggleCollapse(id);
+        if (this.handlers.onFold) this.handlers.onFold(id);
+        return;
+      }
       const nodeG = ev.target.closest && ev.target.closest(".node");
       const edgeL = !nodeG && ev.target.closest && ev.target.closest(".edge");
       drag = { x0: ev.clientX, y0: ev.clientY, moved: false, tx: this.view.tx, ty: this.view.ty };
@@ -550,6 +654,7 @@ export class Renderer {
     svg.addEventListener("dblclick", (ev) => {
       // with pointer capture the event targets the <svg>: find what is under the pointer
       const under = document.elementFromPoint(ev.clientX, ev.clientY);
+      if (under && under.closest && under.closest(".expander")) return;
       const nodeG = under && under.closest && under.closest(".node");
       if (!nodeG) { this.zoom(1.6, ev.clientX - svg.getBoundingClientRect().left, ev.clientY - svg.getBoundingClientRect().top); return; }
       const id = nodeG.getAttribute("data-id");

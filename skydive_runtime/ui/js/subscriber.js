@@ -133,7 +133,8 @@ export class Subscriber {
     let queued = false;
     for (const msg of msgs) {
       if (!msg || typeof msg !== "object") continue;
-      if (msg.Namespace !== "Graph") continue;   // Alert/OnDemand notifications: not shown
+      if (msg.Namespace === "Alert") { if (this.handlers.onAlert) this.handlers.onAlert(msg.Obj); continue; }
+      if (msg.Namespace !== "Graph") continue;   // OnDemand notifications: not shown
       if (msg.Type === "SyncReply" && this.pendingSync.has(msg.UUID)) {
         const sentFilter = this.pendingSync.get(msg.UUID);
         this.pendingSync.delete(msg.UUID);
