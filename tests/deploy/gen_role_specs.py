@@ -13,11 +13,11 @@ import yaml
 ROLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "roles")
 
 SUBSETS = {
-    "analyzer": ["skydive_state", "skydive_analyzer_port", "skydive_listen_ip", "skydive_auth_type",
+    "analyzer": ["skydive_state", "skydive_analyzer_port", "skydive_listen_ip", "skydive_analyzer_listen_ip", "skydive_auth_type",
                  "skydive_username", "skydive_password", "skydive_sys_username", "skydive_sys_groupname",
                  "skydive_data_dir", "skydive_deployment_test", "skydive_iptables_rules",
                  "skydive_health_timeout"],
-    "agent": ["skydive_state", "skydive_agent_port", "skydive_listen_ip", "skydive_topology_probes",
+    "agent": ["skydive_state", "skydive_agent_port", "skydive_listen_ip", "skydive_agent_listen_ip", "skydive_topology_probes",
               "skydive_iptables_rules", "skydive_health_timeout"],
 }
 

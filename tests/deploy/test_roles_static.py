@@ -33,8 +33,10 @@ def test_every_default_is_documented_and_every_documented_variable_has_a_default
     defaults = _load(os.path.join(ROLES, "skydive_common", "defaults", "main.yml"))
     spec = gen_role_specs.common_options()
     assert set(defaults) - set(spec) == set(), "undocumented defaults"
-    # documented without a default: only the upstream "used but not defaulted" ones
-    assert set(spec) - set(defaults) == {"skydive_listen_ip", "skydive_nic"}
+    # documented without a default: the upstream "used but not defaulted" ones and the
+    # per-service listen addresses (unset: skydive_listen_ip's)
+    assert set(spec) - set(defaults) == {"skydive_listen_ip", "skydive_nic", "skydive_analyzer_listen_ip",
+                                         "skydive_agent_listen_ip"}
     for name, opt in spec.items():
         if name in defaults and "default" in opt and "{{" not in str(defaults[name]):
             assert opt["default"] == defaults[name], name
