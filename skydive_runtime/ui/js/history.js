@@ -43,8 +43,13 @@ export class TimeBar {
       this.hooks.goLive();
       return;
     }
-    const at = Date.now() + offsetS * 1000;
     this.label.textContent = this._text(offsetS);
+    return this.goAt(Date.now() + offsetS * 1000);
+  }
+
+  // the graph at a time (ms since the epoch)
+  async goAt(at) {
+    this.note.className = "hint";
     try {
       const r = await gremlin(`G.At(${Math.round(at)})`);
       const g = graphOf(r.data);

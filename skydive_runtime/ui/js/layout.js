@@ -265,9 +265,12 @@ export class Layout {
     }
     if (changes.reset) {
       this.movable = null;
-      const visibleNew = unplaced.filter((p) => !this.hiddenBy.has(p.id)).length;
-      if (restored.size && !visibleNew) this.alpha = 0;          // the saved picture, as it was
-      else this.reheat(visibleNew > 0.5 * this.list.length ? 1 : 0.3);
+      const visibleNew = unplaced.filter((p) => !this.hiddenBy.has(p.id));
+      if (restored.size && !visibleNew.length) this.alpha = 0;          // the saved picture, as it was
+      else if (restored.size && visibleNew.length <= 0.5 * this.list.length) {
+        this.movable = new Set(visibleNew.map((p) => p.id));           // only the nodes not seen before move
+        this.reheat(0.3);
+      } else this.reheat(visibleNew.length > 0.5 * this.list.length ? 1 : 0.3);
     } else if (changes.structure && fresh.length) {
       // new nodes are laid out alone, near their owner: the rest of the picture does not move
       const visible = fresh.filter((p) => !this.hiddenBy.has(p.id));

@@ -1,0 +1,271 @@
+"""The Red Hat OSP guide's chapter 5 in headless Chromium, against a real analyzer and a real agent:
+a capture created from a Gremlin expression in the UI, 20 pings between two namespaces, the Flows
+tab's ICMPv4 row refreshing by itself; the hosts-first view (expand/collapse a namespace), a veth set
+DOWN turning red, positions kept across a reload, and every other tab creating, listing and deleting
+its resource.
+
+One stack (analyzer + agent, flow.update 1 s), one set of namespaces and one browser for the module.
+Screenshots go to $SKYDIVE_UI_ARTIFACTS (default: a temp dir), printed by the tests.
+"""
+
+import os
+import re
+import shutil
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+
+from tests.fixtures.processes import analyzer_config, wait_until
+from tests.fixtures.stack import Stack
+from tests.fixtures.topology import NetEnv, Names, run
+from tests.ui.browser import Browser, chromium_binary
+from tests.ui.test_ui import js, q_node
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
+
+RED = "rgb(207, 34, 46)"
+
+
+@pytest.fixture(scope="module")
+def artifacts():
+    path = os.environ.get("SKYDIVE_UI_ARTIFACTS") or tempfile.mkdtemp(prefix="skydive-ui-artifacts-")
+    os.makedirs(path, exist_ok=True)
+    print("\nUI screenshots in %s" % path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def net():
+    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("ip", "ping")):
+        pytest.skip("needs root, iproute2 and ping")
+    if chromium_binary() is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    n = Names("ug")
+    env = NetEnv()
+    try:
+        prefix = "10.%d.%d" % (uuid.uuid4().int % 150 + 100, uuid.uuid4().int % 250 + 1)
+        pair = {"ns_a": env.add_netns(n("na")), "ns_b": env.add_netns(n("nb")), "a": n("a"), "b": n("b"),
+                "ip_a": prefix + ".1", "ip_b": prefix + ".2", "root0": n("r"), "root1": n("r")}
+        env.add_veth(pair["a"], pair["b"], netns_a=pair["ns_a"], netns_b=pair["ns_b"])
+        for ns, ifname, ip in ((pair["ns_a"], pair["a"], pair["ip_a"]), (pair["ns_b"], pair["b"], pair["ip_b"])):
+            env.ip("addr", "add", ip + "/24", "dev", ifname, netns=ns)
+            env.ip("link", "set", ifname, "up", netns=ns)
+            env.ip("link", "set", "lo", "up", netns=ns)
+        env.add_veth(pair["root0"], pair["root1"])          # in the root namespace: set DOWN by a test
+        env.ip("link", "set", pair["root0"], "up")
+        env.ip("link", "set", pair["root1"], "up")
+        yield pair
+    finally:
+        env.cleanup()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, net):
+    workdir = tmp_path_factory.mktemp("ui-guide")
+    cfg = analyzer_config(str(workdir))
+    cfg["flow"] = {"update": 1, "expire": 600}
+    cfg["analyzer"]["capture"] = {"debounce": 0.1}
+    s = Stack(workdir, {"host_id": "uiguide-%s" % os.urandom(3).hex(),
+                        "agent": {"topology": {"probes": [], "netlink": {"metrics_update": 1}}, "capture": {"stats_update": 1}},
+                        "flow": {"update": 1, "expire": 600}}, cfg)
+    try:
+        s.start()
+        s.wait_count("G.V().Has('Name','%s')" % net["a"], 1, timeout=20)
+        s.wait_count("G.V().Has('Name','%s')" % net["root0"], 1, timeout=20)
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def page(stack):
+    b = Browser().start()
+    try:
+        b.navigate(stack.url + "/")
+        b.wait_for("document.body.dataset.wsState === 'connected' && Number(document.body.dataset.syncs) >= 1",
+                   message="the first SyncReply")
+        yield b
+    finally:
+        b.close()
+
+
+def shot(page, artifacts, name):
+    path = page.screenshot(os.path.join(artifacts, name + ".png"))
+    print("screenshot: %s" % path)
+    return path
+
+
+def visible_ids(page):
+    return set(page.eval("[...document.querySelectorAll('#layer-nodes .node:not([display=none])')].map(e => e.dataset.id)"))
+
+
+def click_el(page, selector_js):
+    """A real mouse click in the middle of an element (after centring its node in view)."""
+    x, y = page.eval("(() => { const r = (%s).getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()" % selector_js)
+    page.click(x, y)
+
+
+def expander(page, nid):
+    page.eval("window.skydive.renderer.centerOn(%s)" % js(nid))
+    click_el(page, q_node(nid) + ".querySelector('.expander')")
+
+
+def node_id(stack, name):
+    return stack.node(name)["ID"]
+
+
+def host_id(stack):
+    return stack.q("G.V().Has('Type','host','Name','%s')" % stack.agent_host_id)[0]["ID"]
+
+
+# ------------------------------------------------------------------------------ hosts first
+def test_hosts_first_expand_collapse(stack, net, page, artifacts):
+    host = host_id(stack)
+    ns_a = node_id(stack, net["ns_a"])
+    a = stack.node(net["a"], ",'Type','veth'")["ID"]
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    # the hosts only: every node of the graph is there, folded into its host
+    assert visible_ids(page) == {host}
+    assert page.eval(q_node(host) + ".classList.contains('collapsed')")
+    count = int(page.eval(q_node(host) + ".querySelector('.fold-count').textContent"))
+    assert count == len(stack.q("G.V()")) - 1
+    shot(page, artifacts, "01-hosts-first")
+    # first expand: namespaces, NICs; the interfaces inside a namespace stay folded
+    expander(page, host)
+    page.wait_for(q_node(ns_a) + ".getAttribute('display') === null", message="the namespace shown")
+    assert page.eval(q_node(a) + ".getAttribute('display')") == "none"
+    assert page.eval(q_node(ns_a) + ".classList.contains('collapsed')")
+    # second expand: the namespace's interfaces
+    expander(page, ns_a)
+    page.wait_for(q_node(a) + ".getAttribute('display') === null", message="the interface in the namespace shown")
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    pos = page.eval("window.skydive.layout.point(%s).x" % js(a))
+    shot(page, artifacts, "02-namespace-expanded")
+    # collapse hides it again, expand brings it back where it was
+    expander(page, ns_a)
+    page.wait_for(q_node(a) + ".getAttribute('display') === 'none'", message="collapsed again")
+    expander(page, ns_a)
+    page.wait_for(q_node(a) + ".getAttribute('display') === null")
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    assert abs(page.eval("window.skydive.layout.point(%s).x" % js(a)) - pos) < 30
+
+
+def test_reload_keeps_positions(stack, net, page):
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    get = """(() => { const out = {}; for (const p of window.skydive.layout.list) out[p.id] = [p.x, p.y]; return out; })()"""
+    before = page.eval(get)
+    assert len(before) > 3
+    page.eval("window.skydive.layout.save()")
+    page.navigate(stack.url + "/")
+    page.wait_for("document.body.dataset.wsState === 'connected' && Number(document.body.dataset.syncs) >= 1")
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    after = page.eval(get)
+    # the same nodes expanded (other namespaces of the machine may come and go meanwhile)
+    assert len(set(after) & set(before)) > 0.8 * len(before)
+    for nid, (x, y) in before.items():
+        if nid not in after:
+            continue
+        assert abs(after[nid][0] - x) < 1 and abs(after[nid][1] - y) < 1, (nid, before[nid], after[nid])
+
+
+def test_new_node_appears_without_moving_the_rest(stack, net, page):
+    host = host_id(stack)
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    get = """(() => { const out = {}; for (const p of window.skydive.layout.list) out[p.id] = [p.x, p.y]; return out; })()"""
+    before = page.eval(get)
+    nid = str(uuid.uuid4())
+    requests.post(stack.url + "/api/node", timeout=10, json={"ID": nid, "Host": "", "Metadata": {"Name": "ui-late", "Type": "device"}})
+    requests.post(stack.url + "/api/edge", timeout=10, json={"ID": str(uuid.uuid4()), "Parent": host, "Child": nid,
+                                                           "Metadata": {"RelationType": "ownership"}})
+    page.wait_for(q_node(nid) + " !== null && " + q_node(nid) + ".getAttribute('display') === null")
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    after = page.eval(get)
+    moved = [k for k, (x, y) in before.items() if k in after and (abs(after[k][0] - x) > 0.5 or abs(after[k][1] - y) > 0.5)]
+    assert moved == []
+    hp, np_ = after[host], after[nid]
+    assert ((hp[0] - np_[0]) ** 2 + (hp[1] - np_[1]) ** 2) ** 0.5 < 200     # near its owner
+    requests.delete(stack.url + "/api/node/" + nid, timeout=10, headers={"Content-Type": "application/json"})
+    page.wait_for(q_node(nid) + " === null")
+
+
+def test_veth_down_turns_red_without_reload(stack, net, page, artifacts):
+    rid = stack.node(net["root0"])["ID"]
+    page.eval("window.skydive.renderer.reveal(%s)" % js(rid))
+    page.wait_for(q_node(rid) + ".getAttribute('display') === null")
+    fill = "getComputedStyle(%s.querySelector('.shape')).fill" % q_node(rid)
+    assert page.eval(fill) != RED
+    run(["ip", "link", "set", net["root0"], "down"])
+    page.wait_for(q_node(rid) + ".classList.contains('state-down')", timeout=20, message="DOWN shown")
+    assert page.eval(fill) == RED
+    # red for nothing else: no other node of the page is red
+    others = page.eval("[...document.querySelectorAll('#layer-nodes .node:not(.state-down) .shape')].filter(e => getComputedStyle(e).fill === %s).length" % js(RED))
+    assert others == 0
+    shot(page, artifacts, "03-veth-down")
+    run(["ip", "link", "set", net["root0"], "up"])
+    page.wait_for("!" + q_node(rid) + ".classList.contains('state-down')", timeout=20, message="UP again")
+
+
+# ------------------------------------------------------------------------------ chapter 5
+def test_chapter5_capture_ping_flows(stack, net, page, artifacts):
+    a = stack.node(net["a"], ",'Type','veth'")
+    page.eval("window.skydive.tabs.show('tab-details'); window.skydive.renderer.reveal(%s);"
+              "window.skydive.renderer.select({kind: 'node', id: %s})" % (js(a["ID"]), js(a["ID"])))
+    page.eval("document.getElementById('tab-captures').click()")
+    # only the types this node's agent runs
+    host = stack.q("G.V().Has('Type','host','Name','%s')" % stack.agent_host_id)[0]
+    offered = page.eval("document.getElementById('capture-type').dataset.types").split()
+    assert offered and set(offered) <= set(host["Metadata"]["CaptureTypes"]) and "ovssflow" not in offered
+    # the guide: a capture from a Gremlin expression
+    query = "G.V().Has('Name', '%s', 'Type', 'veth')" % net["a"]
+    page.eval("document.getElementById('capture-query').value = %s;"
+              "document.getElementById('capture-name').value = 'guide-ch5';"
+              "document.getElementById('capture-create').click()" % js(query))
+    page.wait_for("document.querySelectorAll('#capture-table tbody tr').length === 1", message="capture listed")
+    cid = page.eval("document.querySelector('#capture-table tbody tr').dataset.id")
+    assert requests.get(stack.url + "/api/capture/" + cid, timeout=10).json()["GremlinQuery"] == query
+    page.wait_for("document.querySelector('#capture-table tbody tr').children[3].textContent === 'active on 1'",
+                  timeout=30, message="capture active in the table")
+    run(["ip", "netns", "exec", net["ns_a"], "ping", "-c", "20", "-i", "0.2", "-W", "2", net["ip_b"]], timeout=60)
+    page.wait_for("Number(document.querySelector('#capture-table tbody tr').children[4].textContent.replace(/,/g, '')) >= 40",
+                  timeout=20, message="packet counter in the captures table")
+    # the Flows tab, default query, refreshing by itself (no click after opening it)
+    page.eval("document.getElementById('tab-flows').click()")
+    assert page.eval("document.getElementById('flows-query').value") == "G.Flows().Sort()"
+    row = "[...document.querySelectorAll('#flows-table tbody tr')].filter(r => r.children[0].textContent === 'ICMPv4')"
+    page.wait_for(row + ".length === 1 && " + row + "[0].children[3].textContent === '20' && " + row + "[0].children[4].textContent === '20'",
+                  timeout=30, message="one ICMPv4 row with 20 packets each way")
+    cells = page.eval(row + "[0].innerText.split('\\t')")
+    cells = page.eval("[...%s[0].children].map(c => c.textContent)" % row)
+    assert cells[1] == net["ip_a"] and cells[2] == net["ip_b"]
+    assert cells[5] == "1,960" and cells[6] == "1,960", cells
+    assert re.fullmatch(r"\d+(\.\d+)?", cells[7]) and 0 < float(cells[7]) < 1000, cells   # ms
+    n0 = int(page.eval("document.body.dataset.flowRefreshes"))
+    time.sleep(2.5)
+    assert int(page.eval("document.body.dataset.flowRefreshes")) >= n0 + 2      # every 1 s by default
+    # sort by a column
+    page.eval("document.querySelector('#flows-table th[data-key=abp] button').click()")
+    assert page.eval("document.querySelector('#flows-table th[data-key=abp]').getAttribute('aria-sort')") == "descending"
+    # a row click: the capture node highlighted, the flow's details
+    page.eval(row + "[0].click()")
+    page.wait_for("document.querySelector('#flow-kv [data-key=TrackingID]') !== null")
+    flow = stack.q("G.Flows().Has('CaptureID', '%s', 'Application', 'ICMPv4')" % cid)[0]
+    assert flow["TrackingID"] in page.eval("document.getElementById('flow-details').innerText")
+    page.wait_for("document.body.dataset.flowHighlight && document.body.dataset.flowHighlight.split(' ').includes(%s)" % js(a["ID"]))
+    assert page.eval(q_node(a["ID"]) + ".classList.contains('highlighted')")
+    shot(page, artifacts, "04-flows-tab")
+    # a node's own flows from its details panel
+    page.eval("window.skydive.tabs.show('tab-details'); window.skydive.renderer.select({kind: 'node', id: %s})" % js(a["ID"]))
+    page.wait_for("document.getElementById('details-flows') !== null")
+    page.eval("document.getElementById('details-flows').click()")
+    assert page.eval("document.getElementById('flows-query').value") == "G.V().Has('TID', '%s').Flows().Sort()" % a["Metadata"]["TID"]
+    page.wait_for(row + ".length === 1")
+    # interface metrics as charts in the details (the agent sends them every second here)
+    page.eval("window.skydive.tabs.show('tab-details')")
+    page.wait_for("document.querySelector('#metrics-charts svg.chart polyline.rx') !== null", timeout=30,
+                  message="the traffic charts")
+    shot(page, artifacts, "05-metrics")
+    page.eval("window.skydive.renderer.highlight([])")
+    requests.delete(stack.url + "/api/capture/" + cid, timeout=10, headers={"Content-Type": "application/json"})
