@@ -144,7 +144,7 @@ class OvsMonitor(threading.Thread):
             ifaces[str(r.uuid)] = {"name": r.name, "type": r.type, "ofport": _opt(r.ofport),
                                    "mac": _opt(r.mac_in_use) or _opt(r.mac) or "",
                                    "external_ids": dict(r.external_ids), "options": dict(r.options),
-                                   "other_config": dict(r.other_config)}
+                                   "other_config": dict(r.other_config), "error": _opt(r.error)}
         return {"bridges": bridges, "ports": ports, "interfaces": ifaces}
 
 
@@ -321,6 +321,8 @@ class OvsdbProbe(Probe):
                 ovs_md["Options"] = row["options"]
             if row["other_config"]:
                 ovs_md["OtherConfig"] = row["other_config"]
+            if row.get("error"):
+                ovs_md["Error"] = row["error"]       # the Interface error column (audits: ovs-interface-error)
             if ovs_md:
                 md["Ovs"] = ovs_md
             if otype in TUNNELS or "remote_ip" in row["options"]:

@@ -19,6 +19,7 @@ import ssl
 from aiohttp import web
 
 from ..api import graph_ws
+from ..api.audit.run import mount_audit
 from ..api.auth import make_authenticators, warn_if_open
 from ..api.limits import Limits, configure as configure_limits, start_runner
 from ..api.query import QueryEngine
@@ -146,6 +147,7 @@ class Analyzer:
         mount_config(app, self.config, guard)
         mount_topology(app, self.graph, self.engine, guard)
         mount_topology_diff(app, self.engine, guard)
+        mount_audit(app, self.engine, guard)
         origin = "api.%s" % self.host_id
         for kind in kinds:
             backend = backend_of(kind, self.resources, self.graph, origin, self.store)

@@ -7,6 +7,7 @@ import sys
 from ..analyzer.kinds import KINDS
 from ..api.cliflags import CLIError, build_body, decode_value, parse_metadata
 from ..common.jsonutil import pretty
+from . import audit
 from .diff_table import diff_table
 from .rest import ClientError, RestSession
 
@@ -92,6 +93,8 @@ def add_parser(sub):
         create = rs.add_parser("create")
         for flag in kind.flags:
             flag.add_to(create)
+
+    audit.add_parser(cs)
 
     p = cs.add_parser("pcap", help="inject a pcap file into flow storage")
     p.add_argument("--trace", "-t", required=True)
@@ -228,6 +231,8 @@ def run(args, config=None):
             _query(rest, "G", "json")
         else:
             _import(args, rest)
+    elif cmd == "audit":
+        return audit.run(args, rest)
     elif cmd == "pcap":
         try:
             with open(args.trace, "rb") as fh:
