@@ -116,6 +116,14 @@ def _q(s):
     return "'%s'" % s
 
 
+def l2_path(src, dst):
+    """The layer2 path between two nodes (upstream's scripts take any edge, so their path often
+    goes interface -> netns -> host -> netns -> interface, where no MTU is compared and nothing
+    between the two ends is captured)."""
+    return "G.V().Has('TID', %s).ShortestPathTo(Metadata('TID', %s), Metadata('RelationType', 'layer2'))" % (
+        _q(src), _q(dst))
+
+
 class WorkflowRunner:
     """Runs the built-ins against one analyzer (its handlers, engine and flow settings)."""
 
@@ -173,13 +181,15 @@ class WorkflowRunner:
     async def check_mtu(self, src, dst):
         if not src or not dst:
             raise WorkflowError("CheckMTU needs a source and a destination node")
-        paths = await self.query("G.V().Has('TID', %s).ShortestPathTo(Metadata('TID', %s))" % (_q(src), _q(dst)))
+        paths = await self.query(l2_path(src, dst))
         if not paths:
             return False        # upstream answers true when there is no path; a cut path is not a good MTU
         mtu = None
         for node in paths[0]:
             value = (node.get("Metadata") or {}).get("MTU")
-            if mtu is not None and (value is None or (isinstance(value, int) and value < mtu)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                continue        # ovsport, bridge...: the MTU before them still holds
+            if mtu is not None and value < mtu:
                 return False
             mtu = value
         return True
@@ -188,7 +198,7 @@ class WorkflowRunner:
     async def check_connectivity(self, src, dst):
         if not src or not dst:
             raise WorkflowError("CheckConnectivity needs a source and a destination node")
-        path = "G.V().Has('TID', %s).ShortestPathTo(Metadata('TID', %s))" % (_q(src), _q(dst))
+        path = l2_path(src, dst)
         capture = self._create("capture", {"GremlinQuery": path, "Name": "CheckConnectivity %s" % uuidlib.uuid4()})
         result = {}
         try:
