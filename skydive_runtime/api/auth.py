@@ -124,12 +124,13 @@ def load_htpasswd(path):
 # ---- backends ------------------------------------------------------------------------------------
 
 class User:
-    __slots__ = ("name", "role", "token")
+    __slots__ = ("name", "role", "token", "roles")
 
-    def __init__(self, name, role, token=""):
+    def __init__(self, name, role, token="", roles=()):
         self.name = name
         self.role = role
         self.token = token
+        self.roles = tuple(roles)     # more RBAC subjects (a Keystone user's role names)
 
 
 class NoAuthBackend:
@@ -139,7 +140,7 @@ class NoAuthBackend:
         self.name = name
         self.role = "admin"
 
-    def login(self, username, password):
+    def login(self, username, password, request=None):
         return User("admin", "admin", "")
 
     def has_user(self, username):
@@ -169,7 +170,7 @@ class BasicAuthBackend:
                 return verify_htpasswd(password, hashed)
         return False
 
-    def login(self, username, password):
+    def login(self, username, password, request=None):
         """The user when the password is right, else None (no token: the Authenticator signs one)."""
         if not self._check(username, password):
             return None
@@ -204,8 +205,9 @@ def make_backend(config, backend_key):
     if kind == "basic":
         return BasicAuthBackend(name, section)
     if kind == "keystone":
-        raise ConfigError("auth.%s.type: keystone authentication is not implemented yet; use basic or noauth" % name)
-    raise ConfigError("auth.%s.type: %r is not supported (noauth, basic)" % (name, kind))
+        from .keystone import KeystoneBackend
+        return KeystoneBackend(name, section)
+    raise ConfigError("auth.%s.type: %r is not supported (noauth, basic, keystone)" % (name, kind))
 
 
 # ---- RBAC ----------------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ class RBAC:
                 raise ConfigError("rbac.policy: cannot parse policy line %r" % line)
 
     def _subjects(self, user):
-        subjects = [user.name, user.role]
+        subjects = [user.name, user.role] + list(user.roles)
         seen = set()
         i = 0
         while i < len(subjects):
@@ -401,16 +403,41 @@ class Authenticator:
     def open(self):
         return self.backend.type == "noauth"
 
+    async def prefetch(self, request, username=None, password=None):
+        """What user()/login() will need from a remote backend (Keystone), fetched before the
+        synchronous guards run; a no-op for the local backends."""
+        if not hasattr(self.backend, "prefetch"):
+            return
+        tokens, passwords = [], []
+        for token in tokens_from_request(request):
+            creds = _basic_credentials(token)
+            if creds is None:
+                tokens.append(token)
+            else:
+                passwords.append(creds)
+        if username:
+            passwords.append((username, password or ""))
+        addr = _remote(request)
+        allowed = []
+        for creds in passwords:
+            try:
+                self.throttle.check(addr, creds[0])
+                allowed.append(creds)
+            except HTTPError:
+                pass          # login() answers 429 without asking Keystone
+        await self.backend.prefetch(request, tokens, allowed)
+
     def login(self, request, username, password):
         """User for a password (its `token` a fresh session token); 401 / 429 otherwise."""
         addr = _remote(request)
         self.throttle.check(addr, username)
-        user = self.backend.login(username, password)
+        user = self.backend.login(username, password, request=request)
         if user is None:
             self.throttle.failed(addr, username)
             log.warning("authentication of user %r from %s failed", username[:64], addr)
             raise HTTPError(401, "Wrong credentials")
-        user.token = self.sessions.issue(user, self.backend.name)
+        if not user.token:                    # Keystone hands out its own token
+            user.token = self.sessions.issue(user, self.backend.name)
         return user
 
     def user(self, request):
@@ -422,9 +449,15 @@ class Authenticator:
                 try:
                     return self.login(request, *creds)
                 except HTTPError as exc:
-                    if exc.status == 429:
+                    if exc.status in (429, 503):     # throttled / Keystone unreachable
                         raise
                     continue
+            validate = getattr(self.backend, "validate", None)
+            if validate is not None:
+                user = validate(request, token)     # 503 when Keystone is unreachable
+                if user is not None:
+                    return user
+                continue
             name = self.sessions.verify(token, self.backend.name)
             if name is not None and self.backend.has_user(name):
                 return User(name, self.backend.role, token)
@@ -457,6 +490,7 @@ def make_authenticators(config, backend_keys, admin=()):
         backend = make_backend(config, key)
         if name in admin:
             backend.role = "admin"
+            backend.only_role = True
         out[name] = Authenticator(backend, rbac, sessions, throttle)
     return out
 

@@ -41,15 +41,25 @@ async def error_middleware(request, handler):
 
 
 ORIGIN_POLICY = web.AppKey("origin_policy", OriginPolicy)
+AUTHENTICATORS = web.AppKey("authenticators", list)
+
+
+@web.middleware
+async def auth_prefetch_middleware(request, handler):
+    """Remote backends (Keystone) are asked before the handler's synchronous guard runs."""
+    for authn in request.app[AUTHENTICATORS]:
+        await authn.prefetch(request)
+    return await handler(request)
 
 
 def make_app(allowed_origins=(), **kw):
-    """The aiohttp app with the error middleware and the browser defences (api/browser.py);
-    allowed_origins: `http.allowed_origins`."""
+    """The aiohttp app with the error middleware, the browser defences (api/browser.py) and the
+    auth prefetch (of the authenticators mount_login registers); allowed_origins: `http.allowed_origins`."""
     policy = OriginPolicy(allowed_origins)
-    app = web.Application(middlewares=[error_middleware, origin_middleware(policy)],
+    app = web.Application(middlewares=[error_middleware, origin_middleware(policy), auth_prefetch_middleware],
                           client_max_size=limits.current.max_body_size, **kw)
     app[ORIGIN_POLICY] = policy
+    app[AUTHENTICATORS] = []
     return app
 
 
@@ -72,6 +82,11 @@ def mount_info(app, host_id, service_type, guard):
 
 
 def mount_login(app, authenticator):
+    app[AUTHENTICATORS].append(authenticator)
+    close = getattr(authenticator.backend, "close", None)
+    if close is not None:
+        app.on_cleanup.append(lambda app_: close())
+
     async def login_get(request):
         raise web.HTTPFound("/")
 
@@ -87,7 +102,8 @@ def mount_login(app, authenticator):
         else:
             if not isinstance(username, str) or not isinstance(password, str) or not username:
                 return text_error(401, "No credentials provided")
-            user = authenticator.login(request, username, password)   # HTTPError 401 / 429
+            await authenticator.prefetch(request, username, password)
+            user = authenticator.login(request, username, password)   # HTTPError 401 / 429 / 503
         body = {"Token": user.token, "Permissions": authenticator.rbac.permissions(user)}
         resp = web.Response(status=200, body=dumps(body).encode(), headers={"Content-Type": JSON_TYPE})
         origin = app[ORIGIN_POLICY].cors_origin(request.headers.get("Origin"))

@@ -283,6 +283,7 @@ class WSServer:
         authn = self.authenticators.get(endpoint.auth)
         if authn is not None:
             try:
+                await authn.prefetch(request)
                 user = authn.user(request)
             except HTTPError as exc:
                 return text_error(exc.status, exc.text)

@@ -14,7 +14,8 @@ ROLES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "ro
 
 SUBSETS = {
     "analyzer": ["skydive_state", "skydive_analyzer_port", "skydive_listen_ip", "skydive_analyzer_listen_ip", "skydive_auth_type",
-                 "skydive_username", "skydive_password", "skydive_sys_username", "skydive_sys_groupname",
+                 "skydive_username", "skydive_password", "skydive_os_auth_url", "skydive_auth_os_tenant_name",
+                 "skydive_auth_os_domain_name", "skydive_sys_username", "skydive_sys_groupname",
                  "skydive_data_dir", "skydive_deployment_test", "skydive_iptables_rules",
                  "skydive_health_timeout"],
     "agent": ["skydive_state", "skydive_agent_port", "skydive_listen_ip", "skydive_agent_listen_ip", "skydive_topology_probes",

@@ -81,10 +81,35 @@ def test_bad_value_fails_validation_naming_the_variable(tmp_path, var, value):
     assert var in res.stdout.split("Validation of arguments failed", 1)[1][:600]
 
 
-def test_keystone_is_refused_by_the_argument_spec(tmp_path):
-    res = _validate(tmp_path, "-e", json.dumps({"skydive_auth_type": "keystone"}))
-    assert res.returncode != 0
-    assert "value of skydive_auth_type must be one of: basic, noauth, got: keystone" in res.stdout, res.stdout[-2000:]
+def render_config(tmp_path, **variables):
+    """The configuration skydive_common writes for an analyzer + agent node with `variables`."""
+    extra = dict({"_skydive_is_analyzer": True, "_skydive_is_agent": True, "_skydive_bind_ip": "192.0.2.1",
+                  "_skydive_analyzer_addresses": ["192.0.2.1:8082"], "skydive_credentials_dir": str(tmp_path),
+                  "ansible_python_interpreter": sys.executable}, **variables)
+    play = [{"hosts": "localhost", "gather_facts": False,
+             "vars_files": [os.path.join(ROLES, "skydive_common", "defaults", "main.yml")],
+             "tasks": [{"ansible.builtin.copy": {"dest": str(tmp_path / "out.json"), "content":
+                        "{{ lookup('ansible.builtin.template', '%s') | from_yaml | to_json }}"
+                        % os.path.join(ROLES, "skydive_common", "templates", "config.yml.j2")}}]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play))
+    res = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", "-c", "local", "-e", json.dumps(extra),
+                          str(tmp_path / "play.yml")],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                         env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert res.returncode == 0, res.stdout[-2000:]
+    return json.loads((tmp_path / "out.json").read_text())
+
+
+def test_keystone_auth_type_writes_the_keystone_backend(tmp_path):
+    cfg = render_config(tmp_path, skydive_auth_type="keystone", skydive_os_auth_url="http://192.0.2.5:5000/v3",
+                        skydive_auth_os_tenant_name="skydive")
+    assert cfg["auth"]["api"] == {"type": "keystone", "auth_url": "http://192.0.2.5:5000/v3", "tenant_name": "skydive",
+                                  "domain_name": "Default"}
+    assert cfg["auth"]["cluster"]["type"] == "basic"          # agents <-> analyzers: cluster credentials
+    assert cfg["analyzer"]["auth"]["api"]["backend"] == "api" and cfg["agent"]["auth"]["api"]["backend"] == "api"
+    from skydive_runtime.api.auth import make_backend
+    from skydive_runtime.config import Config
+    assert make_backend(Config({"auth": cfg["auth"], "x": "api"}), "x").type == "keystone"
 
 
 def test_probe_choices_are_the_runtime_registry():
@@ -100,8 +125,9 @@ def test_auth_choices_are_the_runtime_backends():
     from skydive_runtime.api.auth import make_backend
     from skydive_runtime.config import Config, ConfigError
     for choice in gen_role_specs.common_options()["skydive_auth_type"]["choices"]:
-        make_backend(Config({"auth": {"api": {"type": choice, "users": {"u": "p"}}}, "x": "api"}), "x")
-    with pytest.raises(ConfigError, match="keystone authentication is not implemented yet"):
+        make_backend(Config({"auth": {"api": {"type": choice, "users": {"u": "p"}, "auth_url": "http://k:5000"}},
+                             "x": "api"}), "x")
+    with pytest.raises(ConfigError, match="auth_url: the Keystone URL is required"):
         make_backend(Config({"auth": {"api": {"type": "keystone"}}, "x": "api"}), "x")
 
 

@@ -1,5 +1,5 @@
 """`skydive analyzer|agent|allinone` through the real CLI: where `-c` goes, and the configurations
-that are refused at start (unknown probe, Keystone, peering) with exit code 2 and a message."""
+that are refused at start (unknown probe, Keystone without auth_url, peering) with exit code 2 and a message."""
 
 import json
 import os
@@ -100,14 +100,13 @@ def test_allinone_checks_both_probe_lists(tmp_path):
 
 
 @pytest.mark.parametrize("auth", [
-    {"analyzer": {"auth": {"api": {"backend": "ks"}}}, "auth": {"ks": {"type": "keystone", "auth_url": "http://k:5000/v3"}}},
     {"analyzer": {"auth": {"api": {"backend": "keystone"}}}},                 # upstream's built-in name
     {"analyzer": {"auth": {"cluster": {"backend": "ks"}}}, "auth": {"ks": {"type": "keystone"}}},
 ])
-def test_keystone_is_refused_with_a_configuration_error(tmp_path, auth):
+def test_keystone_without_auth_url_is_refused_with_a_configuration_error(tmp_path, auth):
     cfg = dict(auth, analyzer=dict(MEMORY, listen="127.0.0.1:%d" % free_port(), **auth["analyzer"]))
     p = _run("analyzer", "-c", _write(tmp_path, "ks.yml", cfg))
-    _refused(p, "keystone authentication is not implemented yet; use basic or noauth")
+    _refused(p, "auth_url: the Keystone URL is required (http(s)://host:5000/v3)")
 
 
 def test_analyzer_peers_are_refused(tmp_path):
