@@ -83,7 +83,8 @@ def test_bad_value_fails_validation_naming_the_variable(tmp_path, var, value):
 
 def render_config(tmp_path, **variables):
     """The configuration skydive_common writes for an analyzer + agent node with `variables`."""
-    extra = dict({"_skydive_is_analyzer": True, "_skydive_is_agent": True, "_skydive_bind_ip": "192.0.2.1",
+    extra = dict({"_skydive_is_analyzer": True, "_skydive_is_agent": True, "_skydive_analyzer_bind_ip": "192.0.2.1",
+                  "_skydive_agent_bind_ip": "192.0.2.1",
                   "_skydive_analyzer_addresses": ["192.0.2.1:8082"], "skydive_credentials_dir": str(tmp_path),
                   "ansible_python_interpreter": sys.executable}, **variables)
     play = [{"hosts": "localhost", "gather_facts": False,
