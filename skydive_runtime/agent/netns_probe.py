@@ -3,6 +3,10 @@ with a netlink sub-probe inside (the netlink monitor thread opens its sockets th
 
 `ip netns add` creates the file before bind-mounting the namespace on it, so a new file is
 retried until it really is a namespace (nsfs) — or given up after a few seconds.
+
+Other probes register namespaces found elsewhere (`register(path, name)`: the docker probe gives a
+container's `/proc/<pid>/ns/net`); a namespace is one node whichever way it was found first (same
+device and inode).
 """
 
 import asyncio
@@ -97,6 +101,7 @@ class NetnsProbe(Probe):
         self.wd = None
         self.own_ns = None    # (st_dev, st_ino) of the agent's namespace: no netns node, as upstream
         self.nodes = {}       # path -> netns node
+        self.extra = {}       # path -> netns node registered by another probe (register())
         self.waiting = {}     # path -> retry index
         self.loop = None
         self._poll_task = None
@@ -207,7 +212,34 @@ class NetnsProbe(Probe):
         if self.waiting.get(path) == attempt - 1:
             self._try_add(path, attempt)
 
-    def _add(self, path):
+    def find(self, dev, ino):
+        """The netns node of the namespace (device, inode), however it was found; None if unknown."""
+        for node in list(self.nodes.values()) + list(self.extra.values()):
+            if node.Metadata.get("Inode") == ino and node.Metadata.get("Device") == dev:
+                return node
+        return None
+
+    def is_own(self, path):
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino) == self.own_ns
+
+    def register(self, path, name):
+        """The netns node of namespace `path` (a /proc/<pid>/ns/net), created with `name` if no
+        probe knows it yet: -> (node, created). Raises OSError when `path` is gone."""
+        st = os.stat(path)
+        node = self.find(st.st_dev, st.st_ino)
+        if node is not None:
+            return node, False
+        self._add(path, name, self.extra)
+        return self.extra.get(path), path in self.extra
+
+    def unregister(self, path):
+        node = self.extra.pop(path, None)
+        if node is not None:
+            self.netlink.remove_namespace(path)
+            self._delete_subtree(node)
+
+    def _add(self, path, name=None, table=None):
         try:
             st = os.stat(path)
         except OSError:
@@ -215,14 +247,17 @@ class NetnsProbe(Probe):
         if (st.st_dev, st.st_ino) == self.own_ns:
             log.debug("netns: %s is the agent's own namespace (its host's interfaces)", path)
             return
-        name = os.path.basename(path)
+        if self.find(st.st_dev, st.st_ino) is not None:
+            log.debug("netns: %s is a namespace already known", path)
+            return
+        name = name or os.path.basename(path)
         host_tid = tid_of(self.topo.host)
         md = {"Name": name, "Type": "netns", "Path": path, "Inode": st.st_ino, "Device": st.st_dev}
         if host_tid:
             md["TID"] = gen_id(host_tid + path + "netns")
         node = self.graph.new_node(metadata=md)
         self.topo.own(self.topo.host, node)
-        self.nodes[path] = node
+        (self.nodes if table is None else table)[path] = node
         self.netlink.add_namespace(path, name, node, path)
 
     def _remove(self, path):
