@@ -133,7 +133,8 @@ class AgentCaptures(OnDemandHandler):
     def create(self, node, resource):
         ntype = node.Metadata.get("Type")
         allowed = capabilities.types_for_node(ntype)
-        ctype = resource.get("Type") or capabilities.DEFAULT_CAPTURE.get(ntype)
+        ctype = resource.get("Type") or capabilities.default_type(ntype, resource, self.types,
+                                                                  node.Metadata.get("Captures") or ())
         if ctype is None:
             raise OnDemandError(400, "node %s of type %r cannot be captured" % (node.ID, ntype))
         if ctype not in allowed:

@@ -8,6 +8,7 @@ import sys
 
 import aiohttp
 import pytest
+import requests
 
 from tests.fixtures.processes import wait_until
 from tests.flow_integration.conftest import Pair, ping, read_pcap, run, udp_send
@@ -384,7 +385,7 @@ def test_ebpf_capture_end_to_end(stack, net, names):
     qa = "G.V().Has('Name','%s')" % p.a
     qb = "G.V().Has('Name','%s')" % p.b
     ce = stack.capture(GremlinQuery=qa, Type="ebpf", Name="in-kernel")
-    ca = stack.capture(GremlinQuery=qb)
+    ca = stack.capture(GremlinQuery=qb, Type="afpacket")
     stack.wait_active(ce, qa)
     stack.wait_active(ca, qb)
     ping(p.ns_a, p.ip_b, 5)
@@ -411,3 +412,36 @@ def test_ebpf_capture_end_to_end(stack, net, names):
     assert stack.delete_capture(ce).status_code == 200
     assert stack.delete_capture(ca).status_code == 200
     stack.wait_q("G.Flows().Has('CaptureID','%s').Count()" % ce, 0)
+
+
+def _types_on(stack, name):
+    return {c["ID"]: c["Type"] for c in stack.node(name)["Metadata"].get("Captures") or []}
+
+
+def test_untyped_capture_runs_ebpf_unless_its_options_need_packets(stack, net, names):
+    """No Type: ebpf where the host runs it and the capture asks nothing that needs whole packets,
+    afpacket for a BPF filter or raw packets, and for a second one on a node already running ebpf
+    (single per node); the node's Captures[].Type is the type as run, counts exact in both."""
+    if "ebpf" not in stack.q("G.V().Has('Type','host','Name','%s')" % stack.agent_host_id)[0]["Metadata"]["CaptureTypes"]:
+        pytest.skip("this host cannot run ebpf captures")
+    p = Pair(net, names)
+    qa = "G.V().Has('Name','%s')" % p.a
+    qb = "G.V().Has('Name','%s')" % p.b
+    plain = stack.capture(GremlinQuery=qa)
+    stack.wait_active(plain, qa)
+    second = stack.capture(GremlinQuery=qa + ".Has('Type','veth')", LayerKeyMode="L3")    # another query: no 409
+    bpf = stack.capture(GremlinQuery=qb, BPFFilter="icmp")
+    # (L3: two captures of one node with the same key mode give a flow the same UUID)
+    raw = stack.capture(GremlinQuery=qb + ".Has('Type','veth')", RawPacketLimit=2, LayerKeyMode="L3")
+    for cid, q in ((second, qa), (bpf, qb), (raw, qb)):
+        stack.wait_active(cid, q)
+    assert _types_on(stack, p.a) == {plain: "ebpf", second: "afpacket"}
+    assert _types_on(stack, p.b) == {bpf: "afpacket", raw: "afpacket"}
+    ping(p.ns_a, p.ip_b, 4)
+    q = "G.Flows().Has('CaptureID','%s','Network.A','%s','ICMP.Type','ECHO').Values('Metric.ABPackets')"
+    for cid in (plain, second, bpf, raw):
+        stack.wait_q(q % (cid, p.ip_a), [4])
+    # the capture resource keeps no Type: each node shows what it runs
+    assert not requests.get(stack.url + "/api/capture/" + plain, timeout=10).json().get("Type")
+    for cid in (plain, second, bpf, raw):
+        assert stack.delete_capture(cid).status_code == 200
