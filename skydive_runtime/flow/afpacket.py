@@ -59,7 +59,7 @@ class AFPacketSource(object):
     linktype = 1
 
     def __init__(self, ifname, netns=None, bpf_filter=None, header_size=DEFAULT_HEADER_SIZE,
-                 block_size=1 << 20, block_nr=64, retire_ms=50, promisc=False):
+                 block_size=1 << 20, block_nr=64, retire_ms=50, promisc=False, attach=None):
         if not ifname or not isinstance(ifname, str) or len(ifname) > 15:
             raise CaptureError("invalid interface name %r" % (ifname,))
         validate_header_size(header_size)
@@ -76,6 +76,7 @@ class AFPacketSource(object):
         self.block_nr = block_nr
         self.retire_ms = retire_ms
         self.promisc = promisc
+        self.attach = attach          # attach(sock) instead of the cBPF filter (the ebpf probe's program)
         self.sock = None
         self.ring = None
         self._block = 0
@@ -97,7 +98,10 @@ class AFPacketSource(object):
                 raise CaptureError(e.errno, "cannot open AF_PACKET socket: %s" % e.strerror)
             try:
                 # Filter first: nothing unfiltered gets queued between bind and attach.
-                _bpf.attach_filter(sock, self.insns)
+                if self.attach is not None:
+                    self.attach(sock)
+                else:
+                    _bpf.attach_filter(sock, self.insns)
                 sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
                 # frame_size/frame_nr are unused by V3 but must be consistent.
                 req = struct.pack("IIIIIII", self.block_size, self.block_nr, 2048,

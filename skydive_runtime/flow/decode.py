@@ -52,6 +52,10 @@ IPPROTO_IPV6 = 41
 
 VXLAN_PORT = 4789
 GENEVE_PORT = 6081
+# every UDP port decode() takes as a tunnel: the ebpf probe hands these datagrams to user space
+TUNNEL_UDP_PORTS = (VXLAN_PORT, GENEVE_PORT)
+# IP protocols decoded as tunnels (likewise)
+TUNNEL_IP_PROTOS = (IPPROTO_GRE,)
 
 TCP_FIN = 0x01
 TCP_SYN = 0x02

@@ -47,14 +47,13 @@ import ctypes
 import ctypes.util
 import errno as _errno
 import os
-import select
 import socket
 import struct
 import time
 
 from . import bpfasm as A
 from . import decode as _dec
-from .afpacket import CaptureError, ETH_P_ALL
+from .afpacket import AFPacketSource, CaptureError, DEFAULT_HEADER_SIZE, validate_header_size
 from .capabilities import CaptureStartError, Opened
 from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB,
                    F_LAST, F_RTT, F_RTT0, F_STATE, FINISH_TCP_FIN, FINISH_TCP_RST)
@@ -71,6 +70,9 @@ BPF_PROG_TYPE_SOCKET_FILTER = 1
 BPF_F_NO_PREALLOC = 1
 BPF_NOEXIST = 1
 SO_ATTACH_BPF = 50
+# the ring of the frames handed to user space (tunnels, IPv6 extension headers...): 4 MiB
+RING_BLOCK_SIZE = 1 << 19
+RING_BLOCKS = 8
 
 KEY_SIZE = 56
 KEY4_SIZE = 28
@@ -199,8 +201,12 @@ def _emit_update(a, map_fd, key_off, tag):
     a.ja(tag + "bump")
 
 
-def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
+def build_program(flow_map_fd, drop_map_fd, flow4_map_fd, snaplen=256):
     """The socket filter as bytes (see the module docstring for the key layouts).
+
+    Frames whose flow the kernel key cannot describe as decode() would (tunnels, IPv6 extension
+    headers, ethertypes other than IPv4/IPv6/ARP/802.3, truncated L4 headers) are not counted:
+    the program returns `snaplen` and the socket's ring queues them for the user-space decoder.
 
     IPv4 frames without VLAN tag in the data, IP options or non-first fragment, carrying TCP, UDP,
     SCTP or ICMP and at least FAST_LOAD bytes long, are read with one bpf_skb_load_bytes and
@@ -222,6 +228,15 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
         a.call(A.FN_skb_load_bytes)
         a.jmp_imm(A.JNE, R0, 0, fail)
 
+    def tunnel_ports(ports_off, target):
+        """Jump to `target` when the UDP ports at fp+ports_off are a tunnel's (decode.TUNNEL_UDP_PORTS)."""
+        a.ldx(H, R1, FP, ports_off)
+        a.ldx(H, R2, FP, ports_off + 2)
+        for port in _dec.TUNNEL_UDP_PORTS:
+            le = ((port & 0xFF) << 8) | (port >> 8)          # network order read as LE
+            a.jmp_imm(A.JEQ, R1, le, target)
+            a.jmp_imm(A.JEQ, R2, le, target)
+
     a.mov64_reg(R6, R1)
     a.st(DW, FP, _V + 32, 0)
     a.ldx(W, R9, R6, 0)                           # skb->len (from the MAC header)
@@ -236,11 +251,14 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
     a.alu64_imm(A.AND, R1, 0xFF1F)
     a.jmp_imm(A.JNE, R1, 0, "general")           # a non-first fragment
     a.ldx(B, R8, FP, _HDR + 23)
-    a.jmp_imm(A.JEQ, R8, 17, "f4ports")
+    a.jmp_imm(A.JEQ, R8, 17, "f4udp")
     a.jmp_imm(A.JEQ, R8, 6, "f4tcp")
     a.jmp_imm(A.JEQ, R8, 1, "f4icmp")
     a.jmp_imm(A.JEQ, R8, 132, "f4ports")
     a.ja("general")
+    a.label("f4udp")
+    tunnel_ports(_HDR + 34, "user")
+    a.ja("f4ports")
     a.label("f4tcp")
     a.ldx(B, R1, FP, _HDR + 47)
     a.stx(DW, FP, _V + 32, R1)
@@ -293,7 +311,9 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
     a.label("novlan")
     a.ldx(H, R8, FP, _K + 12)                     # ethertype, network order read as LE
     a.jmp_imm(A.JNE, R8, 0x0081, "l3")            # 0x8100: one in-band 802.1Q tag
-    load_bytes(14, _HDR, 4, "update")
+    a.ldx(B, R1, FP, _K + 54)
+    a.jmp_imm(A.JNE, R1, 0, "user")               # a second tag (the outer one offloaded)
+    load_bytes(14, _HDR, 4, "user")
     a.ldx(H, R1, FP, _HDR)
     a.be16(R1)
     a.alu64_imm(A.AND, R1, 0xFFF)
@@ -305,6 +325,10 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
     a.label("l3")
     a.jmp_imm(A.JEQ, R8, 0x0008, "ipv4")
     a.jmp_imm(A.JEQ, R8, 0xDD86, "ipv6")
+    a.jmp_imm(A.JEQ, R8, 0x0608, "update")        # ARP
+    a.mov64_reg(R1, R8)
+    a.be16(R1)
+    a.jmp_imm(A.JGE, R1, 0x0600, "user")          # not an 802.3 length: other protocols, more tags
     a.ja("update")
 
     a.label("ipv4")
@@ -326,6 +350,8 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
     a.ja("update")
     a.label("ipv4_l4")
     a.st(B, FP, _K + 53, 1)
+    for proto in _dec.TUNNEL_IP_PROTOS:
+        a.jmp_imm(A.JEQ, R8, proto, "user")
     a.ja("l4")
 
     a.label("ipv6")
@@ -337,6 +363,9 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
     a.stx(B, FP, _K + 52, R8)
     a.st(B, FP, _K + 53, 1)
     a.alu64_imm(A.ADD, R7, 40)
+    for nh in (6, 17, 132, 58):
+        a.jmp_imm(A.JEQ, R8, nh, "l4")
+    a.ja("user")                                  # extension headers, tunnels...
 
     a.label("l4")
     a.jmp_imm(A.JEQ, R8, 6, "tcp")
@@ -346,19 +375,22 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
     a.jmp_imm(A.JEQ, R8, 58, "icmp")
     a.ja("update")
     a.label("tcp")
-    load_bytes((R7,), _IP, 14, "update")
+    load_bytes((R7,), _IP, 20, "user")
     a.ldx(W, R1, FP, _IP)
     a.stx(W, FP, _K + 48, R1)
     a.ldx(B, R1, FP, _IP + 13)
     a.stx(DW, FP, _V + 32, R1)
     a.ja("update")
     a.label("ports")
-    load_bytes((R7,), _IP, 4, "update")
+    load_bytes((R7,), _IP, 8, "user")
+    a.jmp_imm(A.JNE, R8, 17, "ports_key")
+    tunnel_ports(_IP, "user")
+    a.label("ports_key")
     a.ldx(W, R1, FP, _IP)
     a.stx(W, FP, _K + 48, R1)
     a.ja("update")
     a.label("icmp")
-    load_bytes((R7,), _IP, 8, "update")
+    load_bytes((R7,), _IP, 8, "user")
     a.ldx(H, R1, FP, _IP)                         # type, code
     a.stx(H, FP, _K + 48, R1)
     a.ldx(H, R1, FP, _IP + 4)                     # echo identifier
@@ -378,6 +410,9 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd):
     a.label("out")
     a.mov64_imm(R0, 0)                            # nothing reaches the socket
     a.exit()
+    a.label("user")
+    a.mov64_imm(R0, snaplen)                      # the whole frame (up to snaplen) to the ring
+    a.exit()
     return a.assemble()
 
 
@@ -388,11 +423,15 @@ class EBPFSource(object):
 
     linktype = 1
 
-    def __init__(self, ifname, netns=None, max_flows=DEFAULT_MAX_FLOWS, batch=4096):
+    def __init__(self, ifname, netns=None, max_flows=DEFAULT_MAX_FLOWS, batch=4096, header_size=DEFAULT_HEADER_SIZE):
         if not ifname or not isinstance(ifname, str) or len(ifname) > 15:
             raise CaptureError("invalid interface name %r" % (ifname,))
         if not isinstance(max_flows, int) or max_flows < 1:
             raise CaptureError("invalid max_flows %r" % (max_flows,))
+        validate_header_size(header_size)
+        self.header_size = header_size or 65535
+        self.ring = None              # AFPacketSource: the frames handed to user space
+        self._ring_stats = {"PacketsReceived": 0, "PacketsDropped": 0, "PacketsIfDropped": 0}
         self.ifname = ifname
         self.netns = netns
         self.max_flows = max_flows
@@ -403,7 +442,6 @@ class EBPFSource(object):
         self.map4_fd = -1             # IPv4 fast path map, KEY4_SIZE keys
         self.drop_fd = -1
         self.prog_fd = -1
-        self._poll = None
         self._use_batch = True
         self.mono_offset_ns = 0       # wall clock - CLOCK_MONOTONIC (ktime_get_ns)
         self.received = 0             # packets seen in the maps (live + retired entries)
@@ -421,32 +459,22 @@ class EBPFSource(object):
             self.map4_fd = map_create(BPF_MAP_TYPE_PERCPU_HASH, KEY4_SIZE, VALUE_SIZE, self.max_flows,
                                       BPF_F_NO_PREALLOC, b"skydive_flows4")
             self.drop_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, b"skydive_drops")
-            self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd, self.map4_fd))
-            with in_netns(self.netns):
-                try:
-                    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
-                except OSError as e:
-                    raise CaptureError(e.errno, "cannot open AF_PACKET socket: %s" % e.strerror)
-                try:
-                    try:
-                        sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, self.prog_fd)
-                    except OSError as e:
-                        raise EBPFError(e.errno, "SO_ATTACH_BPF failed: %s" % e.strerror)
-                    try:
-                        sock.bind((self.ifname, ETH_P_ALL))
-                    except OSError as e:
-                        raise CaptureError(e.errno, "cannot capture on %s%s: %s" % (
-                            self.ifname, " in netns %s" % self.netns if self.netns else "", e.strerror))
-                except BaseException:
-                    sock.close()
-                    raise
+            self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd, self.map4_fd, self.header_size))
+            ring = AFPacketSource(self.ifname, netns=self.netns, header_size=self.header_size,
+                                  block_size=RING_BLOCK_SIZE, block_nr=RING_BLOCKS, attach=self._attach)
+            ring.open()
         except BaseException:
             self._close_fds()
             raise
-        self.sock = sock
+        self.ring = ring
+        self.sock = ring.sock
         self.mono_offset_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-        self._poll = select.poll()
-        self._poll.register(sock.fileno(), select.POLLERR)
+
+    def _attach(self, sock):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, self.prog_fd)
+        except OSError as e:
+            raise EBPFError(e.errno, "SO_ATTACH_BPF failed: %s" % e.strerror)
 
     def _close_fds(self):
         for name in ("prog_fd", "map_fd", "map4_fd", "drop_fd"):
@@ -459,30 +487,28 @@ class EBPFSource(object):
                 setattr(self, name, -1)
 
     def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-        self._poll = None
+        if self.ring is not None:
+            self._ring_stats = self.ring.stats()
+            self.ring.close()
+            self.ring = None
+        self.sock = None
         self._close_fds()
 
     def fileno(self):
         return self.sock.fileno()
 
     def read_packets(self, handler, timeout_ms=100):
-        """Nothing to read: the kernel aggregates.  Waits `timeout_ms` for a socket error
-        (interface down or gone, like afpacket) and returns 0."""
-        if self._poll is None:
+        """The frames the program handed to user space (see build_program), to `handler` like
+        afpacket's; waits up to `timeout_ms`; a socket error (interface down or gone) raises."""
+        if self.ring is None:
             raise CaptureError("capture is not open")
-        for _fd, ev in self._poll.poll(timeout_ms):
-            if ev & select.POLLERR:
-                err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                raise CaptureError(err, "capture on %s failed: %s" % (
-                    self.ifname, os.strerror(err) if err else "socket error"))
-        return 0
+        return self.ring.read_packets(handler, timeout_ms)
 
     def stats(self):
-        return {"PacketsReceived": self.received, "PacketsDropped": self.map_full_drops,
-                "PacketsIfDropped": 0}
+        ring = self.ring.stats() if self.ring is not None else self._ring_stats
+        return {"PacketsReceived": self.received + ring["PacketsReceived"],
+                "PacketsDropped": self.map_full_drops + ring["PacketsDropped"],
+                "PacketsIfDropped": ring["PacketsIfDropped"]}
 
     # ---------------------------------------------------------------- map access
     def _maps(self):
@@ -669,6 +695,9 @@ def synth_frame(kk):
     return frame + ip + body
 
 
+_NOTHING = (0, 0, 0, 0)
+
+
 class EBPFFlowTable(object):
     """The FlowTable face of an EBPFSource for CaptureRunner: every tick / snapshot / flush
     first merges the kernel map into `table` (a FlowTable), then defers to it."""
@@ -681,10 +710,12 @@ class EBPFFlowTable(object):
         self._resolved = {}     # kernel key -> (table key, src_is_first, Packet) or None
         self._kkeys = {}        # table key -> set of kernel keys
         self._retired = 0       # packets of deleted kernel entries
+        self._applied = {}      # table key -> kernel counters (first side, other side) already in the table
         self._drops_seen = 0
 
     def process(self, data, ts_ns, wire_len=0, linktype=None):
-        raise CaptureError("the ebpf probe aggregates in the kernel; it takes no packets")
+        """A frame the program handed to user space: the table decodes it as afpacket's would."""
+        return self.table.process(data, ts_ns, wire_len, linktype)
 
     def _resolve(self, kk):
         p = _dec.decode(synth_frame(kk), 1)
@@ -741,17 +772,29 @@ class EBPFFlowTable(object):
         drops = src.read_drops()
         c = t.c
         flows = t.flows
+        applied = self._applied
         for key, g in agg.items():
             f = flows.get(key)
             if f is None:
                 _ts, a_first, p = g[6]
                 f = t._new_flow(key, a_first, p, (g[4] + off) // 1000000, None)
             b = f.b
+            # add what the kernel counted since the last sync (the table may count frames of the
+            # same flow that the program handed to user space)
+            prev = applied.get(key) or _NOTHING
+            d0, d1, d2, d3 = g[0] - prev[0], g[1] - prev[1], g[2] - prev[2], g[3] - prev[3]
+            applied[key] = g[0:4]
             if f.a:
-                c[b + F_ABP], c[b + F_ABB], c[b + F_BAP], c[b + F_BAB] = g[0], g[1], g[2], g[3]
+                c[b + F_ABP] += d0
+                c[b + F_ABB] += d1
+                c[b + F_BAP] += d2
+                c[b + F_BAB] += d3
                 sa, sb = g[7], g[8]
             else:
-                c[b + F_ABP], c[b + F_ABB], c[b + F_BAP], c[b + F_BAB] = g[2], g[3], g[0], g[1]
+                c[b + F_ABP] += d2
+                c[b + F_ABB] += d3
+                c[b + F_BAP] += d0
+                c[b + F_BAB] += d1
                 sa, sb = g[8], g[7]
             last = (g[5] + off) // 1000000
             if last > c[b + F_LAST]:
@@ -799,6 +842,7 @@ class EBPFFlowTable(object):
         flows = self.table.flows
         gone = [k for k in self._kkeys if k not in flows]
         for k in gone:
+            self._applied.pop(k, None)
             kks = self._kkeys.pop(k)
             self._retired += self.source.delete(kks)
             for kk in kks:
@@ -873,7 +917,7 @@ def open_capture(ctx):
     """In-kernel aggregation on the interface of ctx.node, feeding ctx.table through EBPFFlowTable."""
     ifname, netns = ctx.locate()
     try:
-        src = EBPFSource(ifname, netns=netns, max_flows=ctx.max_entries)
+        src = EBPFSource(ifname, netns=netns, max_flows=ctx.max_entries, header_size=ctx.header_size)
     except (ValueError, OSError) as exc:
         raise CaptureStartError(400, str(exc)) from None
     return Opened(src, table=EBPFFlowTable(src, ctx.table))

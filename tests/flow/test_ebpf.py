@@ -407,3 +407,82 @@ def test_both_cpus_sending_one_flow_counted_exactly(veth_pair):
     assert r.error is None
     (f,) = [f for f in final_by_tracking(flows).values() if f.get("Transport", {}).get("B") == 7051]
     assert f["Metric"]["ABPackets"] == 6000 and f["Metric"]["ABBytes"] == 6000 * 60
+
+
+HANDOFF_SEND = """
+import socket, struct, sys
+dst, src = bytes.fromhex(sys.argv[2].replace(':', '')), bytes.fromhex(sys.argv[3].replace(':', ''))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+A4, B4 = socket.inet_aton('192.168.243.1'), socket.inet_aton('192.168.243.2')
+def ip4(proto, body, a=A4, b=B4):
+    return struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(body), 1, 0, 64, proto, 0, a, b) + body
+def udp(sp, dp, payload):
+    return struct.pack('!HHHH', sp, dp, 8 + len(payload), 0) + payload
+inner = b'\\x02\\x00\\x00\\x00\\x00\\x0b' + b'\\x02\\x00\\x00\\x00\\x00\\x0a' + b'\\x08\\x00' + ip4(
+    17, udp(5555, 6666, b'i' * 10), socket.inet_aton('172.16.9.1'), socket.inet_aton('172.16.9.2'))
+vxlan = b'\\x08\\x00\\x00\\x00' + struct.pack('!I', 42 << 8) + inner
+gre = struct.pack('!HH', 0, 0x0800) + ip4(1, struct.pack('!BBHHH', 8, 0, 0, 77, 1) + b'g' * 8,
+                                          socket.inet_aton('172.16.8.1'), socket.inet_aton('172.16.8.2'))
+a6, b6 = bytes.fromhex('fd0000000000000000000000000000a1'), bytes.fromhex('fd0000000000000000000000000000b2')
+hop = struct.pack('!BB', 17, 0) + b'\\x01\\x04\\x00\\x00\\x00\\x00'      # hop-by-hop, PadN
+u6 = udp(41006, 7006, b'6' * 12)
+ip6 = struct.pack('!IHBB', 0x60000000, len(hop) + len(u6), 0, 64) + a6 + b6 + hop + u6
+frames = [
+    b'\\x08\\x00' + ip4(17, udp(40789, 4789, vxlan)),
+    b'\\x08\\x00' + ip4(47, gre),
+    b'\\x86\\xdd' + ip6,
+    b'\\x88\\xa8' + struct.pack('!H', 100) + b'\\x81\\x00' + struct.pack('!H', 200) + b'\\x08\\x00' + ip4(17, udp(41001, 7001, b'q' * 20)),
+    b'\\x08\\x00' + ip4(17, udp(41002, 7002, b'p' * 30)),               # plain: counted in the kernel
+]
+for i in range(int(sys.argv[4])):
+    for f in frames:
+        s.send(dst + src + f)
+"""
+
+
+def test_frames_the_kernel_key_cannot_describe_reach_user_space(veth_pair):
+    """VXLAN (inner flow with ParentUUID), GRE, an IPv6 hop-by-hop header and 802.1ad+802.1Q tags go
+    to the socket's ring and the user-space decoder; plain UDP stays in the kernel: the same flows
+    as afpacket, every packet counted once."""
+    ours, ref = [], []
+    r_ebpf = ebpf_runner(veth_pair, ours)
+    r_afp = afpacket_runner(veth_pair, ref)
+    r_afp.start()
+    r_ebpf.start()
+    try:
+        veth_pair.exec_a("/usr/bin/python3", "-c", HANDOFF_SEND, veth_pair.dev_a,
+                         veth_pair.mac(veth_pair.ns_b, veth_pair.dev_b),
+                         veth_pair.mac(veth_pair.ns_a, veth_pair.dev_a), "3")
+        time.sleep(0.3)
+        handed = r_ebpf.source.ring.stats()["PacketsReceived"]
+        kernel = r_ebpf.source.received
+    finally:
+        r_ebpf.stop()
+        r_afp.stop()
+    assert r_ebpf.error is None and r_afp.error is None
+
+    def ours_only(flows):
+        out = {}
+        for tid, f in final_by_tracking(flows).items():
+            net = f.get("Network", {}).get("A", "")
+            if net.startswith(("192.168.243.", "172.16.", "fd00::a1")):
+                out[tid] = f
+        return out
+    mine, theirs = ours_only(ours), ours_only(ref)
+    assert set(mine) == set(theirs), (sorted(f["LayersPath"] for f in mine.values()),
+                                      sorted(f["LayersPath"] for f in theirs.values()))
+    uuid_map = {f["UUID"]: theirs[t]["UUID"] for t, f in mine.items()}
+    for tid, f in mine.items():
+        g = theirs[tid]
+        for k in ("LayersPath", "Application", "Link", "Network", "Transport", "ICMP"):
+            assert f.get(k) == g.get(k), (k, f, g)
+        for k in ("ABPackets", "ABBytes", "BAPackets", "BABytes"):
+            assert f["Metric"][k] == g["Metric"][k], (k, f, g)
+        assert uuid_map.get(f.get("ParentUUID"), "") == (g.get("ParentUUID") or "")
+    paths = sorted(f["LayersPath"] for f in mine.values())
+    assert "Ethernet/IPv4/UDP/VXLAN" in paths and "Ethernet/IPv4/UDP" in paths and "Ethernet/IPv4/GRE" in paths
+    assert any(f.get("ParentUUID") for f in mine.values())
+    assert "Ethernet/IPv6/IPv6HopByHop/UDP" in paths and "Ethernet/Dot1Q/Dot1Q/IPv4/UDP" in paths
+    # 4 of the 5 frames (x3) handed over, the plain one counted in the kernel
+    assert handed >= 12 and kernel >= 3
