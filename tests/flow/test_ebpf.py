@@ -428,8 +428,10 @@ a6, b6 = bytes.fromhex('fd0000000000000000000000000000a1'), bytes.fromhex('fd000
 hop = struct.pack('!BB', 17, 0) + b'\\x01\\x04\\x00\\x00\\x00\\x00'      # hop-by-hop, PadN
 u6 = udp(41006, 7006, b'6' * 12)
 ip6 = struct.pack('!IHBB', 0x60000000, len(hop) + len(u6), 0, 64) + a6 + b6 + hop + u6
+geneve = struct.pack('!BBHI', 0, 0, 0x6558, 43 << 8) + inner.replace(socket.inet_aton('172.16.9.1'), socket.inet_aton('172.16.7.1'))
 frames = [
     b'\\x08\\x00' + ip4(17, udp(40789, 4789, vxlan)),
+    b'\\x08\\x00' + ip4(17, udp(46081, 6081, geneve)),
     b'\\x08\\x00' + ip4(47, gre),
     b'\\x86\\xdd' + ip6,
     b'\\x88\\xa8' + struct.pack('!H', 100) + b'\\x81\\x00' + struct.pack('!H', 200) + b'\\x08\\x00' + ip4(17, udp(41001, 7001, b'q' * 20)),
@@ -442,7 +444,7 @@ for i in range(int(sys.argv[4])):
 
 
 def test_frames_the_kernel_key_cannot_describe_reach_user_space(veth_pair):
-    """VXLAN (inner flow with ParentUUID), GRE, an IPv6 hop-by-hop header and 802.1ad+802.1Q tags go
+    """VXLAN and Geneve (inner flows with ParentUUID), GRE, an IPv6 hop-by-hop header and 802.1ad+802.1Q tags go
     to the socket's ring and the user-space decoder; plain UDP stays in the kernel: the same flows
     as afpacket, every packet counted once."""
     ours, ref = [], []
@@ -482,7 +484,8 @@ def test_frames_the_kernel_key_cannot_describe_reach_user_space(veth_pair):
         assert uuid_map.get(f.get("ParentUUID"), "") == (g.get("ParentUUID") or "")
     paths = sorted(f["LayersPath"] for f in mine.values())
     assert "Ethernet/IPv4/UDP/VXLAN" in paths and "Ethernet/IPv4/UDP" in paths and "Ethernet/IPv4/GRE" in paths
+    assert "Ethernet/IPv4/UDP/Geneve" in paths
     assert any(f.get("ParentUUID") for f in mine.values())
     assert "Ethernet/IPv6/IPv6HopByHop/UDP" in paths and "Ethernet/Dot1Q/Dot1Q/IPv4/UDP" in paths
-    # 4 of the 5 frames (x3) handed over, the plain one counted in the kernel
-    assert handed >= 12 and kernel >= 3
+    # 5 of the 6 frames (x3) handed over, the plain one counted in the kernel
+    assert handed >= 15 and kernel >= 3
