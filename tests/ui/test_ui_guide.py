@@ -69,7 +69,8 @@ def stack(tmp_path_factory, net):
     cfg["flow"] = {"update": 1, "expire": 600}
     cfg["analyzer"]["capture"] = {"debounce": 0.1}
     s = Stack(workdir, {"host_id": "uiguide-%s" % os.urandom(3).hex(),
-                        "agent": {"topology": {"probes": [], "netlink": {"metrics_update": 1}}, "capture": {"stats_update": 1}},
+                        "agent": {"topology": {"probes": [], "netlink": {"metrics_update": 1}}, "capture": {"stats_update": 1},
+                                  "injection": {"stats_update": 0.5}},
                         "flow": {"update": 1, "expire": 600}}, cfg)
     try:
         s.start()
@@ -109,8 +110,14 @@ def click_el(page, selector_js):
 
 
 def expander(page, nid):
+    """A real click on a node's Expand/Collapse button, once the picture is still."""
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
     page.eval("window.skydive.renderer.centerOn(%s)" % js(nid))
-    click_el(page, q_node(nid) + ".querySelector('.expander')")
+    sel = q_node(nid) + ".querySelector('.expander')"
+    page.wait_for("""(() => { const e = %s; if (!e) return false; const r = e.getBoundingClientRect();
+        const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+        return !!hit && hit.closest('.expander') === e; })()""" % sel, message="the expander of %s clickable" % nid)
+    click_el(page, sel)
 
 
 def node_id(stack, name):
@@ -269,3 +276,153 @@ def test_chapter5_capture_ping_flows(stack, net, page, artifacts):
     shot(page, artifacts, "05-metrics")
     page.eval("window.skydive.renderer.highlight([])")
     requests.delete(stack.url + "/api/capture/" + cid, timeout=10, headers={"Content-Type": "application/json"})
+
+
+# ------------------------------------------------------------------------------ the other tabs
+def select_node(page, nid):
+    page.eval("window.skydive.renderer.reveal(%s); window.skydive.renderer.select({kind: 'node', id: %s})" % (js(nid), js(nid)))
+    page.wait_for("document.body.dataset.selected === %s" % js(nid))
+
+
+def test_generator_tab(stack, net, page, artifacts):
+    a, b = stack.node(net["a"], ",'Type','veth'"), stack.node(net["b"], ",'Type','veth'")
+    page.eval("document.getElementById('tab-generator').click()")
+    select_node(page, a["ID"])
+    page.eval("document.getElementById('gen-src-pick').click()")
+    select_node(page, b["ID"])
+    page.eval("document.getElementById('gen-dst-pick').click()")
+    assert page.eval("document.getElementById('gen-src').value") == "G.V().Has('TID', '%s')" % a["Metadata"]["TID"]
+    page.eval("document.getElementById('gen-count').value = '20'; document.getElementById('gen-interval').value = '200';"
+              "document.getElementById('gen-ttl').value = '32'; document.getElementById('gen-start').click()")
+    page.wait_for("document.querySelectorAll('#gen-table tbody tr').length === 1", message="injection listed")
+    iid = page.eval("document.querySelector('#gen-table tbody tr').dataset.id")
+    inj = requests.get(stack.url + "/api/injectpacket/" + iid, timeout=10).json()
+    assert inj["Count"] == 20 and inj["Interval"] == 200 and inj["TTL"] == 32 and inj["Type"] == "icmp4"
+    page.wait_for("/^sending: [1-9]\\d* \\/ 20$/.test(document.querySelector('#gen-table .progress').textContent)",
+                  timeout=20, message="progress while it runs")
+    shot(page, artifacts, "06-generator")
+    page.eval("document.querySelector('#gen-table tbody tr button.danger').click()")
+    page.wait_for("document.querySelectorAll('#gen-table tbody tr').length === 0", message="injection deleted")
+    assert requests.get(stack.url + "/api/injectpacket", timeout=10).json() == {}
+
+
+def test_alerts_tab(stack, net, page, artifacts):
+    rid = stack.node(net["root1"])["ID"]
+    page.eval("document.getElementById('tab-alerts').click()")
+    expr = "G.V().Has('Name', '%s')" % net["root1"]
+    page.eval("document.getElementById('alert-name').value = 'ui-alert';"
+              "document.getElementById('alert-expression').value = %s;"
+              "document.getElementById('alert-create').click()" % js(expr))
+    page.wait_for("document.querySelectorAll('#alert-table tbody tr').length === 1", message="alert listed")
+    aid = page.eval("document.querySelector('#alert-table tbody tr').dataset.id")
+    assert requests.get(stack.url + "/api/alert/" + aid, timeout=10).json()["Expression"] == expr
+    # evaluated at registration: it fires, the feed shows when and on which node
+    page.wait_for("document.querySelector('#alert-feed li[data-alert=%s]') !== null" % js(aid), timeout=20, message="alert fired")
+    li = "document.querySelector('#alert-feed li[data-alert=%s]')" % js(aid)
+    assert page.eval(li + ".querySelector('time').getAttribute('datetime')")
+    assert net["root1"] in page.eval(li + ".innerText") and "ui-alert" in page.eval(li + ".innerText")
+    page.eval(li + ".querySelector('button').click()")
+    assert page.eval(q_node(rid) + ".classList.contains('highlighted')")
+    page.eval("window.skydive.renderer.highlight([])")
+    # a refused alert shows the analyzer's reason
+    page.eval("document.getElementById('alert-expression').value = 'G.V().Foo('; document.getElementById('alert-create').click()")
+    page.wait_for("!document.getElementById('alert-error').hidden")
+    assert page.eval("document.getElementById('alert-error').textContent").startswith("Alert not created: HTTP 400: ")
+    shot(page, artifacts, "07-alerts")
+    page.eval("document.querySelector('#alert-table tbody tr button.danger').click()")
+    page.wait_for("document.querySelectorAll('#alert-table tbody tr').length === 0", message="alert deleted")
+    assert requests.get(stack.url + "/api/alert", timeout=10).json() == {}
+
+
+def test_topology_rules_tab(stack, net, page, artifacts):
+    """The operator adds a ToR switch (node rule) and links the host's NIC to it (edge rule)."""
+    tor = "ui-tor-%s" % uuid.uuid4().hex[:4]
+    nic = stack.node(net["root0"])
+    page.eval("document.getElementById('tab-rules').click()")
+    page.eval("document.getElementById('noderule-name').value = 'tor';"
+              "document.getElementById('noderule-metadata').value = 'Name=%s\\nType=fabric';"
+              "document.getElementById('noderule-create').click()" % tor)
+    page.wait_for("document.querySelectorAll('#noderule-table tbody tr').length === 1", message="node rule listed")
+    tor_q = "G.V().Has('Name', '%s', 'Type', 'fabric')" % tor
+    tor_node = stack.wait_q(tor_q, lambda v: v and len(v) == 1)[0]
+    page.wait_for(q_node(tor_node["ID"]) + " !== null && " + q_node(tor_node["ID"]) + ".getAttribute('display') === null",
+                  message="the ToR in the graph (a fabric node: shown in the hosts-first view)")
+    page.eval("document.getElementById('edgerule-name').value = 'tor-link';"
+              "document.getElementById('edgerule-src').value = %s;" % js(tor_q))
+    select_node(page, nic["ID"])
+    page.eval("document.getElementById('edgerule-dst-pick').click(); document.getElementById('edgerule-create').click()")
+    page.wait_for("document.querySelectorAll('#edgerule-table tbody tr').length === 1", message="edge rule listed")
+    link = "[...window.skydive.store.edgesOf(%s)].map(e => window.skydive.store.edge(e)).filter(e => e.Child === %s || e.Parent === %s).length" % (
+        js(tor_node["ID"]), js(nic["ID"]), js(nic["ID"]))
+    page.wait_for(link + " === 1", timeout=20, message="the link in the page")
+    shot(page, artifacts, "08-rules")
+    page.eval("document.querySelector('#edgerule-table tbody tr button.danger').click()")
+    page.wait_for("document.querySelectorAll('#edgerule-table tbody tr').length === 0")
+    page.wait_for(link + " === 0", timeout=20, message="the link removed")
+    page.eval("document.querySelector('#noderule-table tbody tr button.danger').click()")
+    page.wait_for("document.querySelectorAll('#noderule-table tbody tr').length === 0")
+    page.wait_for(q_node(tor_node["ID"]) + " === null", timeout=20, message="the ToR removed")
+    assert requests.get(stack.url + "/api/noderule", timeout=10).json() == {}
+    assert requests.get(stack.url + "/api/edgerule", timeout=10).json() == {}
+
+
+def test_workflows_tab(stack, net, page, artifacts):
+    a, b = stack.node(net["a"], ",'Type','veth'"), stack.node(net["b"], ",'Type','veth'")
+    page.eval("document.getElementById('tab-workflows').click()")
+    page.wait_for("document.querySelectorAll('#wf-select option').length >= 4", message="the built-in workflows")
+    names = page.eval("[...document.querySelectorAll('#wf-select option')].map(o => o.textContent)")
+    assert any(n.startswith("CheckConnectivity") for n in names), names
+    page.eval("{ const s = document.getElementById('wf-select'); s.value = [...s.options].find(o => o.textContent.startsWith('CheckConnectivity')).value;"
+              "s.dispatchEvent(new Event('change')); }")
+    assert page.eval("document.querySelectorAll('#wf-params [data-type=node]').length") == 2
+    select_node(page, a["ID"])
+    page.eval("document.getElementById('wf-param-0-pick').click()")
+    select_node(page, b["ID"])
+    page.eval("document.getElementById('wf-param-1-pick').click()")
+    assert page.eval("document.getElementById('wf-param-0').value") == a["Metadata"]["TID"]
+    page.eval("document.getElementById('wf-call').click()")
+    page.wait_for("document.getElementById('wf-meta').textContent.startsWith('done') || !document.getElementById('wf-error').hidden",
+                  timeout=60, message="the workflow's answer")
+    assert page.eval("document.getElementById('wf-error').hidden"), page.eval("document.getElementById('wf-error').textContent")
+    import json
+    result = json.loads(page.eval("document.getElementById('wf-result').textContent"))
+    assert result["Connectivity"] is True and result["Flows"]
+    assert page.eval("document.querySelectorAll('#wf-flows tbody tr').length") == len(result["Flows"])
+    shot(page, artifacts, "09-workflows")
+    # a wrong parameter: the analyzer's reason
+    page.eval("document.getElementById('wf-param-0').value = ''; document.getElementById('wf-call').click()")
+    page.wait_for("!document.getElementById('wf-error').hidden", timeout=30)
+    assert "HTTP 400" in page.eval("document.getElementById('wf-error').textContent")
+
+
+def test_time_slider_and_changes_since(stack, net, page, artifacts):
+    base = stack.url
+    gone, kept = str(uuid.uuid4()), str(uuid.uuid4())
+    requests.post(base + "/api/node", timeout=10, json={"ID": gone, "Host": "", "Metadata": {"Name": "ui-gone", "Type": "fabric"}})
+    page.wait_for(q_node(gone) + " !== null")
+    time.sleep(1.0)
+    mid = int(time.time() * 1000)
+    time.sleep(1.0)
+    assert requests.delete(base + "/api/node/" + gone, timeout=10, headers={"Content-Type": "application/json"}).status_code == 200
+    requests.post(base + "/api/node", timeout=10, json={"ID": kept, "Host": "", "Metadata": {"Name": "ui-kept", "Type": "fabric"}})
+    page.wait_for(q_node(gone) + " === null && " + q_node(kept) + " !== null")
+    # At: the graph as it was, live events held
+    page.eval("window.skydive.timebar.goAt(%d)" % mid)
+    page.wait_for("document.body.dataset.history === '1' && %s !== null && %s === null" % (q_node(gone), q_node(kept)),
+                  message="the past graph")
+    shot(page, artifacts, "10-at")
+    page.eval("document.getElementById('time-live').click()")
+    page.wait_for("document.body.dataset.history === undefined && %s === null && %s !== null" % (q_node(gone), q_node(kept)),
+                  timeout=20, message="back to live")
+    # what changed since 1 min: the new node marked, the removed one named
+    page.eval("{ const s = document.getElementById('time-diff'); s.value = '60'; s.dispatchEvent(new Event('change')); }")
+    page.wait_for(q_node(kept) + ".classList.contains('diff-added')", timeout=20, message="added node marked")
+    shot(page, artifacts, "11-changes-since")
+    # since a time the removed node existed: it is named as removed
+    page.eval("window.skydive.timebar.diffFrom(%d)" % mid)
+    page.wait_for("document.querySelector('#time-removed li[data-id=\"%s\"]') !== null" % gone, message="the removed node listed")
+    assert page.eval("document.querySelector('#time-removed li[data-id=\"%s\"]').textContent" % gone) == "ui-gone (fabric)"
+    assert page.eval(q_node(kept) + ".classList.contains('diff-added')")
+    page.eval("{ const s = document.getElementById('time-diff'); s.value = ''; s.dispatchEvent(new Event('change')); }")
+    page.wait_for("!" + q_node(kept) + ".classList.contains('diff-added')")
+    requests.delete(base + "/api/node/" + kept, timeout=10, headers={"Content-Type": "application/json"})

@@ -43,6 +43,7 @@ export class AlertsPanel {
     this.fired++;
     $("alert-feed-count").textContent = String(this.fired);
     const alert = this.list.items[obj.UUID];
+    const title = h("strong", null, alert ? alert.Name || alert.Expression : obj.UUID || "alert");
     const ids = [];
     const walk = (x, d) => {
       if (d > 4 || !x || typeof x !== "object") return;
@@ -56,12 +57,17 @@ export class AlertsPanel {
     const reason = ids.length ? names : JSON.stringify(obj.ReasonData).slice(0, 200);
     const li = h("li", { "data-alert": obj.UUID || "" },
       h("time", { datetime: when.toISOString() }, when.toLocaleTimeString()), " ",
-      h("strong", null, alert ? alert.Name || alert.Expression : obj.UUID || "alert"), " ",
+      title, " ",
       ids.length ? h("button", { type: "button", class: "linklike", title: "Highlight the matching nodes",
         onclick: () => this.actions.highlight(ids) }, reason) : h("span", { class: "hint" }, reason));
     this.feed.prepend(li);
     while (this.feed.children.length > MAX_FEED) this.feed.lastElementChild.remove();
-    if (!alert) this.list.refresh();
+    if (!alert) {            // fired at its registration, before the list knew it
+      this.list.refresh().then(() => {
+        const a = this.list.items[obj.UUID];
+        if (a) title.textContent = a.Name || a.Expression;
+      });
+    }
   }
 
   showError(msg) { showError(this.error, msg); }

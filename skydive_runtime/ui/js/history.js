@@ -1,7 +1,9 @@
 // Time bar: the `At` slider shows the graph as it was (G.At(<ms>) on the analyzer's history;
-// live updates are held meanwhile), Live goes back to the live graph.
+// live updates are held meanwhile), Live goes back to the live graph. "Changes since" asks the
+// analyzer's topology diff (POST /api/topology/diff) and marks the added and changed nodes; the
+// removed ones are listed (they are no longer in the graph).
 
-import { gremlin } from "./api.js";
+import { gremlin, request } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -11,7 +13,7 @@ function graphOf(data) {
 }
 
 export class TimeBar {
-  // hooks: showPast(graph, atMs) -> void, goLive() -> void
+  // hooks: showPast(graph, atMs) -> void, goLive() -> void, markDiff(added, changed, removed) -> void
   constructor(hooks) {
     this.hooks = hooks;
     this.slider = $("time-slider");
@@ -22,6 +24,9 @@ export class TimeBar {
     this.slider.addEventListener("input", () => { this.label.textContent = this._text(Number(this.slider.value)); });
     this.slider.addEventListener("change", () => this.go(Number(this.slider.value)));
     this.liveBtn.addEventListener("click", () => { this.slider.value = "0"; this.go(0); });
+    this.diffSel = $("time-diff");
+    this.diffSel.addEventListener("change", () => this.diff(Number(this.diffSel.value)));
+    this.lastDiff = null;
   }
 
   _text(offsetS) {
@@ -62,6 +67,58 @@ export class TimeBar {
     } catch (err) {
       this.note.textContent = `history: ${err.message}`;
       this.note.className = "error-text";
+    }
+  }
+
+  // what changed in the last `seconds` (0: clear the marks)
+  diff(seconds) {
+    this.note.className = "hint";
+    if (!seconds) {
+      this.lastDiff = null;
+      this.hooks.markDiff([], [], []);
+      this.note.textContent = "";
+      this._removed([]);
+      delete document.body.dataset.diff;
+      return null;
+    }
+    return this.diffFrom(`-${seconds}s`, seconds >= 60 ? `${seconds / 60} min` : `${seconds} s`);
+  }
+
+  // from: a time the analyzer parses (ms, RFC3339, "-5m"...); label: how the note names it
+  async diffFrom(from, label = String(from)) {
+    try {
+      const r = await request("POST", "api/topology/diff", { body: { From: from } });
+      const d = r.data || {};
+      const nodes = d.Nodes || {};
+      const added = (nodes.Added || []).map((n) => n.ID);
+      const changed = (nodes.Changed || []).map((n) => n.ID);
+      const removed = nodes.Removed || [];
+      this.lastDiff = d;
+      this.hooks.markDiff(added, changed, removed);
+      this.note.textContent = `since ${label}: ${added.length} added, ${changed.length} changed, ${removed.length} removed`;
+      this._removed(removed);
+      document.body.dataset.diff = `${added.length} ${changed.length} ${removed.length}`;
+      return d;
+    } catch (err) {
+      this.note.textContent = `changes: ${err.message}`;
+      this.note.className = "error-text";
+      return null;
+    }
+  }
+
+  // the removed nodes are no longer in the graph: listed by name (and type, host)
+  _removed(nodes) {
+    const box = $("time-removed");
+    const ul = box.querySelector("ul");
+    ul.textContent = "";
+    box.hidden = !nodes.length;
+    box.querySelector("summary").textContent = `${nodes.length} removed`;
+    for (const n of nodes) {
+      const m = n.Metadata || {};
+      const li = document.createElement("li");
+      li.dataset.id = n.ID;
+      li.textContent = `${m.Name || n.ID} (${m.Type || "no type"}${n.Host ? ", " + n.Host : ""})`;
+      ul.append(li);
     }
   }
 }

@@ -127,6 +127,10 @@ const timebar = new TimeBar({
     body.dataset.history = "1";
     schedule();
   },
+  markDiff: (added, changed) => {
+    for (const id of [...added, ...changed]) if (store.nodes.has(id)) renderer.reveal(id);
+    renderer.markDiff(added, changed);
+  },
   goLive: () => {
     pastView = false;
     delete body.dataset.history;

@@ -37,6 +37,8 @@ export class Renderer {
     this.userView = false;                 // the user panned/zoomed: stop auto-fitting
     this.selected = null;                  // {kind, id}
     this.highlighted = new Set();
+    this.diffAdded = new Set();            // "what changed since": nodes added / changed
+    this.diffChanged = new Set();
     this.forceDraw = true;
     this.labelsDirty = true;
     this._measure = null;                  // canvas context measuring label widths
@@ -129,6 +131,8 @@ export class Renderer {
     else if (cap === "error") cls += " captured capture-error";
     if (this.selected && this.selected.kind === "node" && this.selected.id === id) cls += " selected";
     if (this.highlighted.has(id)) cls += " highlighted";
+    if (this.diffAdded.has(id)) cls += " diff-added";
+    else if (this.diffChanged.has(id)) cls += " diff-changed";
     const p = this.layout.point(id);
     if (p && p.fx !== null) cls += " pinned";
     if (this.layout.collapsed.has(id)) cls += " collapsed";
@@ -552,6 +556,16 @@ export class Renderer {
       }
     }
     if (this.handlers.onSelect) this.handlers.onSelect(this.selected);
+  }
+
+  markDiff(added, changed) {
+    const before = new Set([...this.diffAdded, ...this.diffChanged]);
+    this.diffAdded = new Set(added);
+    this.diffChanged = new Set(changed);
+    for (const id of new Set([...before, ...added, ...changed])) {
+      const r = this.nodeEls.get(id);
+      if (r) { r.cls = ""; this._upsertNode(id, this.store.node(id)); }
+    }
   }
 
   highlight(ids) {

@@ -27,6 +27,7 @@ export const LEGEND = [
   ["t-veth", "veth"], ["t-internal", "OVS internal"], ["t-tunnel", "tunnel"], ["t-tuntap", "tap / tun"],
   ["t-container", "container"], ["t-fabric", "fabric / ToR"], ["t-other", "other"],
   ["state-down", "interface DOWN"], ["openstack", "OpenStack-managed"], ["captured", "capture active"],
+  ["diff-added", "added (changes since)"], ["diff-changed", "changed (changes since)"],
 ];
 
 const TYPE_ICON = {

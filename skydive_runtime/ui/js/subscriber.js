@@ -82,6 +82,7 @@ export class Subscriber {
       "x-bulk-messages": "1",
       "x-websocket-namespace": "Graph",
     });
+    params.append("x-websocket-namespace", "Alert");     // fired alerts (the Alerts tab's feed)
     let ws;
     this._setState("connecting");
     try {
