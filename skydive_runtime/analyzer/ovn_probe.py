@@ -19,7 +19,7 @@ the loop. Unreachable, the probe retries every second and its status says why.
 import asyncio
 import logging
 
-from ..common.ids import gen_id
+from ..common.ids import gen_id, gen_link_id
 from ..common.parts import Probe
 from ..config import ConfigError
 from ..flow.ovssflow import ovsdb_remote
@@ -256,11 +256,15 @@ class OvnProbe(Probe, GraphListener):
                 child = self.nodes.get(ref)
                 if child is not None:
                     wanted.add(child.ID)
+        have = set()
         for e in g.out_edges(node):
-            if e.Metadata.get("RelationType") == "ovn" and e.Child not in wanted:
-                g.del_edge(e)
-        for child_id in wanted:
-            g.link(node, g.nodes[child_id], {"RelationType": "ovn"})
+            if e.Metadata.get("RelationType") == "ovn":
+                if e.Child in wanted:
+                    have.add(e.Child)
+                else:
+                    g.del_edge(e)
+        for child_id in wanted - have:      # new_edge, not link: no scan of the parent's edges per child
+            g.new_edge(node, g.nodes[child_id], {"RelationType": "ovn"}, id=gen_link_id(node.ID, child_id, "ovn"))
 
     def _link_router_ports(self, uuid):
         """A switch port of type router -> the router port its options:router-port names (layer2)."""
