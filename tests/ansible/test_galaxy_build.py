@@ -10,8 +10,8 @@ import yaml
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GALAXY = os.path.join(os.path.dirname(sys.executable), "ansible-galaxy")
-MODULES = ["skydive_alert", "skydive_capture", "skydive_edge", "skydive_edge_rule", "skydive_injection",
-           "skydive_node", "skydive_node_rule", "skydive_query"]
+MODULES = ["skydive_alert", "skydive_audit", "skydive_capture", "skydive_edge", "skydive_edge_rule", "skydive_injection",
+           "skydive_node", "skydive_node_rule", "skydive_query", "skydive_topology_diff"]
 
 
 def test_artifact_contents(tmp_path):
