@@ -112,6 +112,7 @@ class IdlWatcher(threading.Thread):
         seqno = None
         session_seqno = None     # changes on each (re)connection: the next post is a full one
         full = True
+        was_connected = None
         down_since = None
         while self.running:
             idl.run()
@@ -119,6 +120,8 @@ class IdlWatcher(threading.Thread):
             if idl._session.get_seqno() != session_seqno:
                 session_seqno = idl._session.get_seqno()
                 full = True
+            if connected != was_connected:
+                was_connected = connected
                 if connected:
                     down_since = None
                     self._post(self.on_state, "connected", "")

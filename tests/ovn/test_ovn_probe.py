@@ -9,7 +9,7 @@ import os
 import pytest
 import requests
 
-from tests.fixtures.processes import analyzer_config
+from tests.fixtures.processes import SkydiveProcess, analyzer_config, wait_until
 from tests.fixtures.stack import Stack
 from tests.fixtures.topology import Names, run
 
@@ -129,12 +129,21 @@ def test_bound_ports_mapped_and_ping_captured(lab, ovn, ovs, net, names):
         lab.wait_count(node + ".Has('Captures.ID','%s','Captures.State','active')" % cid, 1, timeout=20)
         p = run(["ip", "netns", "exec", ns1, "ping", "-c", "5", "-i", "0.2", "-W", "2", ips[1]], check=False, timeout=30)
         assert "5 received" in p.stdout, p.stdout + p.stderr
+        # the traffic goes through OVN's logical flows: an ACL dropping it stops the ping
+        ovn.nbctl("--wait=hv", "acl-add", ls, "to-lport", "1001", "ip4.src == %s" % ips[0], "drop")
+        blocked = run(["ip", "netns", "exec", ns1, "ping", "-c", "1", "-W", "1", ips[1]], check=False, timeout=30)
+        assert "0 received" in blocked.stdout, blocked.stdout
+        ovn.nbctl("--wait=hv", "acl-del", ls)
         q = ("G.Flows().Has('CaptureID','%s','Network.A','%s','Network.B','%s','Application','ICMPv4')"
              % (cid, ips[0], ips[1]))
-        flows = lab.wait_q(q, lambda v: v and v[0]["Metric"]["ABPackets"] == 5 and v[0]["Metric"]["BAPackets"] == 5,
-                           timeout=20, message="the ICMP flow with 5 packets each way")
-        assert len(flows) == 1
-        assert flows[0]["Link"]["A"] == macs[0] and flows[0]["Link"]["B"] == macs[1]
+
+        def counts(v):
+            return sorted((f["Metric"]["ABPackets"], f["Metric"]["BAPackets"]) for f in v or [])
+        # one flow per ping (its ICMP id): 5 echoes answered, then 1 dropped by the ACL
+        flows = lab.wait_q(q, lambda v: counts(v) == [(1, 0), (5, 5)], timeout=20,
+                           message="the ICMP flows: 5 echoes answered, 1 dropped by the ACL")
+        answered = [f for f in flows if f["Metric"]["BAPackets"] == 5][0]
+        assert answered["Link"]["A"] == macs[0] and answered["Link"]["B"] == macs[1]
         # the unbound port loses its mapping when its interface goes
         ovs.vsctl("del-port", lab.bridge, p2)
         lab.wait_count("G.V().Has('Type','LogicalSwitchPort','Name','%s').InE().Has('RelationType','mapping')"
@@ -144,3 +153,32 @@ def test_bound_ports_mapped_and_ping_captured(lab, ovn, ovs, net, names):
         ovn.nbctl("--if-exists", "ls-del", ls, check=False)
         for port in (p1, p2):
             ovs.vsctl("--if-exists", "del-port", lab.bridge, port, check=False)
+
+
+def test_status_and_unreachable_database(lab, ovn, tmp_path):
+    st = requests.get(lab.url + "/api/status", timeout=10).json()["Probes"]["ovn"]
+    assert st["State"] == "connected" and st["Address"] == ovn.nb_tcp and st["Nodes"] >= 0
+    assert st["Southbound"]["State"] == "connected"
+    # a Northbound DB that does not answer: the analyzer serves, the probe says why and retries
+    cfg = analyzer_config(str(tmp_path))
+    cfg["analyzer"]["topology"]["probes"] = ["ovn"]
+    cfg["analyzer"]["topology"]["ovn"] = {"address": "unix:%s/nothing.sock" % tmp_path}
+    proc = SkydiveProcess("analyzer", tmp_path, cfg).start()
+    try:
+        def waiting():
+            probe = requests.get(proc.url + "/api/status", timeout=5).json()["Probes"]["ovn"]
+            return probe if probe["State"] == "waiting" else None
+        probe = wait_until(waiting, timeout=10, message="ovn probe waiting")
+        assert "nothing.sock" in probe["Error"]
+    finally:
+        proc.stop()
+
+
+def test_ssl_address_needs_its_files(tmp_path):
+    cfg = analyzer_config(str(tmp_path))
+    cfg["analyzer"]["topology"]["probes"] = ["ovn"]
+    cfg["analyzer"]["topology"]["ovn"] = {"address": "ssl:127.0.0.1:6641"}
+    proc = SkydiveProcess("analyzer", tmp_path, cfg)
+    with pytest.raises(RuntimeError) as err:
+        proc.start(timeout=15)
+    assert "analyzer.topology.ovn: an ssl: address needs cert, key and cacert" in str(err.value)
