@@ -4,6 +4,7 @@ registry): the container node appears inside its network namespace's node with i
 upstream's Container metadata; stopping it removes it."""
 
 import pytest
+import requests
 
 from tests.agent.conftest import agent_config
 from tests.fixtures.podman import IMAGE, Podman
@@ -59,10 +60,25 @@ def test_container_in_its_namespace_then_gone(docker_stack, engine, names):
         ip = engine.inspect(name)["NetworkSettings"]["Networks"][engine.network]["IPAddress"]
         stack.wait_q(ns + ".Out('Name','eth0').Values('IPV4')", [[ip + "/24"]])
         assert stack.count("G.V().Has('Name','%s').Out('Type','container')" % stack.agent_host_id) == 0
-        status = stack.q("G.V().Has('Type','host','Name','%s')" % stack.agent_host_id)
-        assert status
         engine.stop(name)
         stack.wait_count("G.V().Has('Type','container','Name','%s')" % name, 0, timeout=20)
         stack.wait_count(ns, 0, timeout=20)
+    finally:
+        engine.podman("rm", "-f", "-t", "0", name, check=False)
+
+
+def test_host_network_container_owned_by_host(docker_stack, engine, names):
+    stack = docker_stack
+    name = names("ch")
+    engine.run(name, network="host")
+    try:
+        q = "G.V().Has('Type','host','Name','%s').Out('Type','container','Name','%s')" % (stack.agent_host_id, name)
+        stack.wait_count(q, 1, timeout=20, message="the --net=host container under the host node")
+        assert stack.count("G.V().Has('Type','netns','Name','%s')" % name) == 0
+        status = requests.get(stack.agent.url + "/api/status", timeout=10).json()
+        assert status["TopologyProbes"]["docker"]["State"] == "connected"
+        assert status["TopologyProbes"]["docker"]["Containers"] == 1
+        engine.stop(name)
+        stack.wait_count(q, 0, timeout=20)
     finally:
         engine.podman("rm", "-f", "-t", "0", name, check=False)
