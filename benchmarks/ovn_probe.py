@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -63,6 +64,7 @@ def main():
     a = ap.parse_args()
     central = OVNCentral().start()
     proc = None
+    work = tempfile.mkdtemp(prefix="ovnbench")
     try:
         t = time.monotonic()
         n = fill(central, a.ports, a.switches)
@@ -71,7 +73,6 @@ def main():
         expected = n + 2 * a.switches + 1
         wall, cpu, edges = asyncio.run(in_process(central, expected))
         print("in-process OvnProbe start -> %d nodes, %d edges: %.3f s wall, %.3f s CPU" % (expected, edges, wall, cpu))
-        work = tempfile.mkdtemp(prefix="ovnbench")
         cfg = analyzer_config(work)
         cfg["analyzer"]["topology"]["probes"] = ["ovn"]
         cfg["analyzer"]["topology"]["ovn"] = {"address": central.nb_remote}
@@ -105,6 +106,7 @@ def main():
         if proc is not None:
             proc.stop()
         central.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
