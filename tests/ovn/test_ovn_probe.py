@@ -1,8 +1,9 @@
 """The analyzer's ovn probe against a real OVN (tests/fixtures/ovn.py: NB + SB ovsdb-servers,
 ovn-northd, ovn-controller on the private Open vSwitch) and a real agent beside that switch:
 logical switch, ports, router, ACL and NAT appear and follow the Northbound DB live, bound ports
-are mapped to the agent's OVS interfaces (via the Southbound port binding and chassis), and a ping
-through OVN's logical flows is captured as exact flows."""
+are mapped to the agent's OVS interfaces (via the Southbound port binding and chassis), a ping
+through OVN's logical flows is captured as exact flows, and between two chassis through OVN's
+Geneve tunnel as outer and inner flows."""
 
 import os
 
@@ -182,3 +183,79 @@ def test_ssl_address_needs_its_files(tmp_path):
     with pytest.raises(RuntimeError) as err:
         proc.start(timeout=15)
     assert "analyzer.topology.ovn: an ssl: address needs cert, key and cacert" in str(err.value)
+
+
+def test_two_chassis_geneve_tunnel_flows(lab, ovn, ovs, net, names):
+    """A second chassis (its own Open vSwitch, a veth underlay between the two br-phy bridges):
+    OVN builds a Geneve tunnel between the chassis (userspace datapath); a ping between ports
+    bound on each is captured on the underlay as one outer Geneve flow (VNI = the logical
+    switch's tunnel key) and an inner ICMP flow (ParentUUID) with the VM side's TrackingID."""
+    from tests.fixtures.topology import PrivateOVS
+    from tests.flow_integration.conftest import subnet
+    under, over = subnet(), subnet()
+    far = PrivateOVS().start()
+    ls, phy1, phy2, u1, u2 = names("ls"), names("ph"), names("ph"), names("u"), names("u")
+    lsps, vms, ports = (names("lp"), names("lp")), (names("n"), names("n")), (names("pv"), names("pv"))
+    macs = ("0a:00:00:00:50:01", "0a:00:00:00:50:02")
+    far_chassis = None
+    try:
+        net.add_veth(u1, u2, netns_a=ovs.netns, netns_b=far.netns)
+        for i, (switch, phy, uplink) in enumerate(((ovs, phy1, u1), (far, phy2, u2)), 1):
+            switch.add_bridge(phy)
+            switch.vsctl("add-port", phy, uplink)
+            switch.ip("link", "set", uplink, "up")
+            switch.ip("addr", "add", "%s.%d/24" % (under, i), "dev", phy)
+            switch.ip("link", "set", phy, "up")
+        ovs.vsctl("set", "open_vswitch", ".", "external_ids:ovn-encap-ip=%s.1" % under)
+        far_chassis = ovn.add_chassis(far, names("bi"), names("ch"), encap_ip="%s.2" % under)
+        ovn.nbctl("ls-add", ls)
+        for i, (switch, bridge) in enumerate(((ovs, lab.bridge), (far, far_chassis.bridge))):
+            ip = "%s.%d" % (over, i + 1)
+            ovn.nbctl("lsp-add", ls, lsps[i], "--", "lsp-set-addresses", lsps[i], "%s %s" % (macs[i], ip))
+            plug(net, switch, bridge, vms[i], ports[i], lsps[i], macs[i], ip)
+            # no IPv6 chatter: only the pings cross the tunnel
+            run(["ip", "netns", "exec", vms[i], "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1"])
+            net.ip("neigh", "add", "%s.%d" % (over, 2 - i), "lladdr", macs[1 - i], "dev", "eth0", "nud", "permanent",
+                   netns=vms[i])
+        for lsp in lsps:
+            ovn.wait_port_up(lsp)
+        # warm-up: the tunnel's neighbour is resolved (first packets dropped meanwhile)
+        run(["ip", "netns", "exec", vms[0], "ping", "-c", "3", "-i", "0.2", "-W", "1", "%s.2" % over], check=False, timeout=30)
+        warm = run(["ip", "netns", "exec", vms[0], "ping", "-c", "1", "-W", "2", "%s.2" % over], check=False, timeout=30)
+        assert "1 received" in warm.stdout, warm.stdout
+        tunnel_key = int(ovn.sbctl("--bare", "--columns=tunnel_key", "find", "datapath_binding",
+                                   "external_ids:name=%s" % ls).stdout.split()[0])
+        underlay = "G.V().Has('Name','%s','Type','veth')" % u1
+        vm_side = "G.V().Has('Type','netns','Name','%s').Out('Name','eth0')" % vms[0]
+        caps = []
+        for q in (underlay, vm_side):
+            lab.wait_count(q, 1)
+            r = requests.post(lab.url + "/api/capture", json={"GremlinQuery": q}, timeout=10)
+            assert r.status_code == 201, r.text
+            caps.append(r.json()["UUID"])
+            lab.wait_count(q + ".Has('Captures.ID','%s','Captures.State','active')" % caps[-1], 1, timeout=20)
+        p = run(["ip", "netns", "exec", vms[0], "ping", "-c", "5", "-i", "0.2", "-W", "2", "%s.2" % over],
+                check=False, timeout=30)
+        assert "5 received" in p.stdout, p.stdout
+        outer = lab.wait_q("G.Flows().Has('CaptureID','%s','LayersPath','Ethernet/IPv4/UDP/Geneve')" % caps[0],
+                           lambda v: len(v) == 1 and (v[0]["Metric"]["ABPackets"], v[0]["Metric"]["BAPackets"]) == (5, 5),
+                           timeout=20, message="one outer Geneve flow, 5 packets each way")[0]
+        assert outer["Network"]["ID"] == tunnel_key and outer["Transport"]["B"] == 6081
+        inner = lab.wait_q("G.Flows().Has('CaptureID','%s','LayersPath','Ethernet/IPv4/ICMPv4')" % caps[0],
+                           lambda v: len(v) == 1 and v[0]["Metric"]["BAPackets"] == 5, timeout=20)[0]
+        assert inner["ParentUUID"] == outer["UUID"] and inner["Metric"]["ABPackets"] == 5
+        seen = lab.wait_q("G.Flows().Has('CaptureID','%s','LayersPath','Ethernet/IPv4/ICMPv4')" % caps[1],
+                          lambda v: len(v) == 1 and v[0]["Metric"]["BAPackets"] == 5, timeout=20)[0]
+        assert seen["TrackingID"] == inner["TrackingID"] and seen["UUID"] != inner["UUID"]
+        for cid in caps:
+            requests.delete(lab.url + "/api/capture/" + cid, timeout=10)
+    finally:
+        ovn.nbctl("--if-exists", "ls-del", ls, check=False)
+        ovs.vsctl("set", "open_vswitch", ".", "external_ids:ovn-encap-ip=127.0.0.1", check=False)
+        for port in ports:
+            ovs.vsctl("--if-exists", "del-port", lab.bridge, port, check=False)
+        if far_chassis is not None:
+            far_chassis.stop()
+            ovn.chassis.remove(far_chassis)
+        ovs.del_bridge(phy1)
+        far.stop()
