@@ -20,7 +20,8 @@ DEFAULTS = {
     "analyzer": {
         "listen": "127.0.0.1:8082",
         "auth": {"api": {"backend": "noauth"}, "cluster": {"backend": "noauth", "username": "", "password": ""}},
-        "topology": {"backend": "sqlite", "probes": [], "fabric": []},
+        "topology": {"backend": "sqlite", "probes": [], "fabric": [],
+                     "ovn": {"address": "unix:///var/run/ovn/ovnnb_db.sock", "sb_address": ""}},
         "flow": {"backend": "sqlite", "max_buffer_size": 100000},
         "startup": {"capture_gremlin": "", "capture_bpf": "", "capture_type": ""},
         "capture": {"debounce": 0.2},
@@ -32,6 +33,7 @@ DEFAULTS = {
         "auth": {"api": {"backend": "noauth"}, "cluster": {"username": "", "password": ""}},
         "topology": {
             "probes": ["ovsdb"],
+            "docker": {"url": "unix:///var/run/docker.sock"},
             "netns": {"run_path": "/var/run/netns"},
             "netlink": {"metrics_update": 30},
             "lldp": {"interfaces": []},
