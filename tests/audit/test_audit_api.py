@@ -8,6 +8,7 @@ import time
 import pytest
 import requests
 
+from skydive_runtime.api.audit.rules import read_rule_file
 from tests.audit.helpers import cli, junit_failures, sarif_results
 from tests.fixtures.processes import SkydiveProcess, analyzer_config
 
@@ -97,23 +98,20 @@ def test_findings_in_every_format(analyzer, graph, tmp_path):
     assert got["unique-mac"]["Violations"][0]["Message"].startswith("MAC 02:00:00:00:00:01 is held by 2 nodes")
     assert [x["Message"] for x in got["bridge-everywhere"]["Violations"]] == ["host aa-h2: the query found nothing"]
     assert report["Summary"]["Violations"] == 4 and report["Failed"] is True
-    # table
-    p = cli(analyzer.address, "audit", "--rules", str(rules))
-    assert p.returncode == 1 and "FAILED  error   veth-mtu-1500" in p.stdout and "result: FAILED" in p.stdout
-    # junit, read by a JUnit parser
+    # junit through the CLI (the table on stdout), read by a JUnit parser
     out = tmp_path / "audit.xml"
     p = cli(analyzer.address, "audit", "--rules", str(rules), "--format", "junit", "--output", str(out))
-    assert p.returncode == 1 and "result: FAILED" in p.stdout
+    assert p.returncode == 1 and "FAILED  error   veth-mtu-1500" in p.stdout and "result: FAILED" in p.stdout
     cases, xml = junit_failures(out)
     name = str(rules)
     assert cases[(name, "veth-mtu-1500")]["failures"] == ["found v2@aa-h2 (veth)"]
     assert cases[(name, "two-veths")] == {"failures": [], "errors": [], "skipped": False}
     assert cases[(name, "neutron-only")]["skipped"] is True
     assert len(cases) == 6 and xml.tests == 6 and xml.failures == 4
-    # sarif, valid against the 2.1.0 schema
+    # sarif, rendered by the analyzer, valid against the 2.1.0 schema
+    r = requests.post(analyzer.url + "/api/audit", json={"Files": [read_rule_file(name)], "Formats": ["sarif"]}, timeout=30)
     out = tmp_path / "audit.sarif"
-    p = cli(analyzer.address, "audit", "--rules", str(rules), "--format", "sarif", "-o", str(out))
-    assert p.returncode == 1
+    out.write_text(r.json()["Rendered"]["sarif"])
     results, doc = sarif_results(out)
     assert sorted(results) == sorted("%s/%s" % (name, r) for r in ("veth-mtu-1500", "l2-mtu", "unique-mac",
                                                                   "bridge-everywhere"))
@@ -126,7 +124,10 @@ def test_fail_on_and_exit_codes(analyzer, graph, tmp_path):
     rules.write_text("rules:\n  - name: w\n    severity: warning\n    query: \"G.V().Has('Name','v2')\"\n")
     assert cli(analyzer.address, "audit", "--rules", str(rules)).returncode == 0          # warning < error
     assert cli(analyzer.address, "audit", "--rules", str(rules), "--fail-on", "warning").returncode == 1
-    assert cli(analyzer.address, "audit", "--rules", str(rules), "--fail-on", "info").returncode == 1
+    for fail_on, failed in (("info", True), ("warning", True), ("error", False)):
+        r = requests.post(analyzer.url + "/api/audit", json={"Files": [read_rule_file(str(rules))], "FailOn": fail_on},
+                          timeout=30)
+        assert r.json()["Failed"] is failed
 
 
 @pytest.mark.parametrize("text,message", [
@@ -138,24 +139,21 @@ def test_fail_on_and_exit_codes(analyzer, graph, tmp_path):
     ("rules: [{name: x, query: 'G.V()', colour: red}]", "unknown field colour"),
     ("rules: [{name: x, query: 'G.V()'}, {name: x, query: 'G.V()'}]", "rule name x appears twice"),
     ("rules: [{name: x, query: 'G.V()', per: Name}]", "only `per: Host`"),
-    ("rules:\n  - name: [", "not YAML"),
     ("- 1", "expected a mapping with a `rules` list"),
 ])
-def test_rule_file_errors_exit_2(analyzer, tmp_path, text, message):
+def test_rule_file_errors_are_400(analyzer, tmp_path, text, message):
     rules = tmp_path / "bad.yaml"
     rules.write_text(text)
-    p = cli(analyzer.address, "audit", "--rules", str(rules))
-    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
+    r = requests.post(analyzer.url + "/api/audit", json={"Files": [read_rule_file(str(rules))]}, timeout=30)
+    assert r.status_code == 400 and message in r.text and str(rules) in r.text, r.text
 
 
-def test_usage_and_connection_errors_exit_2(tmp_path):
-    assert cli("127.0.0.1:1", "audit").returncode == 2
-    p = cli("127.0.0.1:1", "audit", "--builtin")
-    assert p.returncode == 2 and "cannot reach the analyzer" in p.stderr
-    p = cli("127.0.0.1:1", "audit", "--rules", str(tmp_path / "missing.yaml"))
-    assert p.returncode == 2 and "cannot read" in p.stderr
-    p = cli("127.0.0.1:1", "audit", "--builtin", "--format", "xml")
-    assert p.returncode == 2
+def test_rule_file_errors_exit_2(analyzer, tmp_path):
+    for text, message in (("rules:\n  - name: [", "not YAML"), ("rules: [{name: x}]", "query is required")):
+        rules = tmp_path / "bad.yaml"
+        rules.write_text(text)
+        p = cli(analyzer.address, "audit", "--rules", str(rules))
+        assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr, p.stderr
 
 
 def test_bad_requests_are_400(analyzer):
@@ -179,8 +177,8 @@ def test_at_finds_a_fault_fixed_since_and_diff_rule(analyzer, graph, tmp_path):
     rules.write_text("rules:\n  - name: down-with-address\n    query: \"G.V().Has('State','DOWN').HasKey('IPV4')\"\n"
                      "  - name: only-aa-down-changed\n    changed_since: %d\n"
                      "    query: \"G.V().Has('Name', Regex('aa-.*|v.'))\"\n    expect: empty\n" % t_fault)
-    p = cli(analyzer.address, "audit", "--rules", str(rules), "--format", "json")
-    now = {r["Name"]: r for r in json.loads(p.stdout)["Files"][0]["Rules"]}
+    r = requests.post(url + "/api/audit", json={"Files": [read_rule_file(str(rules))]}, timeout=30)
+    now = {x["Name"]: x for x in r.json()["Files"][0]["Rules"]}
     assert now["down-with-address"]["Status"] == "passed"
     assert [v["Message"] for v in now["only-aa-down-changed"]["Violations"]] == [
         "node changed: aa-down@aa-h1: State 'DOWN' -> 'UP'"]

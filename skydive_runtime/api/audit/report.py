@@ -127,7 +127,8 @@ def sarif(report):
                             "startTimeUtc": _iso(report["Time"]) + "Z"}],
            "properties": {"at": report["At"], "scope": report["Scope"], "nodes": report["Nodes"]},
            "results": results}
-    return json.dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2) + "\n"
+    # compact: json's indented output runs in pure Python, ten times slower on large reports
+    return json.dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, separators=(",", ":")) + "\n"
 
 
 RENDERERS = {"table": table, "junit": junit, "sarif": sarif}

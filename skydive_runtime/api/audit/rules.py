@@ -192,11 +192,15 @@ def read_rule_file(path):
 
 
 BUILTIN_NAME = "builtin"
+_BUILTIN = []
 
 
 def builtin_file():
-    import os
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "builtin.yaml")
-    f = read_rule_file(path)
-    f["Name"] = BUILTIN_NAME
-    return f
+    """The built-in pack, parsed once (callers do not modify it)."""
+    if not _BUILTIN:
+        import os
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "builtin.yaml")
+        f = read_rule_file(path)
+        f["Name"] = BUILTIN_NAME
+        _BUILTIN.append(f)
+    return _BUILTIN[0]

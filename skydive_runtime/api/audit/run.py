@@ -10,10 +10,11 @@ instant. Rules with `changed_since` run on the analyzer's history (api/topology_
 """
 
 import asyncio
+import pickle
 import time
 
 from ...common.timeutil import now_ms
-from ...graph import Edge, Graph, Node
+from ...graph import Graph
 from ...graph.diff import DEFAULT_IGNORED, diff_count
 from ..query import QueryEngine, QueryError, at_query
 from ..timespec import TimeSpecError, parse_time_ms
@@ -28,23 +29,26 @@ class AuditError(ValueError):
 
 
 def _copy(query, result):
+    """The scope's elements, serialised while the graph lock is held (pickle copies the
+    metadata deeply, in C: the live elements may change once the lock is released)."""
     kind = getattr(result, "kind", None)
     if kind == "graph":
-        nodes, edges = result.view.all_nodes(), result.view.all_edges()
+        nodes, edges = list(result.view.all_nodes()), list(result.view.all_edges())
     elif kind == "nodes":
-        nodes, edges = result.items, ()
+        nodes, edges = list(result.items), []
     else:
         raise QueryError("the audit scope %s must return a graph or nodes" % query)
-    return [n.to_dict() for n in nodes], [e.to_dict() for e in edges]
+    return pickle.dumps((nodes, edges), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def build_graph(nodes, edges):
+def build_graph(blob):
+    nodes, edges = pickle.loads(blob)
     g = Graph(host_id="audit", origin="audit")
-    for d in nodes:
-        g.add_node(Node.from_dict(d))
-    for d in edges:
-        if d["Parent"] in g.nodes and d["Child"] in g.nodes:
-            g.add_edge(Edge.from_dict(d))
+    for n in nodes:
+        g.add_node(n)
+    for e in edges:
+        if e.Parent in g.nodes and e.Child in g.nodes:
+            g.add_edge(e)
     return g
 
 
@@ -94,11 +98,11 @@ class Auditor:
         started = time.monotonic()
         query = at_query(req.scope, req.at) if req.at is not None else req.scope
         try:
-            nodes, edges = await self.engine.run_off_loop(query, lambda r: _copy(req.scope, r))
+            blob = await self.engine.run_off_loop(query, lambda r: _copy(req.scope, r))
         except QueryError as exc:
             raise AuditError("Scope: %s" % exc) from None
         loop = asyncio.get_running_loop()
-        graph = await loop.run_in_executor(None, build_graph, nodes, edges)
+        graph = await loop.run_in_executor(None, build_graph, blob)
         private = QueryEngine(graph, timeout=self.engine.timeout, max_results=self.engine.max_results)
         out_files = []
         for f in files:
