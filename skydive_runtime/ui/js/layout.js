@@ -264,13 +264,19 @@ export class Layout {
       if (g) { p.ox = p.x - g.x; p.oy = p.y - g.y; p.oref = top; }
     }
     if (changes.reset) {
-      this.movable = null;
+      // a re-sync (reconnection, reload with saved positions): the nodes already placed stay
+      // where they are, only those never seen before are laid out
       const visibleNew = unplaced.filter((p) => !this.hiddenBy.has(p.id));
-      if (restored.size && !visibleNew.length) this.alpha = 0;          // the saved picture, as it was
-      else if (restored.size && visibleNew.length <= 0.5 * this.list.length) {
-        this.movable = new Set(visibleNew.map((p) => p.id));           // only the nodes not seen before move
+      const known = this.list.length - visibleNew.length;
+      if (!visibleNew.length) {
+        if (restored.size) this.alpha = 0;
+      } else if (known > 0 && visibleNew.length <= 0.5 * this.list.length) {
+        this.movable = new Set(visibleNew.map((p) => p.id));
         this.reheat(0.3);
-      } else this.reheat(visibleNew.length > 0.5 * this.list.length ? 1 : 0.3);
+      } else {
+        this.movable = null;
+        this.reheat(visibleNew.length > 0.5 * this.list.length ? 1 : 0.3);
+      }
     } else if (changes.structure && fresh.length) {
       // new nodes are laid out alone, near their owner: the rest of the picture does not move
       const visible = fresh.filter((p) => !this.hiddenBy.has(p.id));
@@ -312,7 +318,7 @@ export class Layout {
     const done = new Set();
     for (const p of fresh) {
       const s = this.saved.get(p.id);
-      if (s) { p.x = s[0]; p.y = s[1]; done.add(p.id); }
+      if (s) { p.x = s[0]; p.y = s[1]; p.laid = true; done.add(p.id); }
     }
     return done;
   }
@@ -604,6 +610,7 @@ export class Layout {
       n++;
     } while (this.running && performance.now() - t0 < budgetMs && n < 20);
     this.version++;
+    if (!this.running) for (const p of this.list) p.laid = true;     // a settled position
     return true;
   }
 
@@ -698,12 +705,17 @@ export class Layout {
         }
       }
     }
-    // only the nodes coming back (and the unfolded group) move; the rest of the picture stays
-    this.movable = on ? new Set() : new Set(todo);
+    // Nodes coming back where they were laid out before stay there: the same picture after a
+    // collapse and an expand. Only those never laid out (first expand) move, with their group.
     if (!on) {
-      for (const id of todo) for (const p of this.list) if (this._under(p.id, id)) this.movable.add(p.id);
+      const fresh = new Set();
+      for (const id of todo) for (const p of this.list) if (!p.laid && this._under(p.id, id)) fresh.add(p.id);
+      if (fresh.size) {
+        for (const id of todo) fresh.add(id);
+        this.movable = fresh;
+        this.reheat(0.2);
+      }
     }
-    this.reheat(on ? 0.05 : 0.2);
     return todo.length;
   }
 
