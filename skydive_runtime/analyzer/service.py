@@ -81,9 +81,6 @@ class Analyzer:
         if config.get_map("analyzer.peers"):
             raise ConfigError("analyzer.peers: peering between analyzers is not implemented; agents send their "
                               "topology to every analyzer listed in their `analyzers`")
-        if config.get_list("analyzer.topology.fabric"):
-            raise ConfigError("analyzer.topology.fabric: the fabric probe is not implemented yet; create fabric "
-                              "nodes and links with node and edge rules (/api/noderule, /api/edgerule) instead")
         self.graph = None
         self.probes = {}           # name -> topology probe (analyzer/probes.py)
         self.parts = Parts()       # probes and managers: started, stopped and reported in order

@@ -57,7 +57,7 @@ def test_status_of_an_analyzer_with_two_agents_rules_and_a_peer(tmp_path):
         st = _status(a)
         assert set(st) == {"Agents", "Peers", "Publishers", "Subscribers", "Alerts", "Captures", "Probes"}
         assert st["Peers"] == {"Incomers": {}, "Outgoers": {}}
-        assert st["Probes"] == {}             # no analyzer probe is implemented (analyzer/probes.py)
+        assert st["Probes"] == {"fabric": {"Nodes": 0, "Links": 0}}   # always on (analyzer/probes.py), nothing configured
         assert st["Alerts"]["IsMaster"] is True and st["Captures"] == {"IsMaster": True}
         for host_id, _addr, _svc in agents:
             assert st["Agents"][host_id]["ServiceType"] == "agent" and st["Agents"][host_id]["IsConnected"]

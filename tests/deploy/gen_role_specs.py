@@ -17,7 +17,7 @@ SUBSETS = {
                  "skydive_username", "skydive_password", "skydive_os_auth_url", "skydive_auth_os_tenant_name",
                  "skydive_auth_os_domain_name", "skydive_sys_username", "skydive_sys_groupname",
                  "skydive_data_dir", "skydive_deployment_test", "skydive_iptables_rules",
-                 "skydive_health_timeout"],
+                 "skydive_health_timeout", "skydive_fabric"],
     "agent": ["skydive_state", "skydive_agent_port", "skydive_listen_ip", "skydive_agent_listen_ip", "skydive_topology_probes",
               "skydive_iptables_rules", "skydive_health_timeout"],
 }

@@ -91,14 +91,16 @@ def _extra_config(cluster, name, extra):
     return cfg
 
 
-def _run_with_host_extra(cluster, extra):
-    """Deploy with `extra` merged into every node's skydive_extra_config (inventory)."""
+def _run_with_host_extra(cluster, extra, host_vars=None):
+    """Deploy with `extra` merged into every node's skydive_extra_config (inventory), and
+    `host_vars` set on every node."""
     inv = cluster.write_inventory()
     import yaml
     with open(inv) as fh:
         data = yaml.safe_load(fh)
     for name, hv in data["all"]["hosts"].items():
         hv["skydive_extra_config"] = _extra_config(cluster, name, extra)
+        hv.update(host_vars or {})
     path = os.path.join(cluster.base, "inventory-extra.yml")
     with open(path, "w") as fh:
         yaml.safe_dump(data, fh)
@@ -122,7 +124,8 @@ def test_agent_config_change_restarts_only_agents(sim_cluster):
 def test_analyzer_config_change_restarts_only_analyzer(sim_cluster):
     before = {n: sim_cluster.service_pids(n) for n in sim_cluster.names}
     res = _run_with_host_extra(sim_cluster, {"agent.metadata": {"rack": "r1"},
-                                             "analyzer.flow.max_buffer_size": 5000})
+                                             "analyzer.flow.max_buffer_size": 5000},
+                               {"skydive_fabric": ["TOR1[Name=tor1] -> PORT1[Name=p1]", "PORT1 --> *[Type=host]/lo"]})
     assert res.rc == 0, res.tail()
     after = {n: sim_cluster.service_pids(n) for n in sim_cluster.names}
     assert after["controller"]["analyzer"] != before["controller"]["analyzer"], "analyzer not restarted"
@@ -132,6 +135,10 @@ def test_analyzer_config_change_restarts_only_analyzer(sim_cluster):
     assert res.changed()["compute1"] == 0 and res.changed()["compute2"] == 0, res.changed_tasks()
     # agents reconnect to the restarted analyzer (the playbook's check already waited for it)
     assert set(sim_cluster.names) <= set(sim_cluster.status().get("Agents") or {})
+    # skydive_fabric reached analyzer.topology.fabric: the ToR, its port, linked to every host's lo
+    assert sim_cluster.gremlin("G.V().Has('Probe','fabric','Name','tor1').Out('Name','p1').Count()") == 1
+    wait_until(lambda: sim_cluster.gremlin("G.V().Has('Probe','fabric','Name','p1').Out('Name','lo').Count()")
+               == len(sim_cluster.names), 30, interval=0.5, message="p1 linked to each host's lo")
 
 
 def test_bad_variable_fails_before_any_change(sim_cluster):

@@ -114,10 +114,11 @@ def test_analyzer_peers_are_refused(tmp_path):
     _refused(_run("analyzer", "-c", _write(tmp_path, "p.yml", cfg)), "analyzer.peers: peering between analyzers is not implemented")
 
 
-def test_analyzer_fabric_is_refused(tmp_path):
-    cfg = {"analyzer": {"topology": {"backend": "memory", "fabric": ["TOR1[Name=tor1] -> TOR1_PORT1[Name=port1]"]},
+def test_analyzer_bad_fabric_definition_is_refused(tmp_path):
+    cfg = {"analyzer": {"topology": {"backend": "memory", "fabric": ["*[Type=host]/eth0 -> TOR1[Name=tor1]"]},
                         "flow": {"backend": "memory"}}}
-    _refused(_run("analyzer", "-c", _write(tmp_path, "f.yml", cfg)), "analyzer.topology.fabric: the fabric probe is not implemented yet")
+    _refused(_run("analyzer", "-c", _write(tmp_path, "f.yml", cfg)),
+             "analyzer.topology.fabric: a wildcard node cannot be the parent of a link")
 
 
 def test_probe_registries_import_every_module():
