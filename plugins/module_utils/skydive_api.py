@@ -44,10 +44,10 @@ DEFAULT_TIMEOUT = 30
 CAPTURABLE_TYPES = frozenset([
     "internal", "veth", "tun", "tuntap", "bridge", "dummy", "gre", "bond", "can", "hsr", "ifb", "macvlan",
     "macvtap", "vlan", "vxlan", "gretap", "ip6gretap", "geneve", "ipoib", "vcan", "ipip", "ipvlan", "lowpan",
-    "ip6tnl", "ip6gre", "sit", "device", "ovsbridge",
+    "ip6tnl", "ip6gre", "sit", "device", "ovsbridge", "ovsport",
 ])
 # The capture types the runtime implements.
-CAPTURE_TYPES = ("afpacket", "pcap", "pcapsocket", "sflow", "ovssflow", "ebpf")
+CAPTURE_TYPES = ("afpacket", "pcap", "pcapsocket", "sflow", "ovssflow", "ebpf", "ovsmirror")
 EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
 INJECTION_TYPES = ("icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6")
 

@@ -63,11 +63,11 @@ options:
   capture_type:
     description:
       - Capture probe. When not set the agent picks the default for each node type
-        (C(afpacket) for interfaces, C(ovssflow) for OVS bridges).
+        (C(afpacket) for interfaces, C(ovssflow) for OVS bridges, C(ovsmirror) for OVS ports).
       - The analyzer refuses (HTTP 400) a type that no node the query selects can run (node type,
         or the agent of its host cannot run it, see the host node's C(CaptureTypes)).
     type: str
-    choices: [afpacket, pcap, pcapsocket, sflow, ovssflow, ebpf]
+    choices: [afpacket, pcap, pcapsocket, sflow, ovssflow, ebpf, ovsmirror]
   bpf_filter:
     description:
       - BPF filter applied by the probe, for example C(tcp port 80). Empty captures all.

@@ -221,7 +221,7 @@ def test_capture_lifecycle(analyzer, runner):
         {"name": "extra_layers", "skydive.skydive.skydive_capture": dict(capture, capture_name="xl", extra_layers=["DNS"])},
         {"name": "sampling_on_pcap", "skydive.skydive.skydive_capture": dict(
             capture, capture_name="sr", capture_type="pcap", sampling_rate=5)},
-        {"name": "mirror", "skydive.skydive.skydive_capture": dict(capture, capture_name="mi", capture_type="ovsmirror")},
+        {"name": "mirror", "skydive.skydive.skydive_capture": dict(capture, capture_name="mi", capture_type="dpdk")},
         {"name": "bad_header", "skydive.skydive.skydive_capture": dict(capture, header_size=5)},
         {"name": "bad_bpf", "skydive.skydive.skydive_capture": dict(capture, capture_name="bad", bpf_filter="no such filter (")},
         {"name": "no_selector", "skydive.skydive.skydive_capture": {"capture_name": "x"}},
@@ -258,7 +258,7 @@ def test_capture_lifecycle(analyzer, runner):
     assert "ExtraLayers: not supported by the default" in run["extra_layers"]["msg"]
     assert "no capture type implements it yet" in run["extra_layers"]["msg"]
     assert "SamplingRate: not supported by pcap capture (only ovssflow)" in run["sampling_on_pcap"]["msg"]
-    assert run["mirror"]["failed"] and "capture_type" in run["mirror"]["msg"] and "ovsmirror" in run["mirror"]["msg"]
+    assert run["mirror"]["failed"] and "capture_type" in run["mirror"]["msg"] and "dpdk" in run["mirror"]["msg"]
 
     assert run["bad_header"]["failed"] and "header_size must be 0 or between 14 and 4096" in run["bad_header"]["msg"]
     bad_bpf = run["bad_bpf"]

@@ -25,7 +25,8 @@ def refused(stack, **body):
 
 
 def test_agent_advertises_what_this_host_runs(stack):
-    here = [t for t, why in capabilities.available_types(None).items() if why is None]
+    from skydive_runtime.config import Config
+    here = [t for t, why in capabilities.available_types(Config(stack.agent_cfg)).items() if why is None]
     assert host_types(stack) == here
     assert {"afpacket", "pcapsocket", "sflow"} <= set(here)
     status = requests.get(stack.agent.url + "/api/status", timeout=10).json()
@@ -46,12 +47,12 @@ def test_type_no_selected_node_can_take(stack, net, names):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"Type": "ovsmirror"}, "Type: ovsmirror capture is not implemented (available: afpacket, pcap"),
+    ({"Type": "ovsnetflow"}, "Type: ovsnetflow capture is not implemented (available: afpacket, pcap"),
     ({"Type": "dpdk"}, "Type: dpdk capture is not implemented"),
     ({"Type": "afpacket", "Port": 9000}, "Port: not supported by afpacket capture (only pcapsocket, sflow, ovssflow)"),
     ({"Type": "pcap", "SamplingRate": 10}, "SamplingRate: not supported by pcap capture (only ovssflow)"),
     ({"Type": "ebpf", "HeaderSize": 128}, "HeaderSize: not supported by ebpf capture"),
-    ({"IPDefrag": True}, "IPDefrag: not supported by the default (afpacket/ovssflow) capture (no capture type implements it yet)"),
+    ({"IPDefrag": True}, "IPDefrag: not supported by the default (afpacket/ovsmirror/ovssflow) capture (no capture type implements it yet)"),
     ({"Type": "afpacket", "ReassembleTCP": True}, "ReassembleTCP: not supported by afpacket capture (no capture type"),
     ({"ExtraLayers": ["DNS"]}, "ExtraLayers: not supported by the default"),
     ({"Type": "sflow", "Target": "127.0.0.1:6343"}, "Target: not supported by sflow capture (no capture type implements"),

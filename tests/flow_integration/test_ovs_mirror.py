@@ -1,0 +1,63 @@
+"""ovsmirror on a port of a netdev (userspace datapath) bridge of the private Open vSwitch: the
+mirror and its internal port exist while the capture runs, the flow counts exactly the pings
+through the port, and nothing is left on the switch after the capture is deleted."""
+
+import random
+
+import pytest
+
+from tests.fixtures.processes import wait_until
+from tests.flow_integration.conftest import ping, run
+
+pytestmark = pytest.mark.needs_root
+
+ICMP4 = "Ethernet/IPv4/ICMPv4"
+
+
+def _ours(ovs, table, cid):
+    out = ovs.vsctl("--bare", "--columns=name", "find", table, "external_ids:skydive-%s=%s"
+                    % ("capture" if table == "mirror" else "probe-id", cid)).stdout.split()
+    return out
+
+
+def test_ovsmirror_counts_the_pings_and_leaves_nothing(ovs_stack, ovs, net, names):
+    stack = ovs_stack
+    prefix = "10.%d.%d" % (random.randint(1, 250), random.randint(1, 250))
+    br = names("mb")
+    ovs.add_bridge(br)
+    try:
+        ns, outer = [], []
+        for i in (1, 2):
+            n = net.add_netns(names("mn"))
+            inner, out = names("mi"), names("mo")
+            net.add_veth(out, inner, netns_a=ovs.netns, netns_b=n)
+            ovs.vsctl("add-port", br, out)
+            net.ip("link", "set", out, "up", netns=ovs.netns)
+            net.ip("addr", "add", "%s.%d/24" % (prefix, i), "dev", inner, netns=n)
+            net.ip("link", "set", inner, "up", netns=n)
+            run(["ip", "netns", "exec", n, "ethtool", "-K", inner, "tx", "off"], check=False)
+            ns.append(n), outer.append(out)
+        ovs.ip("link", "set", br, "up", check=False)
+        ping(ns[0], "%s.2" % prefix, 1)           # ARP and MAC learning before the capture
+        pq = "G.V().Has('Type','ovsport','Name','%s')" % outer[0]
+        stack.wait_q(pq + ".Count()", 1)
+        cid = stack.capture(GremlinQuery=pq)      # ovsmirror is the ovsport's default type
+        stack.wait_active(cid, pq)
+        assert stack.q(pq + ".Values('Captures.Type')") == ["ovsmirror"]
+        mirrors = _ours(ovs, "mirror", cid)
+        assert len(mirrors) == 1 and mirrors[0].startswith("mir")
+        assert mirrors[0] in ovs.vsctl("list-ports", br).stdout.split()
+        ping(ns[0], "%s.2" % prefix, 20, interval=0.05)
+        tid = stack.q(pq)[0]["Metadata"]["TID"]
+        q = "G.Flows().Has('CaptureID','%s','LayersPath','%s','NodeTID','%s')" % (cid, ICMP4, tid)
+        stack.wait_q(q + ".Values('Metric.ABPackets')", [20], timeout=20)
+        assert stack.q(q + ".Values('Metric.BAPackets')") == [20]
+        assert stack.q(q + ".Values('Network.A')") == ["%s.1" % prefix]
+        assert stack.delete_capture(cid).status_code == 200
+        stack.wait_q(pq + ".Has('Captures').Count()", 0)
+        wait_until(lambda: not _ours(ovs, "mirror", cid) and not _ours(ovs, "interface", cid), timeout=10,
+                   message="mirror and its port removed")
+        assert not [p for p in ovs.vsctl("list-ports", br).stdout.split() if p.startswith("mir")]
+        assert ovs.vsctl("--bare", "--columns=mirrors", "list", "bridge", br).stdout.strip() == ""
+    finally:
+        ovs.del_bridge(br)
