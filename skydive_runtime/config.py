@@ -43,6 +43,7 @@ DEFAULTS = {
         "injection": {"stats_update": 3.0},
         "flow": {
             "sflow": {"bind_address": "127.0.0.1", "port_min": 6345, "port_max": 6355},
+            "netflow": {"bind_address": "127.0.0.1", "port_min": 6365, "port_max": 6375},
             "pcapsocket": {"bind_address": "127.0.0.1", "min_port": 8100, "max_port": 8132},
         },
     },

@@ -47,7 +47,7 @@ CAPTURABLE_TYPES = frozenset([
     "ip6tnl", "ip6gre", "sit", "device", "ovsbridge", "ovsport",
 ])
 # The capture types the runtime implements.
-CAPTURE_TYPES = ("afpacket", "pcap", "pcapsocket", "sflow", "ovssflow", "ebpf", "ovsmirror")
+CAPTURE_TYPES = ("afpacket", "pcap", "pcapsocket", "sflow", "ovssflow", "ebpf", "ovsmirror", "ovsnetflow")
 EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
 INJECTION_TYPES = ("icmp4", "icmp6", "tcp4", "tcp6", "udp4", "udp6")
 

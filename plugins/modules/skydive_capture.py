@@ -67,7 +67,7 @@ options:
       - The analyzer refuses (HTTP 400) a type that no node the query selects can run (node type,
         or the agent of its host cannot run it, see the host node's C(CaptureTypes)).
     type: str
-    choices: [afpacket, pcap, pcapsocket, sflow, ovssflow, ebpf, ovsmirror]
+    choices: [afpacket, pcap, pcapsocket, sflow, ovssflow, ebpf, ovsmirror, ovsnetflow]
   bpf_filter:
     description:
       - BPF filter applied by the probe, for example C(tcp port 80). Empty captures all.

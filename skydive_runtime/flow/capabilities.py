@@ -77,9 +77,10 @@ register("ovssflow", ("ovsbridge",), "ovssflow", options=PACKET_OPTIONS + ("Port
          default_on=("ovsbridge",))
 register("ebpf", INTERFACE_TYPES, "ebpf", options=("ExtraTCPMetric",))
 register("ovsmirror", ("ovsport",), "ovsmirror", default_on=("ovsport",), kernel_bpf=True)
+register("ovsnetflow", ("ovsbridge",), "ovsnetflow", options=("Port",))
 
 # upstream types with no implementation here: refused at creation (see docs/flows.md)
-NOT_IMPLEMENTED = ("ovsnetflow", "dpdk")
+NOT_IMPLEMENTED = ("dpdk",)
 
 CAPTURABLE_TYPES = tuple(dict.fromkeys(t for c in CAPTURE_TYPES.values() for t in c.node_types))
 SINGLE_PER_NODE = tuple(n for n, c in CAPTURE_TYPES.items() if not c.multiple_per_node)

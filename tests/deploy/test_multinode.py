@@ -136,7 +136,7 @@ def test_analyzer_config_change_restarts_only_analyzer(sim_cluster):
     # agents reconnect to the restarted analyzer (the playbook's check already waited for it)
     assert set(sim_cluster.names) <= set(sim_cluster.status().get("Agents") or {})
     # skydive_fabric reached analyzer.topology.fabric: the ToR, its port, linked to every host's lo
-    assert sim_cluster.gremlin("G.V().Has('Probe','fabric','Name','tor1').Out('Name','p1').Count()") == 1
+    assert sim_cluster.gremlin("G.V().Has('Probe','fabric','Name','tor1').Out('Name','p1').Dedup().Count()") == 1
     wait_until(lambda: sim_cluster.gremlin("G.V().Has('Probe','fabric','Name','p1').Out('Name','lo').Count()")
                == len(sim_cluster.names), 30, interval=0.5, message="p1 linked to each host's lo")
 

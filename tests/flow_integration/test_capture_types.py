@@ -47,9 +47,10 @@ def test_type_no_selected_node_can_take(stack, net, names):
 
 
 @pytest.mark.parametrize("body, message", [
-    ({"Type": "ovsnetflow"}, "Type: ovsnetflow capture is not implemented (available: afpacket, pcap"),
+    ({"Type": "dpdk"}, "Type: dpdk capture is not implemented (available: afpacket, pcap"),
+    ({"Type": "ovsnetflow", "BPFFilter": "icmp"}, "ovsnetflow capture doesn't support BPF filtering"),
     ({"Type": "dpdk"}, "Type: dpdk capture is not implemented"),
-    ({"Type": "afpacket", "Port": 9000}, "Port: not supported by afpacket capture (only pcapsocket, sflow, ovssflow)"),
+    ({"Type": "afpacket", "Port": 9000}, "Port: not supported by afpacket capture (only pcapsocket, sflow, ovssflow, ovsnetflow)"),
     ({"Type": "pcap", "SamplingRate": 10}, "SamplingRate: not supported by pcap capture (only ovssflow)"),
     ({"Type": "ebpf", "HeaderSize": 128}, "HeaderSize: not supported by ebpf capture"),
     ({"IPDefrag": True}, "IPDefrag: not supported by the default (afpacket/ovsmirror/ovssflow) capture (no capture type implements it yet)"),

@@ -1,6 +1,7 @@
-"""ovsmirror on a port of a netdev (userspace datapath) bridge of the private Open vSwitch: the
-mirror and its internal port exist while the capture runs, the flow counts exactly the pings
-through the port, and nothing is left on the switch after the capture is deleted."""
+"""ovsmirror and ovsnetflow on a netdev (userspace datapath) bridge of the private Open vSwitch:
+the mirror and its internal port exist while the capture runs, the flow counts exactly the pings
+through the port, and nothing is left on the switch after the capture is deleted; OVS's NetFlow
+export gives one flow per conversation with the pings' counts."""
 
 import random
 
@@ -20,25 +21,30 @@ def _ours(ovs, table, cid):
     return out
 
 
+def _two_hosts(ovs, net, names, br, prefix):
+    ns, outer = [], []
+    for i in (1, 2):
+        n = net.add_netns(names("mn"))
+        inner, out = names("mi"), names("mo")
+        net.add_veth(out, inner, netns_a=ovs.netns, netns_b=n)
+        ovs.vsctl("add-port", br, out)
+        net.ip("link", "set", out, "up", netns=ovs.netns)
+        net.ip("addr", "add", "%s.%d/24" % (prefix, i), "dev", inner, netns=n)
+        net.ip("link", "set", inner, "up", netns=n)
+        run(["ip", "netns", "exec", n, "ethtool", "-K", inner, "tx", "off"], check=False)
+        ns.append(n), outer.append(out)
+    ovs.ip("link", "set", br, "up", check=False)
+    ping(ns[0], "%s.2" % prefix, 1)           # ARP and MAC learning before the capture
+    return ns, outer
+
+
 def test_ovsmirror_counts_the_pings_and_leaves_nothing(ovs_stack, ovs, net, names):
     stack = ovs_stack
     prefix = "10.%d.%d" % (random.randint(1, 250), random.randint(1, 250))
     br = names("mb")
     ovs.add_bridge(br)
     try:
-        ns, outer = [], []
-        for i in (1, 2):
-            n = net.add_netns(names("mn"))
-            inner, out = names("mi"), names("mo")
-            net.add_veth(out, inner, netns_a=ovs.netns, netns_b=n)
-            ovs.vsctl("add-port", br, out)
-            net.ip("link", "set", out, "up", netns=ovs.netns)
-            net.ip("addr", "add", "%s.%d/24" % (prefix, i), "dev", inner, netns=n)
-            net.ip("link", "set", inner, "up", netns=n)
-            run(["ip", "netns", "exec", n, "ethtool", "-K", inner, "tx", "off"], check=False)
-            ns.append(n), outer.append(out)
-        ovs.ip("link", "set", br, "up", check=False)
-        ping(ns[0], "%s.2" % prefix, 1)           # ARP and MAC learning before the capture
+        ns, outer = _two_hosts(ovs, net, names, br, prefix)
         pq = "G.V().Has('Type','ovsport','Name','%s')" % outer[0]
         stack.wait_q(pq + ".Count()", 1)
         cid = stack.capture(GremlinQuery=pq)      # ovsmirror is the ovsport's default type
@@ -59,5 +65,36 @@ def test_ovsmirror_counts_the_pings_and_leaves_nothing(ovs_stack, ovs, net, name
                    message="mirror and its port removed")
         assert not [p for p in ovs.vsctl("list-ports", br).stdout.split() if p.startswith("mir")]
         assert ovs.vsctl("--bare", "--columns=mirrors", "list", "bridge", br).stdout.strip() == ""
+    finally:
+        ovs.del_bridge(br)
+
+
+def test_ovsnetflow_flows_match_the_pings(ovs_stack, ovs, net, names):
+    stack = ovs_stack
+    prefix = "10.%d.%d" % (random.randint(1, 250), random.randint(1, 250))
+    br = names("nb")
+    ovs.add_bridge(br)
+    try:
+        ns, _outer = _two_hosts(ovs, net, names, br, prefix)
+        bq = "G.V().Has('Type','ovsbridge','Name','%s')" % br
+        stack.wait_q(bq + ".Count()", 1)
+        cid = stack.capture(GremlinQuery=bq, Type="ovsnetflow")
+        stack.wait_active(cid, bq)
+        collector = stack.q(bq + ".Values('Captures.NetFlowSocket')")[0]
+        assert ovs.vsctl("get", "netflow", ovs.vsctl("get", "bridge", br, "netflow").stdout.strip(),
+                         "targets").stdout.strip() == '["%s"]' % collector
+        ping(ns[0], "%s.2" % prefix, 6, interval=0.2)
+        q = "G.Flows().Has('CaptureID','%s','LayersPath','IPv4/ICMPv4')" % cid
+        stack.wait_q(q + ".Values('Metric.ABPackets')", [6], timeout=30)
+        stack.wait_q(q + ".Values('Metric.BAPackets')", [6], timeout=10)
+        flow = stack.q(q)[0]
+        assert (flow["Network"]["A"], flow["Network"]["B"]) == ("%s.1" % prefix, "%s.2" % prefix)
+        assert flow["ICMP"]["Type"] == "ECHO" and "Link" not in flow
+        # Open vSwitch reports the frames' bytes (98 for a 84-byte ping packet) as dOctets
+        assert flow["Metric"]["ABBytes"] == 6 * 98 and flow["Metric"]["BABytes"] == 6 * 98
+        assert stack.delete_capture(cid).status_code == 200
+        wait_until(lambda: ovs.vsctl("get", "bridge", br, "netflow").stdout.strip() == "[]", timeout=10,
+                   message="NetFlow removed from the bridge")
+        assert ovs.vsctl("--bare", "--columns=_uuid", "list", "netflow").stdout.strip() == ""
     finally:
         ovs.del_bridge(br)
