@@ -135,13 +135,14 @@ options:
     default: 10
   target:
     description:
-      - C(address:port) to export the capture to (NetFlow or ERSPAN), see O(target_type).
-        Not implemented yet, the analyzer refuses it (HTTP 400).
+      - C(ip:port) (IPv4) of a NetFlow v5 collector the agents also export the capture's flows to
+        (two records per flow and C(flow.update) tick, one per direction).
     type: str
     default: ''
   target_type:
     description:
-      - Export format for O(target). Not implemented yet, the analyzer refuses it (HTTP 400).
+      - Export format for O(target); C(netflowv5) when not set. C(erspanv1) is not implemented yet,
+        the analyzer refuses it (HTTP 400).
     type: str
     choices: [netflowv5, erspanv1]
   state:

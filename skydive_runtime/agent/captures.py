@@ -29,6 +29,7 @@ import logging
 from ..flow import capabilities
 from ..flow.capabilities import CaptureStartError
 from ..flow.capture import CaptureRunner, FilteredTable
+from ..flow.netflow import NetFlowExporter
 from ..flow.table import FlowTable, FlowTableError
 from .ondemand import OnDemandError, OnDemandHandler, OnDemandTask
 
@@ -53,6 +54,7 @@ class _Probe(OnDemandTask):
         self.opened = None
         self.entry = {}
         self.retry_task = None
+        self.exporter = None         # flow/netflow.py NetFlowExporter of the capture's Target
 
 
 class _Context(object):
@@ -184,6 +186,9 @@ class AgentCaptures(OnDemandHandler):
                 log.warning("capture %s: cleaning up on %s: %s", task.uid, task.node_id, exc)
         if runner is not None:
             await self.loop.run_in_executor(None, runner.stop)
+        exporter, task.exporter = task.exporter, None
+        if exporter is not None:        # after the runner's last flows, queued on the loop before it
+            self.loop.call_soon(exporter.close)
 
     # ---- probes ------------------------------------------------------------------------------
     def _table(self, probe, node):
@@ -210,7 +215,7 @@ class AgentCaptures(OnDemandHandler):
         if (bpf and not ctype.kernel_bpf) or opened.packet_clock:
             # the source cannot filter in the kernel: filter in user space before the table
             table = FilteredTable(table, None if ctype.kernel_bpf else bpf, packet_clock=opened.packet_clock)
-        runner = CaptureRunner(src, table, on_flows=self._on_flows, on_stats=lambda st, p=probe: self._on_stats(p, st),
+        runner = CaptureRunner(src, table, on_flows=self._flows_sink(probe), on_stats=lambda st, p=probe: self._on_stats(p, st),
                                update_ms=self.update_ms, stats_ms=self.stats_ms, loop=self.loop,
                                on_error=lambda exc, p=probe: self._on_error(p, exc),
                                name="capture-%s-%s" % (probe.uid[:8], node.Metadata.get("Name", "")))
@@ -294,6 +299,22 @@ class AgentCaptures(OnDemandHandler):
                 self._on_error(probe, r.error)
 
     # ---- flows -------------------------------------------------------------------------------
+    def _flows_sink(self, probe):
+        """Where a probe's flows go: the analyzers, and the capture's Target when it has one."""
+        target = probe.capture.get("Target")
+        if not target:
+            return self._on_flows
+        if probe.exporter is None:
+            try:
+                probe.exporter = NetFlowExporter(target)
+            except (ValueError, OSError) as exc:
+                raise CaptureStartError(400, str(exc)) from None
+
+        def sink(flows, exporter=probe.exporter):
+            exporter.export(flows)
+            self._on_flows(flows)
+        return sink
+
     def _on_flows(self, flows):
         for i in range(0, len(flows), MAX_FLOWS_PER_MESSAGE):
             self._send({"Flows": flows[i:i + MAX_FLOWS_PER_MESSAGE]})

@@ -130,7 +130,7 @@ class CaptureKind(_GremlinKind):
         Flag("--description", field="Description", default=""),
         Flag("--type", field="Type", default="",
              help="capture type: %s (default: the node's)" % ", ".join(capabilities.CAPTURE_TYPES)),
-        Flag("--port", field="Port", type=int, default=0, help="listen port of pcapsocket, sflow, ovssflow"),
+        Flag("--port", field="Port", type=int, default=0, help="listen port of pcapsocket, sflow, ovssflow, ovsnetflow"),
         Flag("--samplingrate", field="SamplingRate", type=int, default=1, help="ovssflow only"),
         Flag("--pollinginterval", field="PollingInterval", type=int, default=10, help="ovssflow only"),
         Flag("--header-size", field="HeaderSize", type=int, default=0),
@@ -142,8 +142,8 @@ class CaptureKind(_GremlinKind):
         Flag("--layer-key-mode", field="LayerKeyMode", default="L2"),
         Flag("--extra-layer", field="ExtraLayers", to=_mask, action="append", default=[],
              choices=tuple(EXTRA_LAYERS), help=_NOT_YET),
-        Flag("--target", field="Target", default="", help=_NOT_YET),
-        Flag("--target-type", field="TargetType", default="", help=_NOT_YET),
+        Flag("--target", field="Target", default="", help="ip:port of a NetFlow v5 collector the flows are also exported to"),
+        Flag("--target-type", field="TargetType", default="", help="netflowv5 (the default with --target); erspanv1 is refused"),
         Flag("--ttl", type=int, default=0, help="lifetime in ms"))
 
     def cli_body(self, body, args):

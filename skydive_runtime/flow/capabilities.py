@@ -130,6 +130,26 @@ def available_types(config):
     return out
 
 
+# every type's flows can be exported (agent/captures.py hands each tick's flows to the exporter)
+EXPORT_OPTIONS = frozenset(("Target", "TargetType"))
+TARGET_TYPES = ("netflowv5",)
+
+
+def check_target(capture):
+    """ValueError for a Target/TargetType pair the agent cannot export to."""
+    target, ttype = capture.get("Target") or "", capture.get("TargetType") or ""
+    if not target and not ttype:
+        return
+    if ttype == "erspanv1":
+        raise ValueError("TargetType: erspanv1 export is not implemented (only %s)" % ", ".join(TARGET_TYPES))
+    if ttype and ttype not in TARGET_TYPES:
+        raise ValueError("TargetType: unknown export type %r (%s)" % (ttype, ", ".join(TARGET_TYPES)))
+    if not target:
+        raise ValueError("TargetType: %s needs a Target (ip:port of the collector)" % ttype)
+    from .netflow import parse_target
+    parse_target(target)
+
+
 def check_capture(capture):
     """ValueError naming what the capture resource asks that its Type cannot do."""
     name = capture.get("Type") or ""
@@ -137,7 +157,8 @@ def check_capture(capture):
         raise ValueError("Type: %s capture is not implemented (available: %s)" % (name, ", ".join(CAPTURE_TYPES)))
     if name and name not in CAPTURE_TYPES:
         raise ValueError("Type: unknown capture type %r (%s)" % (name, ", ".join(CAPTURE_TYPES)))
-    honoured = CAPTURE_TYPES[name].options if name else _DEFAULT_OPTIONS
+    check_target(capture)
+    honoured = (CAPTURE_TYPES[name].options if name else _DEFAULT_OPTIONS) | EXPORT_OPTIONS
     for opt, neutral in OPTIONS.items():
         if opt in honoured or capture.get(opt, neutral[0]) in neutral:
             continue

@@ -4,6 +4,7 @@
     datagram = encode_v5(records, uptime_ms, unix_ms, sequence)
     src = NetFlowSource(host, port)             # the collector (read by CaptureRunner)
     table = NetFlowTable(flow_table)            # process(datagram) -> records merged into flows
+    exporter = NetFlowExporter("10.0.0.9:2055") # export(flows of a tick): a capture's Target
 
 A record is a dict: SrcAddr, DstAddr, NextHop (dotted IPv4), Input, Output (interface indexes),
 Packets, Octets (IP bytes), First, Last (sysUpTime ms), SrcPort, DstPort, TCPFlags, Proto, ToS.
@@ -211,3 +212,87 @@ class NetFlowTable(object):
 
     def __len__(self):
         return len(self.table)
+
+
+def parse_target(target):
+    """'ip:port' (IPv4) -> (ip, port); ValueError saying what is wrong."""
+    host, sep, port = str(target).rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        port = int(port)
+    except ValueError:
+        raise ValueError("Target: %r is not an ip:port address (IPv4)" % (target,)) from None
+    if not sep or not 0 < port < 65536:
+        raise ValueError("Target: %r is not an ip:port address (IPv4)" % (target,))
+    return host, port
+
+
+class NetFlowExporter(object):
+    """Sends the flows of each flow-table tick to a NetFlow v5 collector (capture `Target`).
+
+    Each flow with IPv4 addresses gives up to two records, A->B and B->A, of what its
+    LastUpdateMetric counted since the previous tick (nothing for a direction that did not
+    change); bytes are IP bytes (14 per packet taken off when the flow has an Ethernet layer);
+    First/Last are the interval's Start/Last on this exporter's uptime clock (from its creation).
+    ICMP goes as DstPort = type * 256 + code, other protocols without ports as 0/0.
+    """
+
+    ICMP_TYPES = {"ECHO": (8, 0), "DESTINATION_UNREACHABLE": (3, 3), "TIME_EXCEEDED": (11, 11),
+                  "REDIRECT": (5, 5), "SOURCE_QUENCH": (4, 4), "PARAMETER_PROBLEM": (12, 12),
+                  "TIMESTAMP": (13, 14), "INFO": (15, 16), "ADDRESS_MASK": (17, 18), "ROUTER": (10, 9)}
+    PROTOS = {"TCP": 6, "UDP": 17, "SCTP": 132}
+
+    def __init__(self, target, engine_id=0):
+        self.target = parse_target(target)
+        self.boot_ms = time.time_ns() // 1000000
+        self.sequence = 0
+        self.engine_id = engine_id
+        self.sent_records = 0
+        self.errors = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+
+    def _records(self, f):
+        net = f.get("Network")
+        lum = f.get("LastUpdateMetric") or {}
+        if not net or net.get("Protocol") != "IPV4":
+            return []
+        tr, icmp = f.get("Transport"), f.get("ICMP")
+        if tr:
+            proto, ports = self.PROTOS.get(tr.get("Protocol"), 0), (int(tr.get("A", 0)), int(tr.get("B", 0)))
+        elif icmp:
+            proto = 1
+        else:
+            proto, ports = 0, (0, 0)
+        eth = 14 if f.get("Link") else 0
+        first, last = lum.get("Start", f.get("Start", 0)) - self.boot_ms, lum.get("Last", f.get("Last", 0)) - self.boot_ms
+        out = []
+        for d, src, dst in (("AB", net["A"], net["B"]), ("BA", net["B"], net["A"])):
+            pkts = int(lum.get(d + "Packets", 0))
+            if pkts <= 0:
+                continue
+            if proto == 1:
+                req, rep = self.ICMP_TYPES.get(icmp.get("Type"), (0, 0))
+                ports = (0, ((req if d == "AB" else rep) << 8) | int(icmp.get("Code", 0)))
+            out.append({"SrcAddr": src, "DstAddr": dst, "Proto": proto, "SrcPort": ports[0] if d == "AB" or proto == 1
+                        else ports[1], "DstPort": ports[1] if d == "AB" or proto == 1 else ports[0],
+                        "Packets": pkts, "Octets": max(0, int(lum.get(d + "Bytes", 0)) - eth * pkts),
+                        "First": max(0, first), "Last": max(0, last)})
+        return out
+
+    def export(self, flows):
+        records = [r for f in flows for r in self._records(f)]
+        now = time.time_ns() // 1000000
+        for i in range(0, len(records), MAX_RECORDS):
+            chunk = records[i:i + MAX_RECORDS]
+            try:
+                self.sock.sendto(encode_v5(chunk, now - self.boot_ms, now, self.sequence, self.engine_id), self.target)
+            except OSError:
+                self.errors += 1
+                continue
+            self.sequence += len(chunk)        # flow_sequence: records sent before this datagram
+            self.sent_records += len(chunk)
+        return len(records)
+
+    def close(self):
+        self.sock.close()

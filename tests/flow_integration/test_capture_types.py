@@ -56,8 +56,9 @@ def test_type_no_selected_node_can_take(stack, net, names):
     ({"IPDefrag": True}, "IPDefrag: not supported by the default (afpacket/ovsmirror/ovssflow) capture (no capture type implements it yet)"),
     ({"Type": "afpacket", "ReassembleTCP": True}, "ReassembleTCP: not supported by afpacket capture (no capture type"),
     ({"ExtraLayers": ["DNS"]}, "ExtraLayers: not supported by the default"),
-    ({"Type": "sflow", "Target": "127.0.0.1:6343"}, "Target: not supported by sflow capture (no capture type implements"),
-    ({"TargetType": "netflowv5"}, "TargetType: not supported by the default"),
+    ({"Type": "sflow", "Target": "127.0.0.1:6343", "TargetType": "erspanv1"}, "TargetType: erspanv1 export is not implemented"),
+    ({"TargetType": "netflowv5"}, "TargetType: netflowv5 needs a Target"),
+    ({"Target": "[::1]:2055"}, "Target: '[::1]:2055' is not an ip:port address (IPv4)"),
 ])
 def test_unsupported_option_named(stack, body, message):
     assert message in refused(stack, GremlinQuery="G.V().Has('Name','nothing-%s')" % os.urandom(3).hex(), **body)
