@@ -39,6 +39,7 @@ from .injections import InjectionManager
 from .kinds import KINDS
 from .probes import PROBES
 from .rules import TopologyRules
+from .pingmesh import mount_pingmesh
 from .workflows import WorkflowBackend, mount_workflows
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class Analyzer:
         self.injections = self.parts.add(InjectionManager(self))
         self.alerts = self.parts.add(AlertManager(self), "Alerts")
         mount_workflows(self, app, guard)
+        mount_pingmesh(self, app, guard)
         mount_ui(app)
         self.app = app
         return app

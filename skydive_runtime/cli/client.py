@@ -9,6 +9,7 @@ from ..api.cliflags import CLIError, build_body, decode_value, parse_metadata
 from ..common.jsonutil import pretty
 from . import audit
 from .diff_table import diff_table
+from .mesh_table import mesh_table
 from .rest import ClientError, RestSession
 
 __all__ = ["add_parser", "run", "ClientError", "parse_metadata"]
@@ -93,6 +94,14 @@ def add_parser(sub):
         create = rs.add_parser("create")
         for flag in kind.flags:
             flag.add_to(create)
+        if kind.name == "injectpacket":
+            pm = rs.add_parser("ping-mesh", help="ICMP between every source and destination node: the RTT matrix")
+            pm.add_argument("--src", required=True, help="Gremlin query of the source nodes")
+            pm.add_argument("--dst", required=True, help="Gremlin query of the destination nodes")
+            pm.add_argument("--type", default="icmp4", choices=("icmp4", "icmp6"))
+            pm.add_argument("--count", type=int, default=3, help="echo requests per pair (1-100)")
+            pm.add_argument("--interval", type=int, default=200, help="ms between two requests (10-10000)")
+            pm.add_argument("--format", choices=("table", "json"), default="table")
 
     audit.add_parser(cs)
 
@@ -151,6 +160,14 @@ def _resource(args, rest):
             raise ClientError("delete needs at least one id")
         for i in ids:
             rest.request("DELETE", "%s/%s" % (path, i), expect=(200,))
+    elif args.action == "ping-mesh":
+        rest.timeout = max(rest.timeout, 300.0)     # the analyzer waits for the flows
+        mesh = rest.json("POST", "/api/pingmesh", {"Src": args.src, "Dst": args.dst, "Type": args.type,
+                                                   "Count": args.count, "Interval": args.interval})
+        if args.format == "json":
+            _print(mesh)
+        else:
+            sys.stdout.write(mesh_table(mesh))
     elif args.action == "call":
         params = [decode_value(p) for p in args.params]
         rest.timeout = max(rest.timeout, 300.0)     # workflows wait for captures and flows
