@@ -116,8 +116,8 @@ def main():
     s = report["Summary"]
     slowest = sorted(((r["Duration"], r["Name"]) for f in report["Files"] for r in f["Rules"]), reverse=True)[:3]
     print("graph: %d nodes, %d edges, %d hosts (built in %.2f s)" % (len(graph.nodes), len(graph.edges), hosts, built))
-    print("audit: %d rules (%d failed, %d violations), answer %d KB" % (s["Rules"], s["Failed"], s["Violations"],
-                                                                     size // 1024))
+    print("audit: %d rules (%d failed, %d violations), answer %d KB" % (
+        s["Rules"], s["Failed"], s["Violations"], size // 1024))
     print("audit time: median %.2f s, min %.2f s, max %.2f s over %d runs (CPU time of the process: median %.2f s)" % (
         statistics.median(times), min(times), max(times), len(times), statistics.median(cpu)))
     print("slowest rules (last run): %s" % ", ".join("%s %.2f s" % (n, d) for d, n in slowest))

@@ -32,7 +32,7 @@ class _Caches:
         for intf in interfaces:
             for ip in (intf.get("Metadata") or {}).get("IPV4") or ():
                 if intf.get("Host") in self.hosts:
-                    self.addresses[str(ip).split("/")[0]] = self.hosts[intf.get("Host")]
+                    self.addresses[str(ip).split("/", maxsplit=1)[0]] = self.hosts[intf.get("Host")]
 
     def peer(self, s, from_host):
         port, addr, proto = s.get("RemotePort"), s.get("RemoteAddress", ""), s.get("Protocol")
@@ -86,9 +86,9 @@ def _dot(entries):
         out.extend('"%s%s" [label=%s,shape=box]' % (host, n, n) for n in sorted(map(str, names)))
         out.append("}")
     for e in entries:
-        out.append('"%s%s" -> "%s%s" [label="%s:%s:%s"]' % (e["clientHost"], e["clientName"], e["serviceHost"],
-                                                         e["serviceName"], e["protocol"], e["serviceAddress"],
-                                                         e["servicePort"]))
+        out.append('"%s%s" -> "%s%s" [label="%s:%s:%s"]' % (
+            e["clientHost"], e["clientName"], e["serviceHost"], e["serviceName"], e["protocol"], e["serviceAddress"],
+            e["servicePort"]))
     return "\n".join(out) + "\n}\n"
 
 

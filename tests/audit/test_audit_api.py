@@ -113,8 +113,8 @@ def test_findings_in_every_format(analyzer, graph, tmp_path):
     out = tmp_path / "audit.sarif"
     out.write_text(r.json()["Rendered"]["sarif"])
     results, doc = sarif_results(out)
-    assert sorted(results) == sorted("%s/%s" % (name, r) for r in ("veth-mtu-1500", "l2-mtu", "unique-mac",
-                                                                  "bridge-everywhere"))
+    failing = ("veth-mtu-1500", "l2-mtu", "unique-mac", "bridge-everywhere")
+    assert sorted(results) == sorted("%s/%s" % (name, r) for r in failing)
     loc = doc["runs"][0]["results"][0]["locations"][0]
     assert loc["physicalLocation"]["artifactLocation"]["uri"] == name and loc["physicalLocation"]["region"]["startLine"] == 3
 
@@ -160,7 +160,8 @@ def test_bad_requests_are_400(analyzer):
     for body, message in (({}, "no rules"), ({"Builtin": True, "At": "later"}, "At: 'later' is not a time"),
                           ({"Builtin": True, "FailOn": "fatal"}, "FailOn"),
                           ({"Builtin": True, "Scope": "G.V().Count()"}, "must return a graph or nodes"),
-                          ({"Builtin": True, "Formats": ["pdf"]}, "Formats")):
+                          ({"Builtin": True, "Formats": ["pdf"]}, "Formats"),
+                          ({"Builtin": True, "Files": {"rules": []}}, "Files: expected a list")):
         r = requests.post(analyzer.url + "/api/audit", json=body, timeout=10)
         assert r.status_code == 400 and message in r.text, (body, r.text)
 

@@ -56,8 +56,8 @@ def _found(graph, kind, item):
         return {"Message": "found %s (%s)" % (where(s), s.get("Type")), "Nodes": [s]}
     if kind == "edges":
         ends = [summary(graph, graph.nodes[i]) for i in (item.Parent, item.Child) if i in graph.nodes]
-        return {"Message": "found edge %s (%s)" % (" -> ".join(where(s) for s in ends),
-                                                  item.Metadata.get("RelationType")), "Nodes": ends, "Edge": item.ID}
+        text = "found edge %s (%s)" % (" -> ".join(where(s) for s in ends), item.Metadata.get("RelationType"))
+        return {"Message": text, "Nodes": ends, "Edge": item.ID}
     if kind == "paths":
         nodes = [summary(graph, n) for n in item]
         return {"Message": "found path %s" % " -> ".join(where(s) for s in nodes), "Nodes": nodes}
@@ -132,7 +132,7 @@ def _unique_value(v):
 def _near(graph, a, b, hops):
     """b within `hops` non-ownership edges of a."""
     seen, frontier = {a}, [a]
-    for _ in range(hops):
+    for dummy in range(hops):
         nxt = []
         for nid in frontier:
             for e in list(graph.iter_out_edges(nid)) + list(graph.iter_in_edges(nid)):

@@ -33,8 +33,8 @@ def table(report):
         lines.append("")
         lines.append(f["Name"])
         for r in f["Rules"]:
-            lines.append("  %-7s %-7s %-*s %s" % (r["Status"].upper(), r["Severity"], width, r["Name"],
-                                                 r["Message"] if r["Status"] != "passed" else ""))
+            message = r["Message"] if r["Status"] != "passed" else ""
+            lines.append("  %-7s %-7s %-*s %s" % (r["Status"].upper(), r["Severity"], width, r["Name"], message))
             for v in r["Violations"]:
                 lines.append("      - %s" % v["Message"])
     lines.append("")
@@ -108,8 +108,7 @@ def sarif(report):
                 physical["region"] = region
             for v in r["Violations"]:
                 logical = [{"name": n.get("Name") or n["ID"], "kind": "resource",
-                            "fullyQualifiedName": "/".join(x for x in (n.get("Host"), n.get("Namespace"),
-                                                                      n.get("Name") or n["ID"]) if x)}
+                            "fullyQualifiedName": "/".join(x for x in (n.get("Host"), n.get("Namespace"), n.get("Name") or n["ID"]) if x)}
                            for n in v.get("Nodes") or ()]
                 loc = {"physicalLocation": physical}
                 if logical:

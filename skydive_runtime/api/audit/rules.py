@@ -86,8 +86,8 @@ def _check_rule(d, where, validate_query):
         raise RuleError("%s: a rule must be a mapping, got %r" % (where, d))
     unknown = sorted(set(d) - FIELDS)
     if unknown:
-        raise RuleError("%s: unknown field%s %s (known: %s)" % (where, "s" if len(unknown) > 1 else "",
-                                                              ", ".join(unknown), ", ".join(sorted(FIELDS))))
+        plural = "s" if len(unknown) > 1 else ""
+        raise RuleError("%s: unknown field%s %s (known: %s)" % (where, plural, ", ".join(unknown), ", ".join(sorted(FIELDS))))
     _str_field(d, "name", where, required=True)
     where = "%s (rule %s)" % (where, d["name"])
     for key in ("description", "why", "severity", "per", "hosts", "when"):

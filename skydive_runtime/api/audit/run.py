@@ -58,6 +58,8 @@ class AuditRequest:
             raise AuditError("the body must be an object {\"Files\": [...], \"Builtin\": true, ...}")
         self.now = now
         files = data.get("Files") or []
+        if not isinstance(files, list):
+            raise AuditError("Files: expected a list of rule files [{\"Name\": ..., \"Rules\": {\"rules\": [...]}}]")
         self.builtin = data.get("Builtin", False)
         if not isinstance(self.builtin, bool):
             raise AuditError("Builtin: expected true or false")
@@ -79,9 +81,7 @@ class AuditRequest:
         self.expected_agents = data.get("ExpectedAgents") or []
         if not isinstance(self.expected_agents, list) or not all(isinstance(h, str) for h in self.expected_agents):
             raise AuditError("ExpectedAgents: expected a list of host names")
-        self.files_data = list(files) if isinstance(files, list) else files
-        if self.builtin:
-            self.files_data = [builtin_file()] + (self.files_data if isinstance(self.files_data, list) else [])
+        self.files_data = ([builtin_file()] if self.builtin else []) + list(files)
 
 
 class Auditor:
