@@ -139,6 +139,7 @@ def test_fail_on_and_exit_codes(analyzer, graph, tmp_path):
     ("rules: [{name: x, query: 'G.V()', colour: red}]", "unknown field colour"),
     ("rules: [{name: x, query: 'G.V()'}, {name: x, query: 'G.V()'}]", "rule name x appears twice"),
     ("rules: [{name: x, query: 'G.V()', per: Name}]", "only `per: Host`"),
+    ("rules: [{name: x, query: 'G.V()', hosts: 'G.V()'}]", "hosts: only with `per: Host`"),
     ("- 1", "expected a mapping with a `rules` list"),
 ])
 def test_rule_file_errors_are_400(analyzer, tmp_path, text, message):

@@ -117,6 +117,8 @@ def _check_rule(d, where, validate_query):
         raise RuleError("%s: agents_connected: expected true" % where)
     if d.get("per") and (d["per"] != "Host" or check != "expect"):
         raise RuleError("%s: per: only `per: Host` with an expect check is supported" % where)
+    if d.get("hosts") and not d.get("per"):
+        raise RuleError("%s: hosts: only with `per: Host`" % where)
     if "except_linked_within" in d and (check != "unique" or not isinstance(d["except_linked_within"], int)):
         raise RuleError("%s: except_linked_within: a number of hops, with a unique check only" % where)
     diff_keys = [k for k in ("changed_since", "changed_until", "ignore") if k in d]
