@@ -18,6 +18,8 @@ description:
     injection, so when another option changes the injection is replaced (deleted, then created
     again, which sends the packets again).
   - Optionally waits until the agents have sent the packets.
+  - With O(ping_mesh=true) it runs a ping-mesh instead (C(POST /api/pingmesh)), ICMP echo from
+    every node of O(src) to every node of O(dst), answered as the RTT matrix in RV(ping_mesh).
 author:
   - Skydive Ansible maintainers (@skydive-project)
 extends_documentation_fragment:
@@ -39,6 +41,16 @@ options:
       - Gremlin query selecting the interface(s) to send from, for example
         C(G.V().Has('Name', 'eth0', 'Type', 'veth')). Required with O(state=present).
     type: str
+  ping_mesh:
+    description:
+      - Ping from every node of O(src) to every node of O(dst) (O(type) C(icmp4) or C(icmp6),
+        O(count) echo requests 1 to 100, O(interval) ms 10 to 10000 apart) and return the RTT
+        matrix; nothing is left on the analyzer afterwards, so the task never reports a change.
+      - The analyzer answers once every reply is in, at most O(count) x O(interval) plus two
+        C(flow.update) periods later; O(timeout) is raised to cover that.
+      - Not run in check mode.
+    type: bool
+    default: false
   dst:
     description:
       - Gremlin query selecting the destination interface; its first IP and MAC are used
@@ -196,6 +208,16 @@ id:
   returned: always
   type: str
   sample: 2f1f9a3e-6a39-4f4a-5f1e-0c2b7c0e8e11
+ping_mesh:
+  description:
+    - With O(ping_mesh=true), the analyzer's answer, C(Nodes) (ID to C(Name), C(Host), C(IP)),
+      C(Src), C(Dst) (node IDs), C(Matrix) (source ID to destination ID to C(Sent), C(Received),
+      C(Loss) in percent and C(RTT) C(Min)/C(Avg)/C(Max) in ms, or C(Error); null on the diagonal).
+  returned: when O(ping_mesh=true) outside check mode
+  type: dict
+  sample:
+    Count: 3
+    Matrix: {"n1": {"n1": null, "n2": {"Sent": 3, "Received": 3, "Loss": 0.0, "RTT": {"Min": 0.1, "Avg": 0.2, "Max": 0.3}}}}
 packets_sent:
   description: With O(wait), the highest packet count the source nodes reported.
   returned: when O(wait=true) and O(state=present) outside check mode
@@ -252,6 +274,7 @@ class InjectionModule(SkydiveModule):
         state=dict(type="str", default="present", choices=["present", "absent"]),
         wait=dict(type="bool", default=False),
         wait_timeout=dict(type="int", default=60),
+        ping_mesh=dict(type="bool", default=False),
     )
     module_kwargs = dict(required_if=[["state", "present", ["src"]]])
 
@@ -285,8 +308,25 @@ class InjectionModule(SkydiveModule):
             body["Pcap"] = read_file_b64(p["pcap"])
         return body
 
+    def ping_mesh(self):
+        p = self.params
+        if p["state"] != "present" or not (p["src"] or "").strip() or not p["dst"].strip():
+            raise SkydiveError("ping_mesh needs state=present, src and dst (Gremlin queries)")
+        if p["type"] not in ("icmp4", "icmp6"):
+            raise SkydiveError("ping_mesh pings: type must be icmp4 or icmp6, got %s" % p["type"])
+        self.result["changed"] = False
+        if self.check_mode:
+            self.result["skipped"] = True
+            return
+        self.client.timeout = max(self.client.timeout, p["count"] * p["interval"] / 1000.0 + 300)
+        body = {"Src": p["src"].strip(), "Dst": p["dst"].strip(), "Type": p["type"], "Count": p["count"],
+                "Interval": p["interval"]}
+        self.result["ping_mesh"] = self.client.request("POST", "/api/pingmesh", data=body, what="the ping-mesh")[1]
+
     def execute(self):
         p = self.params
+        if p["ping_mesh"]:
+            return self.ping_mesh()
         src = (p["src"] or "").strip()
         dst = p["dst"].strip()
 

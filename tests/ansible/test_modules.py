@@ -339,7 +339,15 @@ def test_injection_lifecycle(analyzer, runner):
         {"name": "bad_ttl", "skydive.skydive.skydive_injection": dict(inj, ttl=300)},
         {"name": "no_src_node", "skydive.skydive.skydive_injection": dict(inj, src="G.V().Has('Name', 'ghost')")},
         {"name": "delete", "skydive.skydive.skydive_injection": dict(inj, state="absent")},
+        # ping_mesh: the analyzer's POST /api/pingmesh (tests/injection/test_pingmesh.py runs a real one)
+        {"name": "mesh_ghost", "skydive.skydive.skydive_injection": dict(inj, ping_mesh=True, src="G.V().Has('Name', 'ghost')")},
+        {"name": "mesh_tcp", "skydive.skydive.skydive_injection": dict(inj, ping_mesh=True, type="tcp4")},
+        {"name": "mesh_check", "skydive.skydive.skydive_injection": dict(inj, ping_mesh=True), "check_mode": True},
     ], module_defaults=defaults(analyzer))
+    assert run["mesh_ghost"]["failed"] and "HTTP 400" in run["mesh_ghost"]["msg"] and "Src selects no node" in run["mesh_ghost"]["msg"]
+    assert run["mesh_tcp"]["failed"] and "type must be icmp4 or icmp6" in run["mesh_tcp"]["msg"]
+    mesh_check = ok(run["mesh_check"])
+    assert mesh_check["changed"] is False and mesh_check["skipped"] is True and "ping_mesh" not in mesh_check
     create = ok(run["create"])
     assert create["changed"] is True and create["id"]
     body = create["injection"]
