@@ -115,10 +115,10 @@ def decode_lldpdu(payload):
         items = tlvs(payload)
     except ValueError:
         return None
-    if len(items) < 3 or [t for t, _v in items[:3]] != [1, 2, 3] or len(items[0][1]) < 2 \
+    if len(items) < 3 or [t for t, _value in items[:3]] != [1, 2, 3] or len(items[0][1]) < 2 \
             or len(items[1][1]) < 2 or len(items[2][1]) < 2:
         return None
-    (_, cval), (_, pval), (_, tval) = items[:3]
+    cval, pval, tval = (value for _typ, value in items[:3])
     csub, psub = CHASSIS_SUBTYPES.get(cval[0], "Unknown"), PORT_SUBTYPES.get(pval[0], "Unknown")
     chassis_value = _mac(cval[1:]) if cval[0] == MAC_CHASSIS else _text(cval[1:])
     port_value = _mac(pval[1:]) if pval[0] == MAC_PORT else _text(pval[1:])
