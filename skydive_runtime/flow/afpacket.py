@@ -37,13 +37,36 @@ TP_STATUS_VLAN_TPID_VALID = 0x40
 DEFAULT_HEADER_SIZE = 256          # upstream capture default
 MAX_HEADER_SIZE = 4096
 
-_BLOCK_HDR = struct.Struct("=III").unpack_from         # block_status, num_pkts, offset_to_first_pkt (at +8)
+_BLOCK_HDR = struct.Struct("=IIII").unpack_from        # block_status, num_pkts, offset_to_first_pkt, blk_len (at +8)
 _PKT_HDR = struct.Struct("=IIIIIIHH").unpack_from     # next, sec, nsec, snaplen, len, status, mac, net
 _VLAN = struct.Struct("=IHH").unpack_from              # vlan_tci, vlan_tpid, pad (at +32)
 
 
+BLOCK_SLACK = 64       # bytes past a block's last frame in read_blocks' copy
+
+
 class CaptureError(OSError):
     pass
+
+
+def _frame(buf, p):
+    """(data, ts_ns, wire_len, next_offset) of the TPACKET_V3 frame whose header is at buf[p]: an
+    offloaded VLAN tag is put back in the data (and counted in the length), as on the wire."""
+    nxt, sec, nsec, snap, wlen, pst, mac, _net = _PKT_HDR(buf, p)
+    s = p + mac
+    data = buf[s:s + snap]
+    if pst & TP_STATUS_VLAN_VALID:
+        tci, tpid, _pad = _VLAN(buf, p + 32)
+        if not pst & TP_STATUS_VLAN_TPID_VALID:
+            tpid = 0x8100
+        data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+        wlen += 4
+    return data, sec * 1000000000 + nsec, wlen, nxt
+
+
+def frame_at(buf, p):
+    """(data, ts_ns, wire_len) of the frame whose header is at buf[p] (see _frame)."""
+    return _frame(buf, p)[:3]
 
 
 def validate_header_size(header_size):
@@ -137,6 +160,16 @@ class AFPacketSource(object):
         """Call handler(data, ts_ns, wire_len) for every packet of the ready blocks.
 
         Waits up to `timeout_ms` for the first block; returns the packet count."""
+        return self._read(handler, None, timeout_ms)
+
+    def read_blocks(self, block_handler, timeout_ms=100):
+        """Hand every ready block whole to block_handler(buf, first, num, frame_at): `buf` a copy
+        of the block (the ring slot is given back to the kernel at once), `first` the offset of
+        its first TPACKET_V3 frame header, `num` the frame count; frame_at(buf, pos) ->
+        (data, ts_ns, wire_len) as read_packets gives them.  Returns the packet count."""
+        return self._read(None, block_handler, timeout_ms)
+
+    def _read(self, handler, block_handler, timeout_ms):
         ring = self.ring
         if ring is None:
             raise CaptureError("capture is not open")
@@ -145,7 +178,7 @@ class AFPacketSource(object):
         waited = False
         while True:
             off = self._block * bs
-            status, num, first = _BLOCK_HDR(ring, off + 8)
+            status, num, first, blen = _BLOCK_HDR(ring, off + 8)
             if not status & TP_STATUS_USER:
                 if count or waited:
                     break
@@ -159,8 +192,19 @@ class AFPacketSource(object):
                         raise CaptureError(err, "capture on %s failed: %s" % (
                             self.ifname, os.strerror(err) if err else "socket error"))
                 continue
+            if block_handler is not None:
+                # one copy of the used part (+ slack for fixed-size header reads past a short
+                # last frame), the slot back to the kernel, then the whole block at once
+                n = blen + BLOCK_SLACK
+                buf = ring[off:off + n] if n <= bs else ring[off:off + bs] + bytes(n - bs)
+                struct.pack_into("=I", ring, off + 8, TP_STATUS_KERNEL)
+                self._block = (self._block + 1) % self.block_nr
+                block_handler(buf, first, num, frame_at)
+                count += num
+                continue
             p = off + first
             for dummy in range(num):
+                # (_frame inlined: this loop runs per packet)
                 nxt, sec, nsec, snap, wlen, pst, mac, _net = _PKT_HDR(ring, p)
                 s = p + mac
                 data = ring[s:s + snap]

@@ -144,6 +144,11 @@ class CaptureRunner(object):
             else:
                 process = table.process
             read = src.read_packets
+            block = getattr(table, "process_block", None)
+            if block is not None and not self.offline and hasattr(src, "read_blocks"):
+                # whole ring blocks straight into the table's fast path (afpacket)
+                def read(dummy, timeout_ms, read_blocks=src.read_blocks):
+                    return read_blocks(block, timeout_ms)
             poll = self.poll_ms
             now = self._now_ms()
             # Offline sources run on packet time: the first tick is due update_ms after

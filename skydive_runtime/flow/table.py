@@ -120,6 +120,11 @@ class FlowTable(object):
         self.last_tick_ms = 0
         self._evict_batch = max(1, min(1024, max_entries // 100))
         self._process = self.process = self._make_fast_path()
+        # established IPv4 TCP/UDP flows as the raw bytes of a frame, per direction:
+        # (MACs +) IPs + ports -> (counter index of that direction, index of Last)
+        self._direct = ({}, {})         # TCP, UDP
+        self._direct_keys = {}          # flow key -> [(direct dict, raw key)], dropped with the flow
+        self.process_block = self._make_block_path() if self._fast else None
 
     # ------------------------------------------------------------------ hot path
     def process(self, data, ts_ns, wire_len=0, linktype=None):
@@ -264,6 +269,78 @@ class FlowTable(object):
                 c[b + 3] += wire_len or len(data)
             c[b + 5] = ts_ns // 1000000
         return process
+
+    def _make_block_path(self):
+        """Build process_block(buf, first, num, frame_at): every TPACKET_V3 frame of a ring block
+        (afpacket read_blocks).  A frame of an established IPv4 TCP|UDP flow already seen in that
+        direction costs one header read, a raw-key slice and a dict hit: no decoding, no copy of
+        the frame, no call; every other frame goes through process() as read_packets would give
+        it, and teaches the direct map its flow's raw key when the decoder finds it eligible."""
+        process = self._process
+        flows = self.flows
+        c = self.c
+        tcp_direct, udp_direct = self._direct
+        direct_keys = self._direct_keys
+        l3 = self.l3_mode
+        tcp_fast = self._tcp_fast
+        decode = _dec.decode
+        structs = {}
+
+        def header(mac):
+            # the frame header and the frame's fixed IPv4 fields in one read (little endian:
+            # the frame's big-endian fields compare against byte-swapped constants)
+            u = structs.get(mac)
+            if u is None:
+                u = structs[mac] = _struct.Struct("<IIIIIIH%dx12xHB5xHxB23xB" % (mac - 26)).unpack_from
+            return u
+
+        def learn(data, d, rk):
+            p = decode(data, 1)
+            if p.inner is not None or p.tunnel_end or p.vlans or p.fragment or len(p.layers) < 3 \
+                    or p.layers[1] != "IPv4" or p.layers[2] not in ("TCP", "UDP") or p.tunnel_dport:
+                return
+            key, first = packet_key(p, l3)
+            f = flows.get(key)
+            if f is not None:
+                d[rk] = (f.b + (0 if first is f.a else 2), f.b + F_LAST)
+                direct_keys.setdefault(key, []).append((d, rk))
+
+        def process_block(buf, pos, num, frame_at):
+            mac0 = -1
+            u = None
+            for dummy in range(num):
+                if mac0 < 0:
+                    mac0 = buf[pos + 24] | (buf[pos + 25] << 8)
+                    u = header(mac0)
+                nxt, sec, nsec, snap, wlen, st, mac, et, vihl, frag, proto, tflags = u(buf, pos)
+                if mac != mac0:
+                    mac0 = mac
+                    u = header(mac)
+                    nxt, sec, nsec, snap, wlen, st, mac, et, vihl, frag, proto, tflags = u(buf, pos)
+                d = None
+                if et == 8 and vihl == 0x45 and not frag & 0xFF3F and snap >= 48 and not st & 0x10:
+                    if proto == 17:
+                        d = udp_direct
+                    elif proto == 6 and tcp_fast and not tflags & 7:
+                        d = tcp_direct
+                if d is not None:
+                    q = pos + mac
+                    rk = buf[q + 26:q + 38] if l3 else buf[q:q + 12] + buf[q + 26:q + 38]
+                    e = d.get(rk)
+                    if e is not None:
+                        i, li = e
+                        c[i] += 1
+                        c[i + 1] += wlen
+                        c[li] = sec * 1000 + nsec // 1000000
+                    else:
+                        data, ts, wl = frame_at(buf, pos)
+                        process(data, ts, wl, 1)
+                        learn(data, d, rk)
+                else:
+                    data, ts, wl = frame_at(buf, pos)
+                    process(data, ts, wl, 1)
+                pos += nxt
+        return process_block
 
     def process_many(self, packets):
         """Feed an iterable of (data, ts_ns, wire_len) tuples."""
@@ -457,6 +534,9 @@ class FlowTable(object):
         del self.flows[key]
         self._free.append(f.b)
         f.b = -1
+        if self._direct_keys:
+            for d, rk in self._direct_keys.pop(key, ()):
+                d.pop(rk, None)
 
     # ------------------------------------------------------------------ output
     def _dict(self, f, c, now_ms, finish=None):
