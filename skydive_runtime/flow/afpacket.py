@@ -64,6 +64,28 @@ def _frame(buf, p):
     return data, sec * 1000000000 + nsec, wlen, nxt
 
 
+def pack_block(frames, mac=82, vlan=None):
+    """A TPACKET_V3 block as the kernel fills one (tests and benchmarks): `frames` a list of
+    (data, ts_ns, wire_len); `vlan` {index: (tci, tpid)} marks frames whose tag was offloaded.
+    Returns (block bytes as read_blocks hands them, with BLOCK_SLACK, offset of the first frame header)."""
+    first = 48
+    out = bytearray(first)
+    vlan = vlan or {}
+    for i, (data, ts, wlen) in enumerate(frames):
+        size = (mac + len(data) + 15) & ~15
+        status = TP_STATUS_USER
+        tci = tpid = 0
+        if i in vlan:
+            tci, tpid = vlan[i]
+            status |= TP_STATUS_VLAN_VALID | TP_STATUS_VLAN_TPID_VALID
+        nxt = size if i + 1 < len(frames) else 0
+        hdr = struct.pack("=IIIIIIHHIIHH", nxt, ts // 1000000000, ts % 1000000000, len(data), wlen, status, mac,
+                          mac + 14, 0, tci, tpid, 0)
+        out += hdr.ljust(mac, b"\0") + data + bytes(size - mac - len(data))
+    struct.pack_into("=IIIIII", out, 0, 3, 0, TP_STATUS_USER, len(frames), first, len(out))
+    return bytes(out) + bytes(BLOCK_SLACK), first
+
+
 def frame_at(buf, p):
     """(data, ts_ns, wire_len) of the frame whose header is at buf[p] (see _frame)."""
     return _frame(buf, p)[:3]
