@@ -713,6 +713,78 @@ def test_screenshot(analyzer, page, tmp_path):
         shutil.copy(path, os.environ["SKYDIVE_UI_SCREENSHOT"])
 
 
+def publish(base, msgs, host_id):
+    """Graph messages through /ws/publisher, in order."""
+    async def run():
+        async with aiohttp.ClientSession() as s:
+            ws = await s.ws_connect(base.replace("http://", "ws://") + "/ws/publisher", headers={
+                "X-Host-ID": host_id, "X-Client-Type": "ui-test", "X-Client-Protocol": "json"})
+            for t, obj in msgs:
+                await ws.send_str(json.dumps({"Namespace": "Graph", "Type": t, "UUID": uuid.uuid4().hex,
+                                              "Status": 200, "Obj": obj}))
+            await ws.close()
+    asyncio.run(run())
+
+
+def label_overlaps(page):
+    """Pairs of visible labels whose boxes overlap on screen (and how many labels are visible)."""
+    return page.eval("""(() => {
+      const labels = [...document.querySelectorAll('#layer-nodes .node:not([display=none]) .label, #layer-nodes .bundle .label')]
+        .filter(l => getComputedStyle(l).display !== 'none' && l.textContent && l.getBoundingClientRect().width > 0);
+      const boxes = labels.map(l => l.getBoundingClientRect());
+      let n = 0;
+      for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i], b = boxes[j];
+        if (a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom) { n++; console.log('OVERLAP', JSON.stringify([a, b, labels[i].textContent, labels[j].textContent, getComputedStyle(labels[i]).fontSize, getComputedStyle(labels[j]).fontSize])); }
+      }
+      return [n, boxes.length];
+    })()""")
+
+
+def test_labels_do_not_overlap_at_500_nodes(analyzer, page):
+    base = analyzer.url
+    ids, msgs = [], []
+    for h in range(20):
+        hid = "lbl-%s-%d" % (uuid.uuid4().hex[:4], h)
+        root = str(uuid.uuid4())
+        msgs.append(("NodeAdded", {"ID": root, "Metadata": {"Name": hid, "Type": "host"}, "Host": hid, "Revision": 1}))
+        ids.append(root)
+        for i in range(24):
+            nid = str(uuid.uuid4())
+            msgs.append(("NodeAdded", {"ID": nid, "Host": hid, "Revision": 1,
+                                       "Metadata": {"Name": "tap%02d-%s" % (i, hid[-4:]), "Type": ("veth", "device", "tuntap")[i % 3]}}))
+            msgs.append(("EdgeAdded", {"ID": str(uuid.uuid4()), "Parent": root, "Child": nid, "Host": hid, "Revision": 1,
+                                       "Metadata": {"RelationType": "ownership"}}))
+            ids.append(nid)
+    publish(base, msgs, "ui-labels")
+    page.wait_for("document.querySelectorAll('#layer-nodes .node:not([display=none])').length >= 500", timeout=60)
+    page.eval("window.skydive.renderer.userView = false; window.skydive.renderer.fit(false)")
+    page.wait_for("!window.skydive.layout.running && document.body.dataset.layout === 'stable' && !window.skydive.renderer.labelsDirty",
+                  timeout=90, message="layout and labels settled")
+    n, shown = label_overlaps(page)
+    assert n == 0 and shown > 0, (n, shown, [c for c in page.console if "OVERLAP" in c])
+    # zoomed in (every node's label is a candidate): still none overlaps, most are shown
+    page.eval("window.skydive.renderer.zoom(1 / window.skydive.renderer.view.k)")
+    page.wait_for("!window.skydive.renderer.labelsDirty", timeout=20)
+    n, shown = label_overlaps(page)
+    assert n == 0 and shown > 20, (n, shown)
+    page.eval("window.skydive.renderer.userView = false; window.skydive.renderer.fit(false)")
+    publish(base, [("NodeDeleted", {"ID": nid, "Host": "", "Metadata": {}}) for nid in ids], "ui-labels-del")
+    page.wait_for("document.body.dataset.nodes === '%d'" % len(api_nodes(base)), timeout=30)
+
+
+def test_openstack_mark(analyzer, topo, page):
+    """Interfaces the Neutron probe tags `Manager: neutron` carry the OpenStack mark."""
+    eth0 = topo["h2"]["eth0"]
+    patch = [{"op": "add", "path": "/Metadata/Manager", "value": "neutron"}]
+    assert requests.patch(analyzer.url + "/api/node/" + eth0["ID"], json=patch, timeout=10).status_code == 200
+    page.wait_for(q_node(eth0["ID"]) + ".classList.contains('openstack') && " + q_node(eth0["ID"]) + ".querySelector('use.os-mark') !== null")
+    assert page.eval("document.querySelector('#legend [data-legend=openstack]').textContent") == "OpenStack-managed"
+    patch = [{"op": "remove", "path": "/Metadata/Manager"}]
+    assert requests.patch(analyzer.url + "/api/node/" + eth0["ID"], json=patch, timeout=10).status_code == 200
+    page.wait_for(q_node(eth0["ID"]) + ".querySelector('use.os-mark') === null")
+
+
 def test_thousands_of_nodes(analyzer, page):
     """2000 nodes (100 hosts × 19) pushed by one publisher: the page keeps up and settles."""
     base = analyzer.url

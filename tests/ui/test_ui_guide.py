@@ -99,8 +99,8 @@ def page(stack):
 
 def settle(page):
     """The layout has stopped (live state, not the attribute a frame may not have refreshed yet)."""
-    page.wait_for("!window.skydive.layout.running && document.body.dataset.layout === 'stable'", timeout=60,
-                  message="the layout settled")
+    page.wait_for("!window.skydive.layout.running && document.body.dataset.layout === 'stable' && !window.skydive.renderer.labelsDirty",
+                  timeout=60, message="the layout settled")
 
 
 def shot(page, artifacts, name):
@@ -443,3 +443,40 @@ def test_time_slider_and_changes_since(stack, net, page, artifacts):
     page.eval("{ const s = document.getElementById('time-diff'); s.value = ''; s.dispatchEvent(new Event('change')); }")
     page.wait_for("!" + q_node(kept) + ".classList.contains('diff-added')")
     requests.delete(base + "/api/node/" + kept, timeout=10, headers={"Content-Type": "application/json"})
+
+
+def test_many_similar_interfaces_fold_into_a_bundle(stack, net, page, artifacts):
+    """50 veths of one host: one bundle node with their count until it is opened."""
+    host = host_id(stack)
+    # collapse and expand the host: bundles opened by earlier tests fold again
+    page.eval("window.skydive.renderer.reveal(%s); window.skydive.renderer.setCollapsed(%s, true);"
+              "window.skydive.renderer.setCollapsed(%s, false)" % (js(host), js(host), js(host)))
+    ids = [str(uuid.uuid4()) for _ in range(50)]
+    try:
+        for i, nid in enumerate(ids):
+            r = requests.post(stack.url + "/api/node", timeout=10, json={"ID": nid, "Host": "", "Metadata": {"Name": "uib%d" % i, "Type": "veth", "State": "UP"}})
+            assert r.status_code == 201, r.text
+            r = requests.post(stack.url + "/api/edge", timeout=10, json={"ID": str(uuid.uuid4()), "Parent": host, "Child": nid,
+                                                                       "Metadata": {"RelationType": "ownership"}})
+            assert r.status_code == 201, r.text
+        bundle = "document.querySelector(%s)" % js('#layer-nodes .bundle[data-owner="%s"][data-type="veth"]' % host)
+        hidden = "%s.every(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]'); return e && e.getAttribute('display') === 'none'; })" % js(ids)
+        page.wait_for("%s !== null && Number(%s.dataset.count) >= 50 && %s" % (bundle, bundle, hidden), timeout=30,
+                      message="the 50 veths in one bundle")
+        count = int(page.eval(bundle + ".dataset.count"))
+        assert page.eval(bundle + ".querySelector('.label').textContent") == "%d veth" % count
+        settle(page)
+        shot(page, artifacts, "12-bundle")
+        page.eval("window.skydive.renderer.centerOn(%s)" % js("bundle:%s:veth" % host))
+        page.wait_for("""(() => { const e = %s; const r = e.querySelector('.shape').getBoundingClientRect();
+            const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+            return !!hit && hit.closest('.bundle') === e; })()""" % bundle, message="the bundle clickable")
+        click_el(page, bundle + ".querySelector('.shape')")
+        page.wait_for(bundle + " === null", message="the bundle opened")
+        shown = page.eval("%s.filter(id => document.querySelector('#layer-nodes [data-id=\"' + id + '\"]').getAttribute('display') === null).length" % js(ids))
+        assert shown == 50
+        settle(page)
+        shot(page, artifacts, "13-bundle-opened")
+    finally:
+        for nid in ids:
+            requests.delete(stack.url + "/api/node/" + nid, timeout=10, headers={"Content-Type": "application/json"})

@@ -200,6 +200,8 @@ function angleOf(id) {
 }
 
 const SAVE_KEY = "skydive.layout.v1";
+const BUNDLE_MIN = 10;                   // this many leaves of one type under one owner fold into one
+export const BUNDLE_PREFIX = "bundle:";
 const MAX_SAVED = 50000;
 
 // --------------------------------------------------------------------------- layout
@@ -216,6 +218,10 @@ export class Layout {
     this.expanded = new Set();   // groups the user unfolded (hosts-first view)
     this.movable = null;         // when a Set: only these points move (local layout of new nodes)
     this.saved = new Map();      // id -> [x, y] positions saved by a previous page
+    this.bundling = true;        // many similar leaves of an owner are shown as one bundle node
+    this.bundles = new Map();    // bundle id -> {id, owner, type, members}
+    this.openBundles = new Set();  // bundles the user opened
+    this._freshBundles = [];       // bundle points created by the last rebuild (to be laid out)
     this.hiddenBy = new Map();   // hidden node id -> its top-most collapsed ancestor
     this.alpha = 0;
     this.ticks = 0;
@@ -241,7 +247,7 @@ export class Layout {
   sync(changes) {
     const store = this.store;
     if (changes.reset) {
-      for (const id of [...this.points.keys()]) if (!store.nodes.has(id)) this.points.delete(id);
+      for (const id of [...this.points.keys()]) if (!store.nodes.has(id) && !id.startsWith(BUNDLE_PREFIX)) this.points.delete(id);
     } else {
       for (const id of changes.removedNodes) this.points.delete(id);
     }
@@ -286,6 +292,17 @@ export class Layout {
         this.reheat(0.3);
       }
     }
+    if (this.movable === null && this.running) this._freshBundles = [];     // in the full layout
+    else this._layBundles();
+  }
+
+  // new bundle nodes are laid out like new nodes
+  _layBundles() {
+    if (!this._freshBundles.length) return;
+    if (!this.movable || !this.running) this.movable = new Set();
+    for (const p of this._freshBundles) this.movable.add(p.id);
+    this._freshBundles = [];
+    this.reheat(0.3);
   }
 
   // ---- positions saved across reloads -------------------------------------------------------
@@ -344,6 +361,7 @@ export class Layout {
         if (top !== undefined) hidden.set(id, top);
       }
     }
+    this._computeBundles(hidden);
     // hidden nodes keep their offset to the group that hides them (they come back around it)
     for (const [id, top] of hidden) {
       const p = this.points.get(id), g = this.points.get(top);
@@ -353,6 +371,73 @@ export class Layout {
       p.ox = x - g.x; p.oy = y - g.y; p.oref = top;
     }
     this.hiddenBy = hidden;
+  }
+
+  // Leaves of one Type under one visible owner, BUNDLE_MIN or more, fold into a bundle node
+  // (`bundle:<owner>:<type>`, a point of the layout only) until the user opens it.
+  _computeBundles(hidden) {
+    const store = this.store;
+    const bundles = new Map();
+    if (this.bundling) {
+      for (const [owner, kids] of store.owned) {
+        if (hidden.has(owner) || this.collapsed.has(owner) || !store.nodes.has(owner) || kids.size < BUNDLE_MIN) continue;
+        const byType = new Map();
+        for (const c of kids) {
+          if (store.isGroup(c) || hidden.has(c)) continue;
+          const t = nodeType(store.node(c)) || "other";
+          if (!byType.has(t)) byType.set(t, []);
+          byType.get(t).push(c);
+        }
+        for (const [type, members] of byType) {
+          const id = `${BUNDLE_PREFIX}${owner}:${type}`;
+          if (members.length < BUNDLE_MIN || this.openBundles.has(id)) continue;
+          bundles.set(id, { id, owner, type, members });
+          for (const c of members) hidden.set(c, id);
+        }
+      }
+    }
+    for (const id of [...this.points.keys()]) if (id.startsWith(BUNDLE_PREFIX) && !bundles.has(id)) this.points.delete(id);
+    for (const b of bundles.values()) {
+      let p = this.points.get(b.id);
+      if (!p) {
+        // beside its owner, towards where its members were (their centre is often the owner)
+        p = new Point(b.id);
+        const o = this.points.get(b.owner);
+        let x = 0, y = 0;
+        for (const c of b.members) { const q = this.points.get(c); x += q.x; y += q.y; }
+        x /= b.members.length; y /= b.members.length;
+        const dx = x - o.x, dy = y - o.y, d = Math.hypot(dx, dy);
+        const a = d > 1 ? Math.atan2(dy, dx) : angleOf(b.id), ring = o.r + 60;
+        p.x = o.x + ring * Math.cos(a); p.y = o.y + ring * Math.sin(a);
+        this.points.set(b.id, p);
+        this._freshBundles.push(p);
+      }
+      p.r = 15; p.charge = GROUP_CHARGE;
+    }
+    this.bundles = bundles;
+  }
+
+  // the owner of a node or a bundle
+  ownerOf(id) {
+    const b = this.bundles.get(id);
+    return b ? b.owner : this.store.ownerId(id);
+  }
+
+  openBundle(id) {
+    const b = this.bundles.get(id);
+    if (!b) return false;
+    this.openBundles.add(id);
+    const bp = this.points.get(id);
+    this._rebuild();
+    const fresh = new Set();
+    for (const c of b.members) {
+      const p = this.points.get(c);
+      if (!p || this.hiddenBy.has(c)) continue;
+      if (p.oref === id && bp) { p.x = bp.x + p.ox; p.y = bp.y + p.oy; p.vx = 0; p.vy = 0; p.oref = undefined; }
+      if (!p.laid) fresh.add(c);
+    }
+    if (fresh.size) { this.movable = fresh; this.reheat(0.2); }
+    return true;
   }
 
   _rebuild() {
@@ -368,6 +453,7 @@ export class Layout {
       p.degree = 0;
       if (!hidden.has(id)) this.list.push(p);
     }
+    for (const b of this.bundles.values()) { const p = this.points.get(b.id); p.degree = 0; this.list.push(p); }
     this.subtree = this._subtreeSizes();
     const links = [];
     const proxied = new Set();       // links through a collapsed group: one per pair
@@ -425,14 +511,14 @@ export class Layout {
         seen.add(cur);
         const g = groups.get(cur);
         if (g) g.members.push(p);
-        cur = store.ownerId(cur);
+        cur = this.ownerOf(cur);
       }
     }
     // children of one owner (or roots): the groups among them, and the leaves, which must
     // stay out of their sibling groups' boxes
     const siblings = new Map();        // owner id ("" for roots) -> {groups, leaves}
     for (const p of this.list) {
-      const owner = store.ownerId(p.id);
+      const owner = this.ownerOf(p.id);
       const key = owner === undefined ? "" : owner;
       let set = siblings.get(key);
       if (!set) siblings.set(key, set = { groups: [], leaves: [] });
@@ -679,6 +765,7 @@ export class Layout {
       return out;
     };
     if (on) {
+      for (const id of todo) for (const b of [...this.openBundles]) if (b.startsWith(`${BUNDLE_PREFIX}${id}:`)) this.openBundles.delete(b);
       const assigned = new Set();
       for (const id of todo) {
         const g = this.points.get(id);
@@ -710,6 +797,8 @@ export class Layout {
     if (!on) {
       const fresh = new Set();
       for (const id of todo) for (const p of this.list) if (!p.laid && this._under(p.id, id)) fresh.add(p.id);
+      for (const p of this._freshBundles) fresh.add(p.id);
+      this._freshBundles = [];
       if (fresh.size) {
         for (const id of todo) fresh.add(id);
         this.movable = fresh;
@@ -720,9 +809,9 @@ export class Layout {
   }
 
   _under(id, top) {
-    let cur = this.store.ownerId(id);
+    let cur = this.ownerOf(id);
     const seen = new Set([id]);
-    while (cur !== undefined && !seen.has(cur)) { if (cur === top) return true; seen.add(cur); cur = this.store.ownerId(cur); }
+    while (cur !== undefined && !seen.has(cur)) { if (cur === top) return true; seen.add(cur); cur = this.ownerOf(cur); }
     return false;
   }
 
@@ -731,7 +820,8 @@ export class Layout {
     let changed = false;
     let top = this.hiddenBy.get(id);
     while (top !== undefined) {
-      changed = this.setCollapsed(top, false) || changed;
+      if (this.bundles.has(top)) changed = this.openBundle(top) || changed;
+      else changed = this.setCollapsed(top, false) || changed;
       const next = this.hiddenBy.get(id);
       if (next === top) break;
       top = next;

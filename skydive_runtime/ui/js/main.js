@@ -28,6 +28,7 @@ const layout = new Layout(store);
 const params = new URLSearchParams(location.search);
 // ?expand=all shows every node at once (no hosts-first folding)
 layout.hostsFirst = params.get("expand") !== "all";
+layout.bundling = layout.hostsFirst;
 layout.loadSaved();
 const metrics = new MetricsRecorder(store);
 let pastView = false;               // showing the graph as it was (time bar): live events are held
@@ -313,7 +314,7 @@ function frame(now) {
     if (renderer.draw()) drawStart = t;
   }
   const state = layout.frozen ? "frozen" : running ? "running" : "stable";
-  if (!running && renderer.labelsDirty && !drawStart) renderer.declutter();
+  if (!running && renderer.labelsDirty && !drawStart && performance.now() - renderer.viewChangedAt > 120) renderer.declutter();
   if (state === "stable" && body.dataset.layout === "running") saveSoon();
   body.dataset.layout = state;
   if (running || (subscriber.queue.length && !pastView) || drawStart || renderer.forceDraw || (!running && renderer.labelsDirty)) schedule();

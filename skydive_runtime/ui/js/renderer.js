@@ -31,6 +31,7 @@ export class Renderer {
     this.edgeEls = new Map();              // id -> record
     this.groupEls = new Map();             // owner id -> rect
     this.proxyEls = new Map();             // "a|b" -> {line, a, b}: links through folded groups
+    this.bundleEls = new Map();            // bundle id -> {g, label, lx, ly}: many similar leaves as one
     this.order = [];                       // node ids, deepest ownership level first
     this.depths = new Map();
     this.view = { k: 1, tx: 0, ty: 0 };
@@ -41,6 +42,7 @@ export class Renderer {
     this.diffChanged = new Set();
     this.forceDraw = true;
     this.labelsDirty = true;
+    this.viewChangedAt = 0;
     this._measure = null;                  // canvas context measuring label widths
     this._bindEvents();
   }
@@ -234,9 +236,47 @@ export class Renderer {
     }
   }
 
+  // A bundle: one <g class="bundle" data-bundle data-owner data-count> drawn like a node,
+  // labelled "<count> <type>", with an Expand button (a click opens it).
+  _bundles() {
+    const bundles = this.layout.bundles;
+    for (const [id, r] of this.bundleEls) if (!bundles.has(id)) { r.g.remove(); this.bundleEls.delete(id); }
+    for (const b of bundles.values()) {
+      let r = this.bundleEls.get(b.id);
+      if (!r) {
+        const g = el("g", { class: `bundle ${typeClass(b.type)}`, "data-bundle": b.id, "data-owner": b.owner, "data-type": b.type });
+        const back = el("circle", { class: "shape back", r: 15, cx: 4, cy: -4 });
+        const shape = el("circle", { class: "shape", r: 15 });
+        const use = el("use", { href: "#" + iconFor(b.type), x: -10, y: -10, width: 20, height: 20 });
+        const label = el("text", { class: "label", y: 28 });
+        const exp = el("g", { class: "expander", role: "button", transform: "translate(12,-12)" });
+        exp.append(el("circle", { r: 6.5 }), el("path", { class: "h", d: "M-3.5 0h7" }), el("path", { class: "v", d: "M0-3.5v7" }));
+        const title = el("title");
+        g.append(title, back, shape, use, label, exp);
+        r = { g, label, title, lx: NaN, ly: NaN, n: -1 };
+        this.bundleEls.set(b.id, r);
+        this.gNodes.appendChild(g);
+      }
+      if (r.n !== b.members.length) {
+        r.n = b.members.length;
+        r.label.textContent = `${r.n} ${b.type}`;
+        r.title.textContent = `${r.n} ${b.type} interfaces of ${nodeName(this.store.node(b.owner))}: click to show them`;
+        r.g.setAttribute("data-count", String(r.n));
+      }
+      r.lx = NaN;
+    }
+  }
+
+  openBundle(id) {
+    if (!this.layout.openBundle(id)) return false;
+    this._afterFold([]);
+    return true;
+  }
+
   // Nodes folded into a collapsed group are not displayed, nor are their edges; the
   // collapsed group shows how many nodes it holds.
   _visibility() {
+    this._bundles();
     const hidden = this.layout.hiddenBy;
     const counts = new Map();
     for (const top of hidden.values()) counts.set(top, (counts.get(top) || 0) + 1);
@@ -279,6 +319,10 @@ export class Renderer {
       if (!proxies.has(key)) proxies.set(key, { a, b, relation, n: 0 });
       proxies.get(key).n++;
     }
+    for (const b of this.layout.bundles.values()) {      // the bundle's owner link
+      if (hidden.has(b.owner)) continue;
+      proxies.set(`${b.owner}|${b.id}`, { a: b.owner, b: b.id, relation: OWNERSHIP, n: b.members.length });
+    }
     for (const [key, pr] of this.proxyEls) {
       if (!proxies.has(key)) { pr.line.remove(); this.proxyEls.delete(key); }
     }
@@ -289,7 +333,8 @@ export class Renderer {
         this.proxyEls.set(key, pr);
         this.gEdges.appendChild(pr.line);
       }
-      pr.line.setAttribute("class", `edge proxy ${want.relation === LAYER2 ? "rel-layer2" : "rel-other"}`);
+      pr.line.setAttribute("class", want.relation === OWNERSHIP ? "edge rel-ownership bundle-link"
+        : `edge proxy ${want.relation === LAYER2 ? "rel-layer2" : "rel-other"}`);
       pr.line.setAttribute("data-links", String(want.n));
       pr.lx = NaN;
     }
@@ -320,6 +365,16 @@ export class Renderer {
       r.lx = a.x;
       r.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
     }
+    for (const [id, r] of this.bundleEls) {
+      const p = this.layout.point(id);
+      if (!p) continue;
+      if (force || Math.abs(p.x - r.lx) > 0.25 || Math.abs(p.y - r.ly) > 0.25 || Number.isNaN(r.lx)) {
+        r.lx = p.x; r.ly = p.y;
+        r.g.setAttribute("transform", `translate(${p.x.toFixed(1)},${p.y.toFixed(1)})`);
+        movedIds.add(id);
+        moved = true;
+      }
+    }
     for (const pr of this.proxyEls.values()) {
       if (!force && !Number.isNaN(pr.lx) && !movedIds.has(pr.a) && !movedIds.has(pr.b)) continue;
       const a = this.layout.point(pr.a), b = this.layout.point(pr.b);
@@ -335,6 +390,14 @@ export class Renderer {
   _drawGroups() {
     if (this.groupEls.size === 0) return;
     const boxes = new Map();
+    for (const b of this.layout.bundles.values()) {       // a bundle counts in its owner's box
+      const p = this.layout.point(b.id);
+      if (!p) continue;
+      const own = [p.x - 15, p.y - 19, p.x + 19, p.y + 30];
+      const ob = boxes.get(b.owner);
+      if (!ob) boxes.set(b.owner, own);
+      else { ob[0] = Math.min(ob[0], own[0]); ob[1] = Math.min(ob[1], own[1]); ob[2] = Math.max(ob[2], own[2]); ob[3] = Math.max(ob[3], own[3]); }
+    }
     const owners = this.owners;
     const hidden = this.layout.hiddenBy;
     for (let i = 0; i < this.order.length; i++) {
@@ -406,6 +469,21 @@ export class Renderer {
       const w = r.lw * k / 2 + 2, fsk = fs * k;
       items.push({ r, prio, x0: cx - w, x1: cx + w, y0: by - fsk * 0.95 - 1, y1: by + fsk * 0.3 + 1 });
     }
+    for (const [id, r] of this.bundleEls) {
+      const p = this.layout.point(id);
+      if (!p) continue;
+      const fs = zoomedOut ? 16 : 11, text = r.label.textContent;
+      const key = fs + "|" + text;
+      if (r.lwKey !== key) {
+        const font = `600 ${fs}px ${m.family}`;
+        if (m.font !== font) { m.c.font = font; m.font = font; }
+        r.lw = m.c.measureText(text).width;
+        r.lwKey = key;
+      }
+      const cx = this.view.tx + p.x * k, by = this.view.ty + (p.y + 28) * k;
+      const w = r.lw * k / 2 + 2, fsk = fs * k;
+      items.push({ r, prio: 5e7, x0: cx - w, x1: cx + w, y0: by - fsk * 0.95 - 1, y1: by + fsk * 0.3 + 1 });
+    }
     items.sort((a, b) => b.prio - a.prio);
     const cell = 80, grid = new Map();
     let hidden = 0;
@@ -431,7 +509,11 @@ export class Renderer {
           }
         }
       } else hidden++;
-      if (clash !== !!it.r.loff) { it.r.loff = clash; it.r.g.classList.toggle("label-off", clash); it.r.cls = it.r.g.getAttribute("class"); }
+      if (clash !== !!it.r.loff) {
+        it.r.loff = clash;
+        it.r.g.classList.toggle("label-off", clash);
+        if (it.r.cls !== undefined) it.r.cls = it.r.g.getAttribute("class");
+      }
     }
     for (const r of this.nodeEls.values()) {
       if (r.loff && (r.hidden || (zoomedOut && !r.group))) { r.loff = false; r.g.classList.remove("label-off"); r.cls = r.g.getAttribute("class"); }
@@ -443,7 +525,12 @@ export class Renderer {
   // ------------------------------------------------------------------ view (pan / zoom)
   _applyView() {
     const { k, tx, ty } = this.view;
-    if (k !== this._lastK) { this._lastK = k; this.labelsDirty = true; }
+    if (k !== this._lastK) {
+      this._lastK = k;
+      this.labelsDirty = true;
+      this.viewChangedAt = performance.now();
+      if (this.handlers.onActivity) this.handlers.onActivity();       // labels re-placed once the zoom stops
+    }
     this.viewport.setAttribute("transform", `translate(${tx.toFixed(1)},${ty.toFixed(1)}) scale(${k.toFixed(4)})`);
     const threshold = this.nodeEls.size > 1000 ? 0.8 : 0.55;
     this.svg.classList.toggle("zoomed-out", k < threshold);
@@ -524,7 +611,10 @@ export class Renderer {
       const want = types === "all" ? true : types ? types.has(nodeType(n)) : false;
       if (want !== this.layout.collapsed.has(id)) ids.push(id);
     }
+    this.layout.bundling = types !== null;        // Expand all also opens the bundles
+    if (types === "all") this.layout.openBundles.clear();
     const n = types ? this.layout.setCollapsedMany(ids, true) : this.layout.setCollapsedMany(ids, false);
+    if (!n) this.layout._rebuild();
     this._afterFold(ids);
     return n;
   }
@@ -608,6 +698,13 @@ export class Renderer {
     let drag = null;     // {mode: "pan"|"node", id, x0, y0, moved, tx, ty}
     svg.addEventListener("pointerdown", (ev) => {
       if (ev.button !== 0) return;
+      const bundle = ev.target.closest && ev.target.closest(".bundle");
+      if (bundle) {
+        ev.stopPropagation();
+        this.openBundle(bundle.getAttribute("data-bundle"));
+        if (this.handlers.onFold) this.handlers.onFold(null);
+        return;
+      }
       const exp = ev.target.closest && ev.target.closest(".expander");
       if (exp) {
         ev.stopPropagation();
