@@ -53,7 +53,7 @@ def v3_url(url):
     return url if url.endswith("/v3") else url + "/v3"
 
 
-def _expiry(text):
+def token_expiry(text):
     try:
         return float(calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S")))
     except (TypeError, ValueError):
@@ -184,7 +184,7 @@ class KeystoneBackend:
         user = str((tok.get("user") or {}).get("name") or "")
         if not user:
             return Verdict()
-        return Verdict((user, role, names), token, expires=_expiry(tok.get("expires_at")))
+        return Verdict((user, role, names), token, expires=token_expiry(tok.get("expires_at")))
 
     async def _check_token(self, token):
         headers = {"X-Auth-Token": token, "X-Subject-Token": token, "Accept": "application/json"}

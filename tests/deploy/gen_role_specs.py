@@ -19,6 +19,9 @@ SUBSETS = {
                  "skydive_data_dir", "skydive_deployment_test", "skydive_iptables_rules",
                  "skydive_health_timeout", "skydive_fabric"],
     "agent": ["skydive_state", "skydive_agent_port", "skydive_listen_ip", "skydive_agent_listen_ip", "skydive_topology_probes",
+              "skydive_os_auth_url", "skydive_os_service_username", "skydive_os_service_password",
+              "skydive_os_service_tenant_name", "skydive_os_service_domain_name", "skydive_os_service_region_name",
+              "skydive_os_service_endpoint_type", "skydive_os_service_insecure",
               "skydive_iptables_rules", "skydive_health_timeout"],
 }
 

@@ -113,6 +113,15 @@ def test_keystone_auth_type_writes_the_keystone_backend(tmp_path):
     assert make_backend(Config({"auth": cfg["auth"], "x": "api"}), "x").type == "keystone"
 
 
+def test_neutron_probe_gets_its_keystone_settings(tmp_path):
+    cfg = render_config(tmp_path, skydive_topology_probes=["ovsdb", "neutron"], skydive_os_auth_url="http://192.0.2.5:5000",
+                        skydive_os_service_password="s3cret")
+    assert cfg["agent"]["topology"] == {"probes": ["ovsdb", "neutron"], "neutron": {
+        "auth_url": "http://192.0.2.5:5000", "username": "neutron", "password": "s3cret", "tenant_name": "service",
+        "domain_name": "Default", "region_name": "RegionOne", "endpoint_type": "internal", "ssl_insecure": False}}
+    assert "neutron" not in render_config(tmp_path, skydive_topology_probes=["ovsdb"])["agent"]["topology"]
+
+
 def test_probe_choices_are_the_runtime_registry():
     from skydive_runtime.agent.probes import PROBES
     spec = gen_role_specs.common_options()["skydive_topology_probes"]

@@ -95,8 +95,8 @@ def test_unknown_analyzer_probe_is_refused(tmp_path):
 
 
 def test_allinone_checks_both_probe_lists(tmp_path):
-    conf = _write(tmp_path, "all.yml", {"analyzer": MEMORY, "agent": {"topology": {"probes": ["neutron"]}}})
-    _refused(_run("allinone", "-c", conf), "agent.topology.probes: unknown topology probe 'neutron'")
+    conf = _write(tmp_path, "all.yml", {"analyzer": MEMORY, "agent": {"topology": {"probes": ["opencontrail"]}}})
+    _refused(_run("allinone", "-c", conf), "agent.topology.probes: unknown topology probe 'opencontrail'")
 
 
 @pytest.mark.parametrize("auth", [
