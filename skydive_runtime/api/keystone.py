@@ -79,7 +79,7 @@ class KeystoneBackend:
         self.roles = {str(k): str(v) for k, v in roles.items()}
         try:
             self.cache_ttl = float(section.get("cache_ttl", 10))
-            self.timeout = float(section.get("timeout", 5))
+            self.timeout = float(section.get("timeout", 10))
         except (TypeError, ValueError):
             raise ConfigError("auth.%s.cache_ttl / timeout: expected a number of seconds" % name) from None
         self.cache = {}             # cache key -> Verdict
@@ -137,10 +137,12 @@ class KeystoneBackend:
         if v is not None and not v.error and now - v.checked < self.cache_ttl and \
                 (not v.expires or v.expires > time.time()):
             return v
-        fut = self.inflight.get(key)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        fut = self.inflight[key] = asyncio.get_running_loop().create_future()
+        task = self.inflight.get(key)
+        if task is None:      # its own task: a client that goes away does not cancel the call
+            task = self.inflight[key] = asyncio.ensure_future(self._fetch(key, fn, *args))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, key, fn, *args):
         try:
             v = await fn(*args)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
@@ -148,7 +150,6 @@ class KeystoneBackend:
             log.warning("keystone: %s unreachable: %s", self.url, v.error)
         finally:
             self.inflight.pop(key, None)
-        fut.set_result(v)
         if v.error:
             self.cache.pop(key, None)
         else:

@@ -15,7 +15,8 @@ ADMIN, READER, OTHER = ("skyks-admin", "admin-pw"), ("skyks-reader", "reader-pw"
 
 def keystone_analyzer(workdir, auth_url, **section):
     cfg = analyzer_config(workdir, auth={"ks": dict({"type": "keystone", "auth_url": auth_url, "tenant_name": "admin",
-                                                     "domain_name": "Default", "cache_ttl": 1}, **section),
+                                                     "domain_name": "Default", "cache_ttl": 1, "timeout": 60},
+                                                    **section),
                                          "cluster": {"type": "basic", "users": {"agent": "agent-pw"}}})
     cfg["analyzer"]["auth"] = {"api": {"backend": "ks"}, "cluster": {"backend": "cluster"}}
     return cfg
@@ -33,7 +34,7 @@ def users(keystone):
 def analyzer(users, tmp_path_factory):
     proc = SkydiveProcess("analyzer", tmp_path_factory.mktemp("ks-analyzer"), keystone_analyzer(
         tmp_path_factory.mktemp("ks-store"), users.url), auth=ADMIN)
-    proc.start()
+    proc.start(timeout=120)
     try:
         yield proc
     finally:
@@ -41,14 +42,14 @@ def analyzer(users, tmp_path_factory):
 
 
 def login(proc, user, password):
-    return requests.post(proc.url + "/login", data={"username": user, "password": password}, timeout=15)
+    return requests.post(proc.url + "/login", data={"username": user, "password": password}, timeout=90)
 
 
 def get(proc, path, token=None, cookie=None, basic=None):
     headers = {"X-Auth-Token": token} if token else {}
     if basic:
         headers["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % basic).encode()).decode()
-    return requests.get(proc.url + path, headers=headers, cookies={"authtoken": cookie} if cookie else None, timeout=15)
+    return requests.get(proc.url + path, headers=headers, cookies={"authtoken": cookie} if cookie else None, timeout=90)
 
 
 def allowed(body, obj, action):
@@ -62,7 +63,7 @@ def test_login_hands_out_a_real_keystone_token(analyzer, users):
     assert r.cookies["authtoken"] == token
     assert allowed(r.json(), "alert", "write")
     # the token is Keystone's own: Keystone validates it, for the user who logged in
-    v = requests.get(users.url + "/auth/tokens", headers={"X-Auth-Token": token, "X-Subject-Token": token}, timeout=15)
+    v = requests.get(users.url + "/auth/tokens", headers={"X-Auth-Token": token, "X-Subject-Token": token}, timeout=90)
     assert v.status_code == 200 and v.json()["token"]["user"]["name"] == ADMIN[0]
     assert get(analyzer, "/api/alert", token=token).status_code == 200
     assert get(analyzer, "/api/alert", cookie=token).status_code == 200
@@ -105,7 +106,7 @@ def test_keystone_unreachable_is_a_503_never_an_open_door(users, tmp_path):
     dead = "http://127.0.0.1:%d/v3" % free_port()
     proc = SkydiveProcess("analyzer", tmp_path / "a", keystone_analyzer(tmp_path, dead, timeout=2), auth=ADMIN)
     try:
-        proc.start(ready_codes=(503,))
+        proc.start(timeout=120, ready_codes=(503,))
         token = users.token(*ADMIN)       # a good token: without Keystone nobody can tell
         for r in (get(proc, "/api/topology", token=token), login(proc, *ADMIN), get(proc, "/api/status", basic=ADMIN)):
             assert r.status_code == 503, r.text
