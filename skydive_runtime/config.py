@@ -65,6 +65,7 @@ DEFAULTS = {
         "noauth": {"type": "noauth"},
         "basic": {"type": "basic"},
     },
+    "etcd": {"servers": [], "embedded": False, "client_timeout": 5},
     "tls": {},
     "logging": {"level": "INFO"},
     "rbac": {"policy": []},

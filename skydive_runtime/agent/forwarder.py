@@ -7,6 +7,11 @@ and the start of the event queue happen in the same loop step, so nothing is los
 Reconnection uses exponential backoff (0.2 s doubling to 5 s, with jitter). A connection whose
 queue overflows `http.ws.queue_size` is dropped and resynced.
 
+Analyzers that form a cluster (they replicate each other's graph: handshake answer header
+`X-Skydive-Cluster`) get the graph through one link only: the first that connects (the first
+address of `analyzers` is tried first) holds it, the others wait and take over when it drops,
+so an agent fails over to the next analyzer of its list. Standalone analyzers each get it.
+
 The analyzer may send requests on the same socket (namespaces `OnDemandCapture`, `Flow`, ...):
 `Forwarder.register_handler(namespace, fn)` with `fn(msg) -> reply Obj | awaitable | None`.
 """
@@ -75,7 +80,11 @@ class AnalyzerLink:
 
     async def run(self):
         delay = 0.2
+        await asyncio.sleep(0.3 * self.fw.links.index(self))   # the first address first
         while self.fw.running:
+            while self.fw.cluster_link not in (None, self) and self.fw.running:
+                await self.fw.cluster_free.wait()   # another analyzer of the cluster has our graph
+                await asyncio.sleep(0.2 * self.fw.links.index(self))   # then the next of the list first
             try:
                 await self._session()
                 delay = 0.2
@@ -84,6 +93,10 @@ class AnalyzerLink:
             except Exception as exc:
                 self.last_error = str(exc) or type(exc).__name__
                 log.info("analyzer %s: %s", self.address, self.last_error)
+            finally:
+                if self.fw.cluster_link is self:
+                    self.fw.cluster_link = None
+                    self.fw.cluster_free.set()
             self.connected = False
             self.queue = None
             self.ws = None
@@ -98,7 +111,13 @@ class AnalyzerLink:
                                            autoping=True, max_msg_size=0, compress=0, ssl=self.fw.ssl,
                                            timeout=aiohttp.ClientWSTimeout(ws_close=2.0)) as ws:
             self.ws = ws
-            self.remote_host = ws._response.headers.get("X-Host-ID", "") if ws._response is not None else ""
+            headers = ws._response.headers if ws._response is not None else {}
+            self.remote_host = headers.get("X-Host-ID", "")
+            if headers.get("X-Skydive-Cluster"):
+                if self.fw.cluster_link not in (None, self):
+                    raise ConnectionError("another analyzer of the cluster already has our graph")
+                self.fw.cluster_link = self
+                self.fw.cluster_free.clear()
             # snapshot + start queuing in one loop step
             sync = _dumps({"Namespace": "Graph", "Type": "Sync", "UUID": "", "Status": 200,
                            "Obj": self.fw.graph.to_dict()})
@@ -171,6 +190,9 @@ class Forwarder(GraphListener):
         self.bulk_max = int(bulk_max)   # messages per frame when a burst is queued (JSON array frame)
         self.scheme = "https" if scheme == "https" else "http"
         self.links = [AnalyzerLink(self, a) for a in analyzers]
+        self.cluster_link = None          # the link holding our graph for a cluster of analyzers
+        self.cluster_free = asyncio.Event()
+        self.cluster_free.set()
         self.handlers = {}
         self.running = False
         self.http = None
@@ -224,6 +246,7 @@ class Forwarder(GraphListener):
 
     async def stop(self):
         self.running = False
+        self.cluster_free.set()
         self.graph.remove_listener(self)
         for link in self.links:
             if link.ws is not None:

@@ -81,7 +81,9 @@ class Agent:
         from ..api.limits import Limits, configure
         from ..api.query import QueryEngine
         from ..api.server import make_app, make_guard, mount_info, mount_login, mount_status, mount_topology
+        from ..api.metrics import mount_metrics
         from ..api.ws import WSOptions
+        from .metrics import agent_metrics
         authn = make_authenticators(self.config, {"api": "agent.auth.api.backend"})["api"]
         warn_if_open("agent", self.listen_host, {"api": authn})
         guard = make_guard(authn)
@@ -91,6 +93,7 @@ class Agent:
         mount_info(app, self.host_id, self.service_type, guard)
         mount_login(app, authn)
         mount_status(app, self.status, guard)
+        mount_metrics(app, lambda: agent_metrics(self), guard)
         mount_topology(app, self.graph, self.engine, guard)
         self.ws = graph_ws.mount_graph_ws(app, self.graph, WSOptions.from_config(self.config, self.service_type),
                                           self.engine, authenticators={"api": authn, "cluster": authn},

@@ -123,6 +123,7 @@ class AlertManager(GraphListener):
         self._tasks = set()
         self._session = None
         self.graph_runs = 0           # graph-triggered evaluation passes (all graph alerts each)
+        self.is_master = lambda: True  # in a cluster: master of the `alerts` duty (analyzer/cluster.py)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def start(self):
@@ -156,7 +157,7 @@ class AlertManager(GraphListener):
             self._session = None
 
     def status(self):
-        d = {"IsMaster": self.running}     # no election between analyzers: each evaluates while it runs
+        d = {"IsMaster": self.running and self.is_master()}   # every analyzer evaluates, only the master fires
         if self.alerts:
             d["States"] = {uuid: st.status() for uuid, st in self.alerts.items()}
         return d
@@ -270,6 +271,8 @@ class AlertManager(GraphListener):
         if canonical == st.last:
             return False
         st.last = canonical
+        if not self.is_master():   # another analyzer of the cluster fires it (once for the cluster)
+            return False
         self.fire(st, value, canonical)
         return True
 

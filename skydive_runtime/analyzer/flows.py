@@ -300,6 +300,13 @@ class FlowService:
         self.cache.update(host, flows)
         self.store_history(flows)
         self._broadcast_flows(flows)
+        cluster = getattr(self.analyzer, "cluster", None)
+        if cluster is not None and cluster.replication is not None:
+            cluster.replication.flows_received(host, flows)
+
+    def broadcast_flows(self, flows):
+        """Flows of another analyzer's agents (replication) to our flow subscribers."""
+        self._broadcast_flows(flows)
 
     def store_history(self, flows):
         if self.store is None:

@@ -22,6 +22,7 @@ from ..api import graph_ws
 from ..api.audit.run import mount_audit
 from ..api.auth import make_authenticators, warn_if_open
 from ..api.limits import Limits, configure as configure_limits, start_runner
+from ..api.metrics import mount_metrics
 from ..api.query import QueryEngine
 from ..api.resources import DuplicateError, ResourceError, ResourceHandler, ResourceStore, backend_of
 from ..api.server import make_app, make_guard, mount_config, mount_info, mount_login, mount_status, mount_topology
@@ -34,9 +35,11 @@ from ..graph import Graph
 from ..ui import mount_ui
 from .actions import ActionPolicy
 from .alerts import AlertManager
+from .cluster import Cluster, MasterOnly, etcd_resources
 from .flows import install_flows
 from .injections import InjectionManager
 from .kinds import KINDS
+from .metrics import analyzer_metrics
 from .probes import PROBES
 from .rules import TopologyRules
 from .pingmesh import mount_pingmesh
@@ -80,8 +83,9 @@ class Analyzer:
         self.listen_host, self.listen_port = config.get_listen("analyzer.listen")
         self.probe_names = PROBES.selected(config.get_list("analyzer.topology.probes"))
         if config.get_map("analyzer.peers"):
-            raise ConfigError("analyzer.peers: peering between analyzers is not implemented; agents send their "
-                              "topology to every analyzer listed in their `analyzers`")
+            raise ConfigError("analyzer.peers: peering between analyzers is not implemented for separate clusters "
+                              "(upstream's analyzer.peers.<cluster>); the analyzers of one cluster replicate each other "
+                              "when each lists them all in `analyzers` (docs/scale-out.md)")
         self.graph = None
         self.probes = {}           # name -> topology probe (analyzer/probes.py)
         self.parts = Parts()       # probes and managers: started, stopped and reported in order
@@ -92,6 +96,7 @@ class Analyzer:
         self.kinds = {}            # kind name -> its ResourceKind
         self.ws = None
         self.rules = None
+        self.cluster = None        # analyzer/cluster.py: etcd, elections, replication (docs/scale-out.md)
         self.flows = None          # analyzer/flows.py FlowService (captures, flows, /api/pcap)
         self.injections = None     # analyzer/injections.py InjectionManager (OnDemandPacketInjection)
         self.alerts = None         # analyzer/alerts.py AlertManager
@@ -131,7 +136,8 @@ class Analyzer:
         self.store, history = self._open_store()
         self.store.attach(self.graph, restore=restorable_origin)
         self.engine = QueryEngine(self.graph, history=history).configure(self.config)
-        self.resources = ResourceStore(self.store)
+        shared = etcd_resources(self.config)     # etcd.servers: resources shared by the cluster
+        self.resources = ResourceStore(shared if shared is not None else self.store)
         kinds = [cls(self.engine) for cls in KINDS]
         self.resources.load([k.name for k in kinds if k.backend == "stored"])
         authn = self._authenticators()
@@ -142,6 +148,7 @@ class Analyzer:
         mount_info(app, self.host_id, self.service_type, guard)
         mount_login(app, authn["api"])
         mount_status(app, self.status, guard)
+        mount_metrics(app, lambda: analyzer_metrics(self), guard)
         mount_config(app, self.config, guard)
         mount_topology(app, self.graph, self.engine, guard)
         mount_topology_diff(app, self.engine, guard)
@@ -162,12 +169,18 @@ class Analyzer:
             authenticators=authn,
             endpoints=(graph_ws.SUBSCRIBER, graph_ws.PUBLISHER, graph_ws.PUBSUB, graph_ws.AGENT))
         self.parts = Parts()
+        self.cluster = self.parts.add(Cluster(self, shared))
+        self.cluster.mount(app)
+        if self.cluster.replication is not None:   # agents then use one analyzer of the cluster at a time
+            self.ws.server.response_headers["X-Skydive-Cluster"] = "replicated"
         self.probes = {name: self.parts.add(PROBES.create(name, self), "Probes", name) for name in self.probe_names}
-        self.rules = self.parts.add(TopologyRules(self.graph, self.engine, self.resources))
+        self.rules = TopologyRules(self.graph, self.engine, self.resources)
+        self.parts.add(MasterOnly(self.rules, "rules", self.cluster) if shared is not None else self.rules)
         self.flows = self.parts.add(install_flows(self, app, guard))
         self.parts.add(self.flows.captures, "Captures")
         self.injections = self.parts.add(InjectionManager(self))
         self.alerts = self.parts.add(AlertManager(self), "Alerts")
+        self.alerts.is_master = lambda: self.cluster.is_master("alerts")
         mount_workflows(self, app, guard)
         mount_pingmesh(self, app, guard)
         mount_ui(app)
@@ -180,14 +193,18 @@ class Analyzer:
         publishers.update(srv.status(graph_ws.PUBSUB))
         subscribers = dict(srv.status(graph_ws.SUBSCRIBER))
         subscribers.update(srv.status(graph_ws.PUBSUB))
-        agents, incomers = {}, {}
+        agents, incomers, outgoers = {}, {}, {}
         for host, st in srv.status(graph_ws.AGENT).items():
-            # an analyzer forwarding its graph to this one is a peer, not an agent; this
-            # analyzer opens no link to other analyzers (analyzer.peers is refused): no Outgoers
+            # an analyzer forwarding its graph to this one is a peer, not an agent
             (incomers if st.get("ServiceType") == "analyzer" else agents)[host] = st
-        st = {"Agents": agents, "Peers": {"Incomers": incomers, "Outgoers": {}},
+        if self.cluster.replication is not None:    # the /ws/replication links (analyzer/replication.py)
+            peers = self.cluster.replication.status()
+            incomers.update(peers["Incomers"])
+            outgoers.update(peers["Outgoers"])
+        st = {"Agents": agents, "Peers": {"Incomers": incomers, "Outgoers": outgoers},
               "Publishers": publishers, "Subscribers": subscribers, "Probes": {}}
         st.update(self.parts.status())      # Probes, Alerts and Captures {"IsMaster": ...}
+        st.update(self.cluster.status())    # Masters: {duty: host}
         return st
 
     def _startup_capture(self):

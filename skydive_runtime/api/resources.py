@@ -133,6 +133,7 @@ class ResourceStore:
         self.items = {}
         self.expiry = {}
         self.watchers = []
+        self._gone = {}        # (kind, id) -> time deleted here: a late echo of its creation is ignored
 
     def load(self, kinds):
         """Read the resources kept by the store (after dropping the expired ones)."""
@@ -177,6 +178,7 @@ class ResourceStore:
             return False
         obj = self.items[kind].pop(rid)
         self.expiry.pop((kind, rid), None)
+        self._gone[(kind, rid)] = self.now()
         if self.store is not None:
             self.store.forget_resource(kind, rid)   # queued: the handler awaits its commit
         self._notify("on_resource_deleted", kind, obj)
@@ -191,6 +193,7 @@ class ResourceStore:
                 log.info("%s %s expired (X-Resource-TTL)", kind, rid)
                 obj = self.items.get(kind, {}).pop(rid, None)
                 del self.expiry[(kind, rid)]
+                self._gone[(kind, rid)] = now
                 if obj is not None:
                     self._notify("on_resource_deleted", kind, obj)
         if self.store is not None:
@@ -201,6 +204,31 @@ class ResourceStore:
                     log.info("%s %s expired (X-Resource-TTL)", kind, rid)
                     self.expiry.pop((kind, rid), None)
                     self._notify("on_resource_deleted", kind, obj)
+
+    def follow(self, loop):
+        """Apply the changes other analyzers make to a shared store (`store.follow`, etcd): the
+        watchers see them as if they were made here."""
+        def changed(event, kind, rid, obj):
+            loop.call_soon_threadsafe(self.apply_remote, event, kind, rid, obj)
+        self.store.follow(changed)
+
+    def apply_remote(self, event, kind, rid, obj):
+        bucket = self.items.setdefault(kind, {})
+        now = self.now()
+        for key in [k for k, t in self._gone.items() if now - t > 600_000]:
+            del self._gone[key]
+        if event == "PUT":
+            if (kind, rid) in self._gone or bucket.get(rid) == obj:
+                return
+            bucket[rid] = obj
+            self._notify("on_resource_created", kind, obj)
+            return
+        old = bucket.pop(rid, None)
+        self._gone[(kind, rid)] = now
+        if old is not None:
+            self.expiry.pop((kind, rid), None)
+            log.info("%s %s deleted (by another analyzer or its TTL)", kind, rid)
+            self._notify("on_resource_deleted", kind, old)
 
     def _notify(self, event, kind, obj):
         for w in self.watchers:

@@ -244,6 +244,7 @@ class WSServer:
         self.conns = {}            # path -> {host_id: Connection}
         self.namespace_handlers = {}   # namespace -> callable(conn, msg), for non-Graph messages
         self.listeners = []        # objects with on_ws_connect(conn) / on_ws_disconnect(conn)
+        self.response_headers = {}     # extra handshake answer headers (X-Skydive-Cluster: analyzer/cluster.py)
 
     def add_endpoint(self, app, endpoint):
         self.endpoints[endpoint.path] = endpoint
@@ -296,11 +297,15 @@ class WSServer:
                                    compress=self.options.compress)
         ws.headers["X-Host-ID"] = self.options.host_id
         ws.headers["X-Service-Type"] = self.options.service_type
+        ws.headers.update(self.response_headers)
         if user is not None and user.token and authn is not None:
             authn.set_cookies(ws, request, user)
         if not ws.can_prepare(request).ok:
             return text_error(400, "websocket upgrade expected")
-        await ws.prepare(request)
+        try:
+            await ws.prepare(request)
+        except ConnectionResetError:     # the client gave up during the handshake
+            return ws
         conn = Connection(self, ws, request, endpoint.path, user)
         if not conn.client_type:
             await ws.close(code=1008, message=b"X-Client-Type header is mandatory")

@@ -322,6 +322,10 @@ class Store(abc.ABC):
         at once."""
         callback(None)
 
+    def queue_depth(self):
+        """Writes queued and not yet applied (0 for backends writing at once)."""
+        return 0
+
     # -- housekeeping ----------------------------------------------------------------------
     @abc.abstractmethod
     def prune(self, now_ms=None):

@@ -310,6 +310,9 @@ class ClickHouseStore(Store):
                 log.exception("storage: commit callback failed")
         return stop
 
+    def queue_depth(self):
+        return self._queue.qsize()
+
     def when_committed(self, callback):
         if self._closed or not self._writer.is_alive():
             callback(StoreError("store %s is closed" % self.location))

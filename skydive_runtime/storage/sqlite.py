@@ -459,7 +459,7 @@ class SQLiteStore(Store):
         self._rstrings = {}           # reader side: string id -> string (immutable once written)
         self._rstring_ids = {}        # reader side: string -> id
         self._rskeletons = {}         # reader side: skeleton string id -> flowcodec.Skeleton
-        self.stats = {"batches": 0, "flows_rejected": 0}
+        self.stats = {"batches": 0, "flows_rejected": 0, "commit_seconds": 0.0}
 
         self._acquire_lock()
         try:
@@ -640,9 +640,11 @@ class SQLiteStore(Store):
         bad op that validation let through), apply them one by one, so that only the bad one is
         lost. Returns True when _STOP was met."""
         errors = {}
+        t0 = time.monotonic()
         try:
             try:
                 self._transaction(batch)
+                self.stats["commit_seconds"] += time.monotonic() - t0
             except Exception as exc:
                 err = self._failed(exc, len(batch))
                 if len(batch) > 1 and not isinstance(exc, sqlite3.OperationalError):
@@ -750,6 +752,9 @@ class SQLiteStore(Store):
             self._prune(c, _now())
         c.execute("COMMIT")
         self.stats["batches"] += 1
+
+    def queue_depth(self):
+        return max(0, self._enqueued - self._applied)
 
     def when_committed(self, callback):
         if self._closed or not self._writer.is_alive():

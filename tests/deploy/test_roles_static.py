@@ -164,3 +164,28 @@ def test_inventories_define_the_upstream_groups():
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True).stdout
         data = json.loads(out)
         assert data["analyzers"]["hosts"] and data["agents"]["hosts"]
+
+
+def test_cluster_variables_reach_the_analyzer_configuration(tmp_path):
+    """skydive_etcd_servers and skydive_clickhouse render the keys the runtime reads (docs/scale-out.md)."""
+    from skydive_runtime.config import Config
+    out = tmp_path / "skydive.yml"
+    play = tmp_path / "render.yml"
+    template = os.path.join(ROLES, "skydive_common", "templates", "config.yml.j2")
+    play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": [
+        {"ansible.builtin.copy": {"dest": str(out), "content": "{{ lookup('ansible.builtin.template', '%s') }}" % template}}]}]))
+    variables = {"ansible_python_interpreter": sys.executable, "skydive_auth_type": "noauth", "skydive_host_id": "c1", "skydive_flow_protocol": "websocket",
+                 "skydive_log_level": "INFO", "skydive_tls_server_cert": "", "skydive_tls_ca_cert": "",
+                 "_skydive_analyzer_addresses": ["10.0.0.1:8082", "10.0.0.2:8082"], "_skydive_is_analyzer": True,
+                 "_skydive_is_agent": False, "_skydive_analyzer_bind_ip": "10.0.0.1", "skydive_analyzer_port": 8082, "skydive_fabric": [],
+                 "skydive_data_dir": "/var/lib/skydive", "skydive_etcd_servers": ["http://10.0.0.1:2379"],
+                 "skydive_clickhouse": {"host": "10.0.0.5:8123", "database": "skydive", "password": "pw"}}
+    res = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(play), "-e", json.dumps(variables)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                         env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert res.returncode == 0, res.stdout[-2000:]
+    cfg = Config(yaml.safe_load(out.read_text()))
+    assert cfg.get_list("etcd.servers") == ["http://10.0.0.1:2379"]
+    assert cfg.get_list("analyzers") == ["10.0.0.1:8082", "10.0.0.2:8082"]
+    assert cfg.storage_section("analyzer.flow.backend") == cfg.storage_section("analyzer.topology.backend") == (
+        "shared", {"driver": "clickhouse", "host": "10.0.0.5:8123", "database": "skydive", "password": "pw"})

@@ -1,0 +1,124 @@
+"""Several analyzers as one (docs/scale-out.md): what the cluster keys of the configuration turn on.
+
+- `etcd.servers` (an existing etcd cluster): the API resources (captures, alerts, injections,
+  node/edge rules, workflows) live in etcd, every analyzer watches them (`ResourceStore.follow`),
+  TTLs are etcd leases; one master per duty by election (analyzer/election.py).
+- `analyzers` (on an analyzer: the addresses of the cluster's analyzers, its own included):
+  full-mesh replication of the graph and the live flows (analyzer/replication.py).
+
+Without either, the analyzer is the standalone one it always was (its store keeps its resources).
+"""
+
+import asyncio
+import logging
+
+from ..config import ConfigError
+from ..storage.etcd import EtcdClient, EtcdResources, wait_ready
+from ..storage.base import StoreError
+from .election import DUTIES, Elections
+from .replication import Replication
+
+log = logging.getLogger(__name__)
+
+
+def etcd_resources(config):
+    """EtcdResources when `etcd.servers` is set, else None (resources stay in the store)."""
+    if config.get_bool("etcd.embedded", False):
+        raise ConfigError("etcd.embedded: this analyzer does not embed an etcd server; run etcd (Debian etcd-server) "
+                          "and list its client URLs in etcd.servers (docs/scale-out.md)")
+    servers = config.get_list("etcd.servers")
+    if not servers:
+        return None
+    timeout = config.get_float("etcd.client_timeout", 5.0)
+    if timeout <= 0:
+        raise ConfigError("etcd.client_timeout: must be > 0")
+    try:
+        client = EtcdClient([str(s) for s in servers], timeout=timeout)
+        wait_ready(client, timeout=max(timeout * 3, 15.0))
+    except StoreError as exc:
+        raise ConfigError("etcd.servers: %s" % exc) from None
+    return EtcdResources(client)
+
+
+class Cluster:
+    """The cluster part of an analyzer: elections, replication, the resource watch."""
+
+    def __init__(self, analyzer, shared):
+        self.analyzer = analyzer
+        self.shared = shared                  # EtcdResources or None
+        cfg = analyzer.config
+        self.elections = Elections(shared.client, analyzer.host_id) if shared is not None else None
+        peers = [str(a) for a in cfg.get_list("analyzers")]
+        self.replication = None
+        if peers:
+            self.replication = Replication(analyzer, peers, username=cfg.get_string("analyzer.auth.cluster.username"),
+                                           password=cfg.get_string("analyzer.auth.cluster.password"),
+                                           scheme="https" if analyzer._ssl else "http")
+
+    @property
+    def enabled(self):
+        return self.shared is not None or self.replication is not None
+
+    def mount(self, app):
+        if self.replication is not None:
+            self.replication.mount(app)
+
+    def is_master(self, duty):
+        return self.elections is None or self.elections.is_master(duty)
+
+    async def start(self):
+        if self.shared is not None:
+            self.analyzer.resources.follow(asyncio.get_running_loop())
+            self.elections.start()
+        if self.replication is not None:
+            await self.replication.start()
+
+    async def stop(self):
+        if self.replication is not None:
+            await self.replication.stop()
+        if self.elections is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.elections.stop)
+        if self.shared is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self.shared.close)
+
+    def masters(self):
+        """{duty: host}; without etcd this analyzer does every duty."""
+        return self.elections.masters() if self.elections is not None else {d: self.analyzer.host_id for d in DUTIES}
+
+    def status(self):
+        """Masters: {duty: host} with etcd (a standalone analyzer keeps upstream's status keys)."""
+        return {"Masters": self.masters()} if self.elections is not None else {}
+
+
+class MasterOnly:
+    """A part (start/stop) that runs only while this analyzer is the master of `duty`."""
+
+    def __init__(self, part, duty, cluster):
+        self.part, self.duty, self.cluster = part, duty, cluster
+        self.running = False
+        self.started = False
+
+    def start(self):
+        self.started = True
+        self.cluster.elections.listeners.append(self._changed)
+        self._changed(self.duty, self.cluster.is_master(self.duty))
+
+    def _changed(self, duty, is_master):
+        if duty != self.duty or not self.started:
+            return
+        if is_master and not self.running:
+            log.info("master of %s: starting it", duty)
+            self.running = True
+            self.part.start()
+        elif not is_master and self.running:
+            log.info("no longer master of %s: stopping it", duty)
+            self.running = False
+            self.part.stop()
+
+    def stop(self):
+        self.started = False
+        if self._changed in self.cluster.elections.listeners:
+            self.cluster.elections.listeners.remove(self._changed)
+        if self.running:
+            self.running = False
+            self.part.stop()
