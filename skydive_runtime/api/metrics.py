@@ -5,6 +5,8 @@ A service gives `mount_metrics` a function returning families:
 Counter names end in `_total`. The route is guarded like /api/status (RBAC object `status`).
 """
 
+import math
+
 from aiohttp import web
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -18,7 +20,7 @@ def _number(v):
     if isinstance(v, bool):
         return "1" if v else "0"
     if isinstance(v, float):
-        if v != v:   # NaN
+        if math.isnan(v):
             return "NaN"
         if v in (float("inf"), float("-inf")):
             return "+Inf" if v > 0 else "-Inf"
