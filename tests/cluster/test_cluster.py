@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests.fixtures.cluster import AnalyzerCluster
-from tests.fixtures.processes import SkydiveProcess, free_port, wait_until
+from tests.fixtures.processes import SkydiveProcess, wait_until
 from tests.fixtures.servers import clickhouse_server, etcd_cluster
 from tests.fixtures.topology import NetEnv, Names
 
@@ -93,125 +93,140 @@ def _agent(workdir, name, info, analyzers):
     return SkydiveProcess("agent", os.path.join(str(workdir), name), cfg, host=info["ip"], netns=info["netns"])
 
 
-def _flows(cluster, an, query):
-    return cluster.q(an, query)
+@pytest.fixture(scope="module")
+def cluster(env):
+    d = env["dir"]
+    with clickhouse_server(d) as ch, etcd_cluster(d, members=3) as etcd:
+        c = AnalyzerCluster(d, 3, etcd, ch, address=env["address"])
+        try:
+            c.start()
+            yield c
+        finally:
+            c.stop()
 
 
-def test_three_analyzers_two_agents_failover(env):
+def test_load_small(cluster):
+    """benchmarks/cluster_bench.py in small: simulated agents on the three analyzers, every update
+    reaches the subscribers of every analyzer, with a bounded lag."""
+    import asyncio
+    from benchmarks.cluster_bench import run_load
+    r = asyncio.run(run_load([cluster.url(n) for n in cluster.names], agents=6, rate=10, duration=4))
+    assert r["sent"] == 6 * 40
+    assert r["missing"] == [0, 0, 0], r
+    assert r["lag_p95"] < 2.0, r
+
+
+def test_three_analyzers_two_agents_failover(env, cluster):
     d = env["dir"]
     agents = []
-    with clickhouse_server(d) as ch, etcd_cluster(d, members=3) as etcd:
-        cluster = AnalyzerCluster(d, 3, etcd, ch, address=env["address"])
-        hook = Webhook(env["address"])
-        try:
-            cluster.start()
-            a0, a1, a2 = cluster.names
-            addr = dict(zip(cluster.names, cluster.addresses()))
-            # everyone agrees on the masters, and the peers are the real ones
-            master = wait_until(lambda: len({cluster.masters(n)["alerts"] for n in cluster.names}) == 1
-                                and cluster.masters(a0)["alerts"], message="one alerts master")
-            assert cluster.masters(a1) == cluster.masters(a2) == {"alerts": master, "rules": master}
-            for n in cluster.names:
-                st = cluster.status(n)
-                assert st["Alerts"]["IsMaster"] is (n == master)
-                assert cluster.linked_peers(n) == set(cluster.names) - {n}
-            # two agents: the first prefers the master, the second another analyzer
-            others = [n for n in cluster.names if n != master]
-            order1 = [master] + others
-            order2 = [others[0], others[1], master]
-            names = ["kcag1-%s" % uuid.uuid4().hex[:4], "kcag2-%s" % uuid.uuid4().hex[:4]]
-            for name, info, order in zip(names, env["agents"], (order1, order2)):
-                agents.append(_agent(d, name, info, [addr[n] for n in order]).start())
-            for n in cluster.names:     # one graph from any analyzer
-                wait_until(lambda n=n: cluster.q(n, "G.V().Has('Type','host').Values('Name')") and
-                           set(names) <= set(cluster.q(n, "G.V().Has('Type','host').Values('Name')")),
-                           timeout=20, message="both agents' hosts on %s" % n)
-            time.sleep(0.5)
-            t_seen = int(time.time() * 1000)     # both agents in every graph (and history) from now on
-            linked = {n: set(cluster.status(n)["Agents"]) for n in cluster.names}
-            assert linked[master] == {names[0]} and linked[others[0]] == {names[1]} and linked[others[1]] == set()
-            # traffic in both namespaces, a capture created on the analyzer without agents
-            for info in env["agents"]:
-                env["net"].spawn(["ping", "-q", "-i", "0.2", info["peer"]], netns=info["netns"])
-            ifs = [info["ifname"] for info in env["agents"]]
-            creator = others[1]
-            r = requests.post(cluster.url(creator) + "/api/capture", timeout=10,
-                              json={"GremlinQuery": "G.V().Has('Name', Within('%s', '%s'))" % tuple(ifs), "Name": "cl"})
-            assert r.status_code == 201, r.text
-            cid = r.json()["UUID"]
-            active = "G.V().Has('Captures.ID', '%s', 'Captures.State', 'active').Count()" % cid
-            for n in cluster.names:
-                wait_until(lambda n=n: cluster.q(n, active) == 2, timeout=30, message="capture active on both agents (%s: %s)"
-                           % (n, cluster.q(n, "G.V().Has('Name', Within('%s', '%s')).Values('Captures')" % tuple(ifs))))
-            live = "G.Flows().Has('CaptureID', '%s', 'Application', 'ICMPv4')" % cid
-            stored = "G.At('-0s', 600).Flows().Has('CaptureID', '%s', 'Application', 'ICMPv4')" % cid
-            for n in cluster.names:   # live and stored flows of both agents from every analyzer
-                wait_until(lambda n=n: len(set(cluster.q(n, live + ".Values('NodeTID')"))) == 2, timeout=30,
-                           message="live flows of both agents on %s" % n)
-                wait_until(lambda n=n: len(set(cluster.q(n, stored + ".Values('NodeTID')"))) == 2, timeout=30,
-                           message="stored flows of both agents on %s" % n)
-            # an alert created on one analyzer fires once for the cluster
-            trigger = "kc-trigger-%s" % uuid.uuid4().hex[:4]
-            r = requests.post(cluster.url(others[0]) + "/api/alert", timeout=10,
-                              json={"Expression": "G.V().Has('Name', Regex('%s-.*'))" % trigger, "Action": hook.url})
-            assert r.status_code == 201, r.text
-            time.sleep(0.5)
-            r = requests.post(cluster.url(others[0]) + "/api/node", timeout=10,
-                              json={"ID": trigger + "-1", "Metadata": {"Name": trigger + "-1", "Type": "device"}})
-            assert r.status_code == 201, r.text
-            wait_until(lambda: len(hook.posts) == 1, timeout=10, message="one alert firing")
-            stored_before = set(cluster.q(others[0], stored + ".Values('UUID')"))
-            packets_before = max(cluster.q(others[0], live + ".Has('NodeTID', '%s').Values('Metric.ABPackets')"
-                                           % _tid(cluster, others[0], env["agents"][0]["ifname"], names[0])))
+    hook = Webhook(env["address"])
+    try:
+        a0, a1, a2 = cluster.names
+        addr = dict(zip(cluster.names, cluster.addresses()))
+        # everyone agrees on the masters, and the peers are the real ones
+        master = wait_until(lambda: len({cluster.masters(n)["alerts"] for n in cluster.names}) == 1
+                            and cluster.masters(a0)["alerts"], message="one alerts master")
+        assert cluster.masters(a1) == cluster.masters(a2) == {"alerts": master, "rules": master}
+        for n in cluster.names:
+            st = cluster.status(n)
+            assert st["Alerts"]["IsMaster"] is (n == master)
+            assert cluster.linked_peers(n) == set(cluster.names) - {n}
+        # two agents: the first prefers the master, the second another analyzer
+        others = [n for n in cluster.names if n != master]
+        order1 = [master] + others
+        order2 = [others[0], others[1], master]
+        names = ["kcag1-%s" % uuid.uuid4().hex[:4], "kcag2-%s" % uuid.uuid4().hex[:4]]
+        for name, info, order in zip(names, env["agents"], (order1, order2)):
+            agents.append(_agent(d, name, info, [addr[n] for n in order]).start())
+        for n in cluster.names:     # one graph from any analyzer
+            wait_until(lambda n=n: cluster.q(n, "G.V().Has('Type','host').Values('Name')") and
+                       set(names) <= set(cluster.q(n, "G.V().Has('Type','host').Values('Name')")),
+                       timeout=20, message="both agents' hosts on %s" % n)
+        time.sleep(0.5)
+        t_seen = int(time.time() * 1000)     # both agents in every graph (and history) from now on
+        linked = {n: set(cluster.status(n)["Agents"]) for n in cluster.names}
+        assert linked[master] == {names[0]} and linked[others[0]] == {names[1]} and linked[others[1]] == set()
+        # traffic in both namespaces, a capture created on the analyzer without agents
+        for info in env["agents"]:
+            env["net"].spawn(["ping", "-q", "-i", "0.2", info["peer"]], netns=info["netns"])
+        ifs = [info["ifname"] for info in env["agents"]]
+        creator = others[1]
+        r = requests.post(cluster.url(creator) + "/api/capture", timeout=10,
+                          json={"GremlinQuery": "G.V().Has('Name', Within('%s', '%s'))" % tuple(ifs), "Name": "cl"})
+        assert r.status_code == 201, r.text
+        cid = r.json()["UUID"]
+        active = "G.V().Has('Captures.ID', '%s', 'Captures.State', 'active').Count()" % cid
+        for n in cluster.names:
+            wait_until(lambda n=n: cluster.q(n, active) == 2, timeout=30, message="capture active on both agents (%s: %s)"
+                       % (n, cluster.q(n, "G.V().Has('Name', Within('%s', '%s')).Values('Captures')" % tuple(ifs))))
+        live = "G.Flows().Has('CaptureID', '%s', 'Application', 'ICMPv4')" % cid
+        stored = "G.At('-0s', 600).Flows().Has('CaptureID', '%s', 'Application', 'ICMPv4')" % cid
+        for n in cluster.names:   # live and stored flows of both agents from every analyzer
+            wait_until(lambda n=n: len(set(cluster.q(n, live + ".Values('NodeTID')"))) == 2, timeout=30,
+                       message="live flows of both agents on %s" % n)
+            wait_until(lambda n=n: len(set(cluster.q(n, stored + ".Values('NodeTID')"))) == 2, timeout=30,
+                       message="stored flows of both agents on %s" % n)
+        # an alert created on one analyzer fires once for the cluster
+        trigger = "kc-trigger-%s" % uuid.uuid4().hex[:4]
+        r = requests.post(cluster.url(others[0]) + "/api/alert", timeout=10,
+                          json={"Expression": "G.V().Has('Name', Regex('%s-.*'))" % trigger, "Action": hook.url})
+        assert r.status_code == 201, r.text
+        time.sleep(0.5)
+        r = requests.post(cluster.url(others[0]) + "/api/node", timeout=10,
+                          json={"ID": trigger + "-1", "Metadata": {"Name": trigger + "-1", "Type": "device"}})
+        assert r.status_code == 201, r.text
+        wait_until(lambda: len(hook.posts) == 1, timeout=10, message="one alert firing")
+        stored_before = set(cluster.q(others[0], stored + ".Values('UUID')"))
+        packets_before = max(cluster.q(others[0], live + ".Has('NodeTID', '%s').Values('Metric.ABPackets')"
+                                       % _tid(cluster, others[0], env["agents"][0]["ifname"], names[0])))
 
-            # kill -9 the master
-            t_kill = time.monotonic()
-            os.killpg(cluster.analyzers[master].proc.pid, signal.SIGKILL)
-            cluster.analyzers[master].proc.wait(10)
-            cluster.analyzers[master].proc = None
-            new = wait_until(lambda: cluster.masters(others[0])["alerts"] not in ("", master)
-                             and cluster.masters(others[0])["alerts"], timeout=10, message="a new master")
-            assert time.monotonic() - t_kill < 10
-            wait_until(lambda: cluster.masters(others[1])["alerts"] == new, timeout=5, message="agreement on the new master")
-            # the master's agent moved to the next analyzer of its list
-            wait_until(lambda: any(names[0] in cluster.status(n)["Agents"] for n in others), timeout=15, message="agent 1 moved")
-            # the capture keeps counting (seen from the analyzer that did not hold it)
-            tid1 = _tid(cluster, others[1], env["agents"][0]["ifname"], names[0])
-            wait_until(lambda: max(cluster.q(others[1], live + ".Has('NodeTID', '%s').Values('Metric.ABPackets')" % tid1)
-                                   or [0]) > packets_before + 5, timeout=20, message="capture still counting")
-            # the alert fires exactly once for a new trigger, from the new master
-            r = requests.post(cluster.url(others[1]) + "/api/node", timeout=10,
-                              json={"ID": trigger + "-2", "Metadata": {"Name": trigger + "-2", "Type": "device"}})
-            assert r.status_code == 201, r.text
-            wait_until(lambda: len(hook.posts) >= 2, timeout=10, message="second firing")
-            time.sleep(1.5)
-            assert len(hook.posts) == 2
-            # nothing stored is lost
-            after = set(cluster.q(others[1], stored + ".Values('UUID')"))
-            assert stored_before <= after
+        # kill -9 the master
+        t_kill = time.monotonic()
+        os.killpg(cluster.analyzers[master].proc.pid, signal.SIGKILL)
+        cluster.analyzers[master].proc.wait(10)
+        cluster.analyzers[master].proc = None
+        new = wait_until(lambda: cluster.masters(others[0])["alerts"] not in ("", master)
+                         and cluster.masters(others[0])["alerts"], timeout=10, message="a new master")
+        assert time.monotonic() - t_kill < 10
+        wait_until(lambda: cluster.masters(others[1])["alerts"] == new, timeout=5, message="agreement on the new master")
+        # the master's agent moved to the next analyzer of its list
+        wait_until(lambda: any(names[0] in cluster.status(n)["Agents"] for n in others), timeout=15, message="agent 1 moved")
+        # the capture keeps counting (seen from the analyzer that did not hold it)
+        tid1 = _tid(cluster, others[1], env["agents"][0]["ifname"], names[0])
+        wait_until(lambda: max(cluster.q(others[1], live + ".Has('NodeTID', '%s').Values('Metric.ABPackets')" % tid1)
+                               or [0]) > packets_before + 5, timeout=20, message="capture still counting")
+        # the alert fires exactly once for a new trigger, from the new master
+        r = requests.post(cluster.url(others[1]) + "/api/node", timeout=10,
+                          json={"ID": trigger + "-2", "Metadata": {"Name": trigger + "-2", "Type": "device"}})
+        assert r.status_code == 201, r.text
+        wait_until(lambda: len(hook.posts) >= 2, timeout=10, message="second firing")
+        time.sleep(1.5)
+        assert len(hook.posts) == 2
+        # nothing stored is lost
+        after = set(cluster.q(others[1], stored + ".Values('UUID')"))
+        assert stored_before <= after
 
-            # restart the killed analyzer: it rejoins and catches up
-            cluster.start_one(master)
-            cluster.wait_mesh()
-            wait_until(lambda: set(names) <= set(cluster.q(master, "G.V().Has('Type','host').Values('Name')")),
-                       timeout=20, message="restarted analyzer sees both agents")
-            assert cluster.q(master, active) == 2
-            assert len(requests.get(cluster.url(master) + "/api/alert", timeout=10).json()) == 1
-            assert stored_before <= set(cluster.q(master, stored + ".Values('UUID')"))
-            # its own history before the kill is still there (recorded in ClickHouse)
-            assert set(names) <= set(cluster.q(master, "G.At(%d).V().Has('Type','host').Values('Name')" % t_seen) or [])
-            assert cluster.masters(master)["alerts"] == new
-        finally:
-            for p in agents:
-                p.stop()
-            hook.close()
-            for p in cluster.analyzers.values():
-                if p.proc is not None and os.environ.get("KC_KEEP_LOGS"):
-                    print(p.log_tail(30))
-            for p in agents:
-                if os.environ.get("KC_KEEP_LOGS"):
-                    print(p.log_tail(30))
-            cluster.stop()
+        # restart the killed analyzer: it rejoins and catches up
+        cluster.start_one(master)
+        cluster.wait_mesh()
+        wait_until(lambda: set(names) <= set(cluster.q(master, "G.V().Has('Type','host').Values('Name')")),
+                   timeout=20, message="restarted analyzer sees both agents")
+        assert cluster.q(master, active) == 2
+        assert len(requests.get(cluster.url(master) + "/api/alert", timeout=10).json()) == 1
+        assert stored_before <= set(cluster.q(master, stored + ".Values('UUID')"))
+        # its own history before the kill is still there (recorded in ClickHouse)
+        assert set(names) <= set(cluster.q(master, "G.At(%d).V().Has('Type','host').Values('Name')" % t_seen) or [])
+        assert cluster.masters(master)["alerts"] == new
+    finally:
+        for p in agents:
+            p.stop()
+        hook.close()
+        for p in cluster.analyzers.values():
+            if p.proc is not None and os.environ.get("KC_KEEP_LOGS"):
+                print(p.log_tail(30))
+        for p in agents:
+            if os.environ.get("KC_KEEP_LOGS"):
+                print(p.log_tail(30))
 
 
 def _tid(cluster, an, ifname, host):
