@@ -205,10 +205,25 @@ def test_planted_faults_found_exactly_in_every_format(topo, tmp_path):
     assert {("site" if "/" in rid else "builtin", rid.rsplit("/", 1)[-1]): len(m) for rid, m in results.items()} == expected
 
 
+def settle(t, quiet_s=1.5, timeout=20):
+    """Wait until nothing in the scope changes for quiet_s (late IPv6 link-local addresses,
+    routes): the diff must then see the test's change only."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        t0 = int(time.time() * 1000)
+        time.sleep(quiet_s)
+        r = requests.post(t["stack"].url + "/api/topology/diff", json={"From": t0, "GremlinFilter": t["scope"]}, timeout=30)
+        d = r.json()
+        if not any(d[p][k] for p in ("Nodes", "Edges") for k in ("Added", "Removed", "Changed")):
+            return
+    raise AssertionError("the topology under %s kept changing" % t["scope"])
+
+
 def test_at_finds_the_fixed_fault_and_diff_lists_only_the_fix(topo, tmp_path):
     t = topo
     st = t["stack"]
     rules = rules_file(tmp_path, t)
+    settle(t)
     before = int(time.time() * 1000)
     time.sleep(0.5)
     NetEnv().ip("link", "set", t["vb"], "mtu", "1500", netns=t["ns2"])
