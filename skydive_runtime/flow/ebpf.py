@@ -57,7 +57,6 @@ from .afpacket import AFPacketSource, CaptureError, DEFAULT_HEADER_SIZE, validat
 from .capabilities import CaptureStartError, Opened
 from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB,
                    F_LAST, F_RTT, F_RTT0, F_STATE, FINISH_TCP_FIN, FINISH_TCP_RST)
-from .netns import in_netns
 
 __all__ = ["EBPFSource", "EBPFFlowTable", "EBPFError", "build_program", "load_program"]
 

@@ -121,7 +121,7 @@ class FlowTable(object):
         self._evict_batch = max(1, min(1024, max_entries // 100))
         self._process = self.process = self._make_fast_path()
         # established IPv4 TCP/UDP flows as the raw bytes of a frame, per direction:
-        # (MACs +) IPs + ports -> (counter index of that direction, index of Last)
+        # IPs + ports -> (MACs, counter index of that direction, index of Last)
         self._direct = ({}, {})         # TCP, UDP
         self._direct_keys = {}          # flow key -> [(direct dict, raw key)], dropped with the flow
         self.process_block = self._make_block_path() if self._fast else None
@@ -301,37 +301,38 @@ class FlowTable(object):
                 return
             key, first = packet_key(p, l3)
             f = flows.get(key)
-            if f is not None:
-                d[rk] = (f.b + (0 if first is f.a else 2), f.b + F_LAST)
+            if f is not None and rk not in d:
+                # one MAC pair per raw key (L2): another pair of the same IPs/ports takes process()
+                d[rk] = (data[0:12], f.b + (0 if first is f.a else 2), f.b + F_LAST)
                 direct_keys.setdefault(key, []).append((d, rk))
 
         def process_block(buf, pos, num, frame_at):
-            mac0 = -1
-            u = None
+            if not num:
+                return
+            mac0 = buf[pos + 24] | (buf[pos + 25] << 8)
+            u = header(mac0)
+            psec = -1
+            base = 0
             for dummy in range(num):
-                if mac0 < 0:
-                    mac0 = buf[pos + 24] | (buf[pos + 25] << 8)
-                    u = header(mac0)
                 nxt, sec, nsec, snap, wlen, st, mac, et, vihl, frag, proto, tflags = u(buf, pos)
-                if mac != mac0:
-                    mac0 = mac
-                    u = header(mac)
-                    nxt, sec, nsec, snap, wlen, st, mac, et, vihl, frag, proto, tflags = u(buf, pos)
                 d = None
-                if et == 8 and vihl == 0x45 and not frag & 0xFF3F and snap >= 48 and not st & 0x10:
+                if et == 8 and vihl == 0x45 and mac == mac0 and not frag & 0xFF3F and snap >= 48 and not st & 0x10:
                     if proto == 17:
                         d = udp_direct
                     elif proto == 6 and tcp_fast and not tflags & 7:
                         d = tcp_direct
                 if d is not None:
                     q = pos + mac
-                    rk = buf[q + 26:q + 38] if l3 else buf[q:q + 12] + buf[q + 26:q + 38]
+                    rk = buf[q + 26:q + 38]                # IPs + ports
                     e = d.get(rk)
-                    if e is not None:
-                        i, li = e
+                    if e is not None and (l3 or buf[q:q + 12] == e[0]):
+                        dummy, i, li = e
                         c[i] += 1
                         c[i + 1] += wlen
-                        c[li] = sec * 1000 + nsec // 1000000
+                        if sec != psec:
+                            psec = sec
+                            base = sec * 1000
+                        c[li] = base + nsec // 1000000
                     else:
                         data, ts, wl = frame_at(buf, pos)
                         process(data, ts, wl, 1)
