@@ -86,7 +86,8 @@ options:
     default: false
   reassemble_tcp:
     description:
-      - Reassemble TCP streams. Not implemented yet, the analyzer refuses C(true) (HTTP 400).
+      - Reassemble TCP streams. Not implemented (no extra layer needs it), the analyzer refuses
+        C(true) (HTTP 400).
     type: bool
     default: false
   layer_key_mode:
@@ -97,8 +98,11 @@ options:
     choices: [L2, L3]
   extra_layers:
     description:
-      - Application layers to decode in addition to the defaults. Not implemented yet, the
-        analyzer refuses a non-empty list (HTTP 400).
+      - Application layers decoded into the capture's flows, as upstream's C(DNS) (questions,
+        answers, response code), C(DHCPv4) (with the message type, client MAC and offered address)
+        and C(VRRPv2) (router ID, priority) flow fields. Every type feeding whole packets or sampled
+        headers to the decoder takes it (afpacket, pcap, pcapsocket, sflow, ovssflow, ovsmirror); an
+        untyped capture asking for it runs afpacket rather than ebpf, which refuses it (HTTP 400).
     type: list
     elements: str
     choices: [VRRP, DNS, DHCPv4]

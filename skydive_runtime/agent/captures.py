@@ -40,6 +40,7 @@ FLOW_NAMESPACE = "Flow"
 FLOW_UPDATE = "FlowUpdate"
 MAX_FLOWS_PER_MESSAGE = 500
 DEFAULT_HEADER_SIZE = 256
+LAYERS_HEADER_SIZE = 1518       # with ExtraLayers: whole Ethernet frames (a DHCP message exceeds 256 bytes)
 HOST_KEY = "CaptureTypes"        # host node: the capture types this agent can run
 
 
@@ -66,7 +67,8 @@ class _Context(object):
         self.config = captures.agent.config
         self.table = table
         self.entry = probe.entry
-        self.header_size = int(probe.capture.get("HeaderSize") or 0) or DEFAULT_HEADER_SIZE
+        self.header_size = int(probe.capture.get("HeaderSize") or 0) or \
+            (LAYERS_HEADER_SIZE if probe.capture.get("ExtraLayers") else DEFAULT_HEADER_SIZE)
         self.max_entries = captures.max_entries
         self._agent = captures.agent
 
@@ -201,6 +203,7 @@ class AgentCaptures(OnDemandHandler):
                              max_entries=self.max_entries, raw_packet_limit=int(c.get("RawPacketLimit") or 0),
                              header_size=int(c.get("HeaderSize") or 0),
                              extra_tcp_metric=bool(c.get("ExtraTCPMetric")),
+                             extra_layers=int(c.get("ExtraLayers") or 0),
                              application_ports=self.app_ports or None)
         except FlowTableError as exc:
             raise CaptureStartError(400, str(exc)) from None

@@ -138,10 +138,10 @@ class CaptureKind(_GremlinKind):
         Flag("--extra-tcp-metric", field="ExtraTCPMetric", action="store_true"),
         Flag("--ip-defrag", field="IPDefrag", action="store_true", help=_NOT_YET),
         Flag("--reassamble-tcp", "--reassemble-tcp", field="ReassembleTCP", dest="reassemble_tcp",
-             action="store_true", help=_NOT_YET),
+             action="store_true", help="not implemented (no extra layer needs it): the analyzer refuses it"),
         Flag("--layer-key-mode", field="LayerKeyMode", default="L2"),
         Flag("--extra-layer", field="ExtraLayers", to=_mask, action="append", default=[],
-             choices=tuple(EXTRA_LAYERS), help=_NOT_YET),
+             choices=tuple(EXTRA_LAYERS), help="decode this layer into the flows (not with ebpf)"),
         Flag("--target", field="Target", default="", help="ip:port of a NetFlow v5 collector the flows are also exported to"),
         Flag("--target-type", field="TargetType", default="", help="netflowv5 (the default with --target); erspanv1 is refused"),
         Flag("--ttl", type=int, default=0, help="lifetime in ms"))

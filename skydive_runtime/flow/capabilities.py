@@ -24,7 +24,7 @@ INTERFACE_TYPES = ("internal", "veth", "tun", "tuntap", "bridge", "dummy", "gre"
                    "ifb", "macvlan", "macvtap", "vlan", "vxlan", "gretap", "ip6gretap", "geneve", "ipoib",
                    "vcan", "ipip", "ipvlan", "lowpan", "ip6tnl", "ip6gre", "sit", "device")
 
-# ExtraLayers bits (decoded by the API; no capture type implements them yet)
+# ExtraLayers bits: the application layers the flow table decodes when asked (flow/layers)
 EXTRA_LAYERS = {"VRRP": 1, "DNS": 2, "DHCPv4": 4}
 
 # options of the capture resource a type may honour, with the values that mean "not asked for"
@@ -35,7 +35,12 @@ OPTIONS = {"BPFFilter": ("",), "RawPacketLimit": (0,), "HeaderSize": (0,), "Extr
 # upstream's wording for the three it names
 _REFUSALS = {"BPFFilter": "BPF filtering", "RawPacketLimit": "raw packet capture",
              "ExtraTCPMetric": "extra TCP metrics"}
-PACKET_OPTIONS = ("BPFFilter", "RawPacketLimit", "HeaderSize", "ExtraTCPMetric")
+# options of the types whose frames go through the flow table's decoder (ExtraLayers: from sampled
+# headers for sflow/ovssflow)
+PACKET_OPTIONS = ("BPFFilter", "RawPacketLimit", "HeaderSize", "ExtraTCPMetric", "ExtraLayers")
+# why ReassembleTCP is refused by every type
+_NO_REASSEMBLY = ("ReassembleTCP: not implemented (no extra layer needs it: DNS over TCP is decoded from the "
+                  "segment carrying the whole message, messages split over segments are not)")
 
 CaptureType = namedtuple("CaptureType", "name node_types default_on options multiple_per_node kernel_bpf module")
 
@@ -162,6 +167,8 @@ def check_capture(capture):
     for opt, neutral in OPTIONS.items():
         if opt in honoured or capture.get(opt, neutral[0]) in neutral:
             continue
+        if opt == "ReassembleTCP":
+            raise ValueError(_NO_REASSEMBLY)
         what = name or "the default (%s)" % "/".join(sorted(set(DEFAULT_CAPTURE.values())))
         if opt in _REFUSALS and name:
             raise ValueError("%s capture doesn't support %s" % (name, _REFUSALS[opt]))

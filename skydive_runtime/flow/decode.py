@@ -47,6 +47,7 @@ IPPROTO_UDP = 17
 IPPROTO_GRE = 47
 IPPROTO_ICMPV6 = 58
 IPPROTO_SCTP = 132
+IPPROTO_VRRP = 112
 IPPROTO_IPIP = 4
 IPPROTO_IPV6 = 41
 
@@ -119,6 +120,7 @@ class Packet(object):
         "l4_proto", "sport", "dport", "tcp_flags", "tcp_seq", "tcp_payload",
         "icmp_type", "icmp_code", "icmp_id", "icmp_kind",
         "tunnel_end", "tunnel_dport", "tunnel_options", "mpls_labels", "inner", "wire_len", "cap_len",
+        "l4_off", "l4_end",
     )
 
     def __init__(self):
@@ -147,6 +149,7 @@ class Packet(object):
         self.inner = None
         self.wire_len = 0
         self.cap_len = 0
+        self.l4_off = self.l4_end = 0   # the transport header's offset and the IP payload's end
 
     @property
     def layers_path(self):
@@ -298,6 +301,8 @@ def _ipv6(p, data, off):
 
 def _l4(p, data, off, proto, end):
     avail = end - off
+    p.l4_off = off
+    p.l4_end = end
     if proto == IPPROTO_TCP:
         if avail < 20:
             return
@@ -368,6 +373,8 @@ def _l4(p, data, off, proto, end):
                 p.icmp_id = _H(data, off + 4)[0]
     elif proto == IPPROTO_GRE:
         _gre(p, data, off, end)
+    elif proto == IPPROTO_VRRP and avail >= 8:
+        p.layers.append("VRRP")
 
 
 def _vxlan(p, data, off, end):

@@ -79,7 +79,7 @@ class Flow(object):
 class FlowExtra(object):
     """Per-flow data most flows never need."""
 
-    __slots__ = ("raw", "raw_count", "tcp", "link", "ports")
+    __slots__ = ("raw", "raw_count", "tcp", "link", "ports", "layers")
 
     def __init__(self):
         self.raw = None          # list of (ts_ms, data, linktype)
@@ -87,6 +87,7 @@ class FlowExtra(object):
         self.tcp = None          # TCPMetric list (see TCP_FIELDS) + reassembly state
         self.link = None         # (A mac, B mac) in L3 key mode
         self.ports = None        # (A port, B port) of a tunnel flow, whose key has no source port
+        self.layers = None       # ExtraLayers JSON: {"DNS"|"DHCPv4"|"VRRPv2": {...}}
 
 
 TCP_FIELDS = ("ABSynStart", "BASynStart", "ABSynTTL", "BASynTTL", "ABFinStart", "BAFinStart",
@@ -325,6 +326,10 @@ def flow_to_dict(flow, c, node_tid="", capture_id="", lum=None, finish=None, tcp
         if ident:
             icmp["ID"] = ident
         d["ICMP"] = icmp
+    if x is not None and x.layers:
+        for name in ("DHCPv4", "DNS", "VRRPv2"):
+            if name in x.layers:
+                d[name] = x.layers[name]
     if lum is not None:
         d["LastUpdateMetric"] = lum
     d["Metric"] = metric_dict(c[b + F_ABP], c[b + F_ABB], c[b + F_BAP], c[b + F_BAB], start, last, c[b + F_RTT])

@@ -23,6 +23,7 @@ from .flow import (Flow, FlowExtra, packet_key, flow_to_dict, flow_ids, metric_d
                    F_RTT, F_RTT0, F_STATE, F_MARK, FINISH_TIMEOUT, FINISH_TCP_FIN, FINISH_TCP_RST,
                    TCP_INDEX, TCP_FIELDS)
 from .xxhash import xxh64
+from .layers import parser_for
 
 import struct as _struct
 
@@ -69,6 +70,8 @@ class FlowTable(object):
       raw_packet_limit       0..10 raw packets kept per flow
       header_size            bytes of each raw packet kept (0 = whole packet)
       extra_tcp_metric       compute TCPMetric
+      extra_layers           ExtraLayers mask (VRRP 1, DNS 2, DHCPv4 4): those layers' JSON in the
+                             flows (flow/layers); every packet then takes the decoding path
       application_ports      Application names by port: {"tcp": {port: name}, "udp": {...}}
                              (upstream config shape), or flat {port: name} / {name: [ports]}
       linktype               default link type of `process()` input (1 = Ethernet)
@@ -77,13 +80,13 @@ class FlowTable(object):
     def __init__(self, node_tid="", capture_id="", layer_key_mode="L2", expire_ms=600000,
                  hold_ms=15000, app_timeouts_ms=None, max_entries=500000, raw_packet_limit=0,
                  header_size=0, extra_tcp_metric=False, application_ports=None,
-                 linktype=_dec.LINKTYPE_ETHERNET):
+                 linktype=_dec.LINKTYPE_ETHERNET, extra_layers=0):
         # constructor arguments, to build the same table elsewhere (ProcessCaptureRunner)
         self.settings = dict(node_tid=node_tid, capture_id=capture_id, layer_key_mode=layer_key_mode,
                              expire_ms=expire_ms, hold_ms=hold_ms, app_timeouts_ms=app_timeouts_ms,
                              max_entries=max_entries, raw_packet_limit=raw_packet_limit,
                              header_size=header_size, extra_tcp_metric=extra_tcp_metric,
-                             application_ports=application_ports, linktype=linktype)
+                             application_ports=application_ports, linktype=linktype, extra_layers=extra_layers)
         if layer_key_mode not in LAYER_KEY_MODES:
             raise FlowTableError("invalid layer key mode %r, expected L2 or L3" % (layer_key_mode,))
         if not isinstance(max_entries, int) or max_entries < 1:
@@ -106,12 +109,15 @@ class FlowTable(object):
         self.raw_packet_limit = raw_packet_limit
         self.header_size = header_size
         self.extra_tcp_metric = bool(extra_tcp_metric)
+        if not isinstance(extra_layers, int) or not 0 <= extra_layers <= 255:
+            raise FlowTableError("extra layers must be a mask between 0 and 255, got %r" % (extra_layers,))
+        self.extra_layers = extra_layers
         self.app_ports = _normalize_app_ports(application_ports)
         self.linktype = linktype
         self.flows = {}                 # key -> Flow (insertion order = LRU order)
         self.c = array("q")             # counters, NFIELDS per flow
         self._free = []
-        self._fast = raw_packet_limit == 0
+        self._fast = raw_packet_limit == 0 and not extra_layers
         self._tcp_fast = self._fast and not self.extra_tcp_metric
         self._pending = []              # dicts of flows removed outside tick() (eviction)
         self.flows_dropped = 0
@@ -399,6 +405,8 @@ class FlowTable(object):
                 if bool(c[b + F_STATE] & 4) == ab:       # reply in the other direction
                     c[b + F_RTT] = max(1, ts_ns - c[b + F_RTT0])
                     c[b + F_RTT0] = -1
+        if self.extra_layers:
+            self._extra_layer(f, p, data, ts_ns)
         if self.raw_packet_limit:
             x = f.x
             if x is None:
@@ -414,6 +422,26 @@ class FlowTable(object):
             self.process_decoded(p.inner, inner_data, ts_ns, 1 if p.inner.link_src is not None else 101,
                                  parent=f, length=p.inner.wire_len)
         return f
+
+    def _extra_layer(self, f, p, data, ts_ns):
+        """The ExtraLayers JSON of packet `p` into flow `f` (DNS: every packet; others: the first)."""
+        found = parser_for(self.extra_layers, p.application)
+        if found is None:
+            return
+        name, parse, every = found
+        x = f.x
+        if x is None:
+            x = f.x = FlowExtra()
+        if x.layers is None:
+            x.layers = {}
+        elif not every and name in x.layers:
+            return
+        off = p.l4_off + (8 if p.l4_proto == _dec.IPPROTO_UDP else 0)
+        if p.l4_proto == _dec.IPPROTO_TCP:          # DNS over TCP: 2-byte length, then the message
+            off = p.l4_end - p.tcp_payload + 2
+        layer = parse(data, off, min(p.l4_end, len(data)), ts_ns)
+        if layer is not None:
+            x.layers[name] = layer
 
     def _tcp(self, f, b, p, ab, ts_ns, ms):
         c = self.c

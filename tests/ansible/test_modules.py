@@ -218,7 +218,8 @@ def test_capture_lifecycle(analyzer, runner):
         {"name": "upstream_selector", "skydive.skydive.skydive_capture": {
             "interface_name": "cap-if", "type": "device", "capture_name": "cap2", "capture_type": "pcap",
             "raw_packet_limit": 5, "header_size": 128}},
-        {"name": "extra_layers", "skydive.skydive.skydive_capture": dict(capture, capture_name="xl", extra_layers=["DNS"])},
+        {"name": "extra_layers", "skydive.skydive.skydive_capture": dict(capture, capture_name="xl", capture_type="ebpf",
+                                                                                  extra_layers=["DNS"])},
         {"name": "sampling_on_pcap", "skydive.skydive.skydive_capture": dict(
             capture, capture_name="sr", capture_type="pcap", sampling_rate=5)},
         {"name": "mirror", "skydive.skydive.skydive_capture": dict(capture, capture_name="mi", capture_type="dpdk")},
@@ -255,8 +256,7 @@ def test_capture_lifecycle(analyzer, runner):
         ("pcap", 5, 128)
     # what no capture type does yet, or not this one, is a 400 naming the option
     assert run["extra_layers"]["failed"] and "HTTP 400" in run["extra_layers"]["msg"]
-    assert "ExtraLayers: not supported by the default" in run["extra_layers"]["msg"]
-    assert "no capture type implements it yet" in run["extra_layers"]["msg"]
+    assert "ExtraLayers: not supported by ebpf capture (only afpacket" in run["extra_layers"]["msg"]
     assert "SamplingRate: not supported by pcap capture (only ovssflow)" in run["sampling_on_pcap"]["msg"]
     assert run["mirror"]["failed"] and "capture_type" in run["mirror"]["msg"] and "dpdk" in run["mirror"]["msg"]
 
