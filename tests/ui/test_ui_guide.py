@@ -109,6 +109,16 @@ def shot(page, artifacts, name):
     return path
 
 
+def shown(nid):
+    """JS: the node is drawn (its element exists, not folded away)."""
+    return "(() => { const e = %s; return !!e && e.getAttribute('display') === null; })()" % q_node(nid)
+
+
+def hidden(nid):
+    """JS: the node is not drawn (never shown yet: no element; or folded: display none)."""
+    return "(() => { const e = %s; return !e || e.getAttribute('display') === 'none'; })()" % q_node(nid)
+
+
 def visible_ids(page):
     return set(page.eval("[...document.querySelectorAll('#layer-nodes .node:not([display=none])')].map(e => e.dataset.id)"))
 
@@ -152,20 +162,20 @@ def test_hosts_first_expand_collapse(stack, net, page, artifacts):
     shot(page, artifacts, "01-hosts-first")
     # first expand: namespaces, NICs; the interfaces inside a namespace stay folded
     expander(page, host)
-    page.wait_for(q_node(ns_a) + ".getAttribute('display') === null", message="the namespace shown")
-    assert page.eval(q_node(a) + ".getAttribute('display')") == "none"
+    page.wait_for(shown(ns_a), message="the namespace shown")
+    assert page.eval(hidden(a))
     assert page.eval(q_node(ns_a) + ".classList.contains('collapsed')")
     # second expand: the namespace's interfaces
     expander(page, ns_a)
-    page.wait_for(q_node(a) + ".getAttribute('display') === null", message="the interface in the namespace shown")
+    page.wait_for(shown(a), message="the interface in the namespace shown")
     settle(page)
     pos = page.eval("window.skydive.layout.point(%s).x" % js(a))
     shot(page, artifacts, "02-namespace-expanded")
     # collapse hides it again, expand brings it back where it was
     expander(page, ns_a)
-    page.wait_for(q_node(a) + ".getAttribute('display') === 'none'", message="collapsed again")
+    page.wait_for(hidden(a), message="collapsed again")
     expander(page, ns_a)
-    page.wait_for(q_node(a) + ".getAttribute('display') === null")
+    page.wait_for(shown(a))
     settle(page)
     assert abs(page.eval("window.skydive.layout.point(%s).x" % js(a)) - pos) < 30
 
@@ -203,7 +213,7 @@ def test_new_node_appears_without_moving_the_rest(stack, net, page):
     requests.post(stack.url + "/api/node", timeout=10, json={"ID": nid, "Host": "", "Metadata": {"Name": "ui-late", "Type": "device"}})
     requests.post(stack.url + "/api/edge", timeout=10, json={"ID": str(uuid.uuid4()), "Parent": host, "Child": nid,
                                                            "Metadata": {"RelationType": "ownership"}})
-    page.wait_for(q_node(nid) + " !== null && " + q_node(nid) + ".getAttribute('display') === null")
+    page.wait_for(shown(nid))
     settle(page)
     after = page.eval(get)
     ours = {n["ID"] for name in ("ns_a", "ns_b", "root0", "root1") for n in stack.q("G.V().Has('Name','%s')" % net[name])} | {host}
@@ -218,7 +228,7 @@ def test_new_node_appears_without_moving_the_rest(stack, net, page):
 def test_veth_down_turns_red_without_reload(stack, net, page, artifacts):
     rid = stack.node(net["root0"])["ID"]
     page.eval("window.skydive.renderer.reveal(%s)" % js(rid))
-    page.wait_for(q_node(rid) + ".getAttribute('display') === null")
+    page.wait_for(shown(rid))
     fill = "getComputedStyle(%s.querySelector('.shape')).fill" % q_node(rid)
     assert page.eval(fill) != RED
     run(["ip", "link", "set", net["root0"], "down"])
@@ -362,7 +372,7 @@ def test_topology_rules_tab(stack, net, page, artifacts):
     page.wait_for("document.querySelectorAll('#noderule-table tbody tr').length === 1", message="node rule listed")
     tor_q = "G.V().Has('Name', '%s', 'Type', 'fabric')" % tor
     tor_node = stack.wait_q(tor_q, lambda v: v and len(v) == 1)[0]
-    page.wait_for(q_node(tor_node["ID"]) + " !== null && " + q_node(tor_node["ID"]) + ".getAttribute('display') === null",
+    page.wait_for(shown(tor_node["ID"]),
                   message="the ToR in the graph (a fabric node: shown in the hosts-first view)")
     page.eval("document.getElementById('edgerule-name').value = 'tor-link';"
               "document.getElementById('edgerule-src').value = %s;" % js(tor_q))
@@ -460,7 +470,7 @@ def test_many_similar_interfaces_fold_into_a_bundle(stack, net, page, artifacts)
                                                                        "Metadata": {"RelationType": "ownership"}})
             assert r.status_code == 201, r.text
         bundle = "document.querySelector(%s)" % js('#layer-nodes .bundle[data-owner="%s"][data-type="veth"]' % host)
-        hidden = "%s.every(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]'); return e && e.getAttribute('display') === 'none'; })" % js(ids)
+        hidden = "%s.every(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]'); return !e || e.getAttribute('display') === 'none'; })" % js(ids)
         page.wait_for("%s !== null && Number(%s.dataset.count) >= 50 && %s" % (bundle, bundle, hidden), timeout=30,
                       message="the 50 veths in one bundle")
         count = int(page.eval(bundle + ".dataset.count"))
@@ -473,8 +483,8 @@ def test_many_similar_interfaces_fold_into_a_bundle(stack, net, page, artifacts)
             return !!hit && hit.closest('.bundle') === e; })()""" % bundle, message="the bundle clickable")
         click_el(page, bundle + ".querySelector('.shape')")
         page.wait_for(bundle + " === null", message="the bundle opened")
-        shown = page.eval("%s.filter(id => document.querySelector('#layer-nodes [data-id=\"' + id + '\"]').getAttribute('display') === null).length" % js(ids))
-        assert shown == 50
+        n_shown = page.eval("%s.filter(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]'); return e && e.getAttribute('display') === null; }).length" % js(ids))
+        assert n_shown == 50
         settle(page)
         shot(page, artifacts, "13-bundle-opened")
     finally:

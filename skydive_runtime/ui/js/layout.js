@@ -350,14 +350,21 @@ export class Layout {
       for (const id of store.owned.keys()) if (store.isGroup(id) && !this.expanded.has(id)) this.collapsed.add(id);
     }
     if (this.collapsed.size) {
-      for (const id of store.nodes.keys()) {
-        let cur = store.ownerId(id), top;
-        const seen = new Set([id]);
-        while (cur !== undefined && !seen.has(cur)) {
-          seen.add(cur);
-          if (this.collapsed.has(cur)) top = cur;
-          cur = store.ownerId(cur);
+      // the top-most collapsed ancestor of each node, memoized along the ownership chains
+      const memo = new Map();
+      const topOf = (id, depth) => {
+        if (memo.has(id)) return memo.get(id);
+        const owner = store.ownerId(id);
+        let top;
+        if (owner !== undefined && depth < 64) {
+          const above = topOf(owner, depth + 1);
+          top = above !== undefined ? above : this.collapsed.has(owner) ? owner : undefined;
         }
+        memo.set(id, top);
+        return top;
+      };
+      for (const id of store.nodes.keys()) {
+        const top = topOf(id, 0);
         if (top !== undefined) hidden.set(id, top);
       }
     }
@@ -581,20 +588,21 @@ export class Layout {
     }
   }
 
+  // subtree sizes, computed on demand (a Map-like get()): a rebuild of a 5,000-node graph
+  // only asks for the visible owners' children
   _subtreeSizes() {
-    const store = this.store;
-    const size = new Map();
-    // process deepest first: sort by ownership depth (cheap: depth is small)
-    const ids = [...store.nodes.keys()];
-    const depth = store.depths();
-    ids.sort((a, b) => depth.get(b) - depth.get(a));
-    for (const id of ids) {
-      let s = 1;
-      for (const c of store.children(id)) s += size.get(c) || 1;
-      size.set(id, s);
-    }
-    return size;
+    const store = this.store, memo = new Map();
+    const get = (id, depth = 0) => {
+      let v = memo.get(id);
+      if (v !== undefined) return v;
+      v = 1;
+      if (depth < 64) for (const c of store.children(id)) v += get(c, depth + 1);
+      memo.set(id, v);
+      return v;
+    };
+    return { get };
   }
+
 
   // Initial positions: near the owner (or a neighbour) when it has one, else hierarchically.
   _place(fresh, whole) {

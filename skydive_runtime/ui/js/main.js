@@ -60,6 +60,8 @@ const svg = $("graph");
 const body = document.body;
 
 let frameRequested = false;
+// timings read by benchmarks/ui_bench.py: first SyncReply drawn, work per frame (ms, last 5,000)
+const perf = { firstApplied: 0, firstPainted: 0, frames: [] };
 let syncs = 0;
 let lastEventAt = 0;
 
@@ -275,6 +277,8 @@ let nextApplyAt = 0;        // events are applied in batches no closer than this
 
 function frame(now) {
   frameRequested = false;
+  const work0 = performance.now();
+  if (perf.firstApplied && !perf.firstPainted) perf.firstPainted = now;   // the frame after the first draw
   if (drawStart) {
     renderCost = now - drawStart;
     drawStart = 0;
@@ -300,6 +304,7 @@ function frame(now) {
       details.changed(changes);
       updateCounters();
       structural = changes.structure;
+      if (changes.reset && !perf.firstApplied) perf.firstApplied = -1;
       const tab = tabs.current;
       if (tab === "tab-captures") captures.updateCounters();
       else if (tab === "tab-generator") generator.update();
@@ -313,6 +318,9 @@ function frame(now) {
     const t = performance.now();
     if (renderer.draw()) drawStart = t;
   }
+  if (perf.firstApplied === -1) { perf.firstApplied = performance.now(); schedule(); }
+  perf.frames.push(performance.now() - work0);
+  if (perf.frames.length > 5000) perf.frames.splice(0, 1000);
   const state = layout.frozen ? "frozen" : running ? "running" : "stable";
   if (!running && renderer.labelsDirty && !drawStart && performance.now() - renderer.viewChangedAt > 120) renderer.declutter();
   if (state === "stable" && body.dataset.layout === "running") saveSoon();
@@ -392,4 +400,4 @@ updateCounters();
 subscriber.start();
 status.start();
 window.skydive = { store, layout, renderer, subscriber, details, captures, console: console_, tabs, flows, alerts,
-  rules, generator, workflows, timebar, metrics };
+  rules, generator, workflows, timebar, metrics, perf };

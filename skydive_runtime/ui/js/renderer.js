@@ -32,6 +32,9 @@ export class Renderer {
     this.groupEls = new Map();             // owner id -> rect
     this.proxyEls = new Map();             // "a|b" -> {line, a, b}: links through folded groups
     this.bundleEls = new Map();            // bundle id -> {g, label, lx, ly}: many similar leaves as one
+    // elements are created when first shown: a hosts-first view of 5,000 nodes makes a few hundred
+    this.pendingNodes = new Set();
+    this.pendingEdges = new Set();
     this.order = [];                       // node ids, deepest ownership level first
     this.depths = new Map();
     this.view = { k: 1, tx: 0, ty: 0 };
@@ -53,6 +56,8 @@ export class Renderer {
     if (changes.reset) {
       for (const id of [...this.edgeEls.keys()]) if (!store.edges.has(id)) this._removeEdge(id);
       for (const id of [...this.nodeEls.keys()]) if (!store.nodes.has(id)) this._removeNode(id);
+      for (const id of [...this.pendingNodes]) if (!store.nodes.has(id)) this.pendingNodes.delete(id);
+      for (const id of [...this.pendingEdges]) if (!store.edges.has(id)) this.pendingEdges.delete(id);
       for (const [id, n] of store.nodes) this._upsertNode(id, n);
       for (const [id, e] of store.edges) this._upsertEdge(id, e);
     } else {
@@ -73,7 +78,9 @@ export class Renderer {
   _upsertNode(id, n) {
     if (!n) return;
     let r = this.nodeEls.get(id);
+    if (!r && this.layout.hiddenBy.has(id)) { this.pendingNodes.add(id); return; }
     if (!r) {
+      this.pendingNodes.delete(id);
       const g = el("g", { class: "node", "data-id": id });
       const ring = el("circle", { class: "capture-ring" });
       const shape = el("circle", { class: "shape" });
@@ -163,6 +170,7 @@ export class Renderer {
   }
 
   _removeNode(id) {
+    this.pendingNodes.delete(id);
     const r = this.nodeEls.get(id);
     if (!r) return;
     r.g.remove();
@@ -175,7 +183,10 @@ export class Renderer {
   _upsertEdge(id, e) {
     if (!e) return;
     let r = this.edgeEls.get(id);
+    const hidden = this.layout.hiddenBy;
+    if (!r && (hidden.has(e.Parent) || hidden.has(e.Child))) { this.pendingEdges.add(id); return; }
     if (!r) {
+      this.pendingEdges.delete(id);
       const line = el("path", { "data-id": id });
       r = { line, title: null, cls: "", parent: e.Parent, child: e.Child };
       this.edgeEls.set(id, r);
@@ -194,6 +205,7 @@ export class Renderer {
   }
 
   _removeEdge(id) {
+    this.pendingEdges.delete(id);
     const r = this.edgeEls.get(id);
     if (!r) return;
     r.line.remove();
@@ -213,7 +225,8 @@ export class Renderer {
     }
     const depths = store.depths();
     this.depths = depths;
-    this.order = [...store.nodes.keys()].sort((a, b) => depths.get(b) - depths.get(a));
+    const hiddenBy = this.layout.hiddenBy;       // only the shown nodes make group boxes
+    this.order = [...store.nodes.keys()].filter((id) => !hiddenBy.has(id)).sort((a, b) => depths.get(b) - depths.get(a));
     this.owners = this.order.map((id) => store.ownerId(id));
     // outer groups first in the DOM so that inner ones are painted on top
     const groups = this.order.filter(boxed).reverse();
@@ -278,6 +291,12 @@ export class Renderer {
   _visibility() {
     this._bundles();
     const hidden = this.layout.hiddenBy;
+    for (const id of [...this.pendingNodes]) if (!hidden.has(id)) this._upsertNode(id, this.store.node(id));
+    for (const id of [...this.pendingEdges]) {
+      const e = this.store.edge(id);
+      if (!e) this.pendingEdges.delete(id);
+      else if (!hidden.has(e.Parent) && !hidden.has(e.Child)) this._upsertEdge(id, e);
+    }
     const counts = new Map();
     for (const top of hidden.values()) counts.set(top, (counts.get(top) || 0) + 1);
     for (const [id, r] of this.nodeEls) {
@@ -352,7 +371,10 @@ export class Renderer {
       if (!p) continue;
       if (force || Math.abs(p.x - r.lx) > 0.25 || Math.abs(p.y - r.ly) > 0.25 || Number.isNaN(r.lx)) {
         r.lx = p.x; r.ly = p.y;
-        r.g.setAttribute("transform", `translate(${p.x.toFixed(1)},${p.y.toFixed(1)})`);
+        const tf = `translate(${p.x.toFixed(1)},${p.y.toFixed(1)})`;
+        if (tf === r.tf) continue;                       // a forced draw writes only what changed
+        r.tf = tf;
+        r.g.setAttribute("transform", tf);
         movedIds.add(id);
         moved = true;
       }
@@ -363,7 +385,8 @@ export class Renderer {
       const a = this.layout.point(r.parent), b = this.layout.point(r.child);
       if (!a || !b) continue;
       r.lx = a.x;
-      r.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
+      const d = `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`;
+      if (d !== r.d) { r.d = d; r.line.setAttribute("d", d); }
     }
     for (const [id, r] of this.bundleEls) {
       const p = this.layout.point(id);
@@ -383,7 +406,8 @@ export class Renderer {
       pr.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
     }
     if (moved || force) { this._drawGroups(); this.labelsDirty = true; }
-    if (!this.userView && (moved || force)) this.fit(false);
+    // auto-fit while the whole picture is laid out; a local layout (new nodes) leaves the view alone
+    if (!this.userView && (moved || force) && !this.layout.movable) this.fit(false);
     return moved;
   }
 
@@ -531,7 +555,8 @@ export class Renderer {
       this.viewChangedAt = performance.now();
       if (this.handlers.onActivity) this.handlers.onActivity();       // labels re-placed once the zoom stops
     }
-    this.viewport.setAttribute("transform", `translate(${tx.toFixed(1)},${ty.toFixed(1)}) scale(${k.toFixed(4)})`);
+    const tf = `translate(${tx.toFixed(1)},${ty.toFixed(1)}) scale(${k.toFixed(4)})`;
+    if (tf !== this._viewTf) { this._viewTf = tf; this.viewport.setAttribute("transform", tf); }
     const threshold = this.nodeEls.size > 1000 ? 0.8 : 0.55;
     this.svg.classList.toggle("zoomed-out", k < threshold);
     if (this.handlers.onViewChange) this.handlers.onViewChange(this.view);
