@@ -46,9 +46,13 @@ def edge(parent, child, host, relation, **md):
             "Metadata": dict(md, RelationType=relation)}
 
 
+META = {}          # interface id -> its metadata (updates keep it, change the counters and State)
+
+
 def build(hosts, per_host):
     """Hosts like compute nodes: br-int with ports, namespaces with a veth, NICs; per_host nodes each."""
     msgs, interfaces = [], {}
+    META.clear()
     for h in range(hosts):
         name = "compute-%03d" % h
         hid = str(uuid.uuid4())
@@ -65,7 +69,7 @@ def build(hosts, per_host):
                 ns, inner, port = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
                 msgs += [("NodeAdded", node(ns, name, Name="qrouter-%d" % i, Type="netns", Path="/var/run/netns/qrouter-%d" % i)),
                          ("EdgeAdded", edge(hid, ns, name, "ownership")),
-                         ("NodeAdded", node(inner, name, Name="qr-%d" % i, Type="veth", State="UP", MTU=1450)),
+                         ("NodeAdded", node(inner, name, **META.setdefault(inner, {"Name": "qr-%d" % i, "Type": "veth", "State": "UP", "MTU": 1450}))),
                          ("EdgeAdded", edge(ns, inner, name, "ownership")),
                          ("NodeAdded", node(port, name, Name="qr-%d" % i, Type="ovsport", UUID=str(uuid.uuid4()))),
                          ("EdgeAdded", edge(br, port, name, "ownership")),
@@ -76,6 +80,7 @@ def build(hosts, per_host):
                 nid = str(uuid.uuid4())
                 md = {"Name": ("eth%d" % i) if kind == "device" else "tap%d" % i, "Type": "device" if kind == "device" else "tuntap",
                       "State": "UP", "MTU": 1500}
+                META[nid] = md
                 msgs += [("NodeAdded", node(nid, name, **md)), ("EdgeAdded", edge(hid, nid, name, "ownership"))]
                 ifs.append(nid)
                 left -= 1
@@ -188,8 +193,8 @@ def main():
                 return "NodeDeleted", {"ID": nid, "Host": hname2, "Metadata": {}}
             nid = random.choice(ifs)
             n = counter[0]
-            return "NodeUpdated", node(nid, hname, Name="if", Type="tuntap", State="UP" if n % 7 else "DOWN",
-                                       Metric={"RxPackets": n * 10, "TxPackets": n * 9, "RxBytes": n * 1000, "TxBytes": n * 900, "Last": int(time.time() * 1000)})
+            metric = {"RxPackets": n * 10, "TxPackets": n * 9, "RxBytes": n * 1000, "TxBytes": n * 900, "Last": int(time.time() * 1000)}
+            return "NodeUpdated", node(nid, hname, **dict(META[nid], State="UP" if n % 7 else "DOWN", Metric=metric))
 
         browser.eval("""(() => { const s = window.__frames = []; let last = performance.now();
             window.__sampling = true;

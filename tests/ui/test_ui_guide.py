@@ -8,6 +8,7 @@ One stack (analyzer + agent, flow.update 1 s), one set of namespaces and one bro
 Screenshots go to $SKYDIVE_UI_ARTIFACTS (default: a temp dir), printed by the tests.
 """
 
+import json
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import uuid
 import pytest
 import requests
 
-from tests.fixtures.processes import analyzer_config, wait_until
+from tests.fixtures.processes import analyzer_config
 from tests.fixtures.stack import Stack
 from tests.fixtures.topology import NetEnv, Names, run
 from tests.ui.browser import Browser, chromium_binary
@@ -191,8 +192,8 @@ def test_reload_keeps_positions(stack, net, page):
     settle(page)
     after = page.eval(get)
     # this test's nodes (other helpers' namespaces on this machine come and go meanwhile)
-    ours = {host_id(stack)} | {n["ID"] for name in ("ns_a", "ns_b", "a", "b", "root0", "root1")
-                                for n in stack.q("G.V().Has('Name','%s')" % net[name])}
+    names = ("ns_a", "ns_b", "a", "b", "root0", "root1")
+    ours = {host_id(stack)} | {n["ID"] for name in names for n in stack.q("G.V().Has('Name','%s')" % net[name])}
     ours &= set(before)
     assert len(ours) >= 3 and ours <= set(after)
     for nid, (x, y) in before.items():
@@ -211,8 +212,8 @@ def test_new_node_appears_without_moving_the_rest(stack, net, page):
     before = page.eval(get)
     nid = str(uuid.uuid4())
     requests.post(stack.url + "/api/node", timeout=10, json={"ID": nid, "Host": "", "Metadata": {"Name": "ui-late", "Type": "device"}})
-    requests.post(stack.url + "/api/edge", timeout=10, json={"ID": str(uuid.uuid4()), "Parent": host, "Child": nid,
-                                                           "Metadata": {"RelationType": "ownership"}})
+    link = {"ID": str(uuid.uuid4()), "Parent": host, "Child": nid, "Metadata": {"RelationType": "ownership"}}
+    requests.post(stack.url + "/api/edge", timeout=10, json=link)
     page.wait_for(shown(nid))
     settle(page)
     after = page.eval(get)
@@ -235,7 +236,8 @@ def test_veth_down_turns_red_without_reload(stack, net, page, artifacts):
     page.wait_for(q_node(rid) + ".classList.contains('state-down')", timeout=20, message="DOWN shown")
     assert page.eval(fill) == RED
     # red for nothing else: no other node of the page is red
-    others = page.eval("[...document.querySelectorAll('#layer-nodes .node:not(.state-down) .shape')].filter(e => getComputedStyle(e).fill === %s).length" % js(RED))
+    others = page.eval("[...document.querySelectorAll('#layer-nodes .node:not(.state-down) .shape')]"
+                       ".filter(e => getComputedStyle(e).fill === %s).length" % js(RED))
     assert others == 0
     shot(page, artifacts, "03-veth-down")
     run(["ip", "link", "set", net["root0"], "up"])
@@ -271,7 +273,6 @@ def test_chapter5_capture_ping_flows(stack, net, page, artifacts):
     row = "[...document.querySelectorAll('#flows-table tbody tr')].filter(r => r.children[0].textContent === 'ICMPv4')"
     page.wait_for(row + ".length === 1 && " + row + "[0].children[3].textContent === '20' && " + row + "[0].children[4].textContent === '20'",
                   timeout=30, message="one ICMPv4 row with 20 packets each way")
-    cells = page.eval(row + "[0].innerText.split('\\t')")
     cells = page.eval("[...%s[0].children].map(c => c.textContent)" % row)
     assert cells[1] == net["ip_a"] and cells[2] == net["ip_b"]
     assert cells[5] == "1,960" and cells[6] == "1,960", cells
@@ -411,7 +412,6 @@ def test_workflows_tab(stack, net, page, artifacts):
     page.wait_for("document.getElementById('wf-meta').textContent.startsWith('done') || !document.getElementById('wf-error').hidden",
                   timeout=60, message="the workflow's answer")
     assert page.eval("document.getElementById('wf-error').hidden"), page.eval("document.getElementById('wf-error').textContent")
-    import json
     result = json.loads(page.eval("document.getElementById('wf-result').textContent"))
     assert result["Connectivity"] is True and result["Flows"]
     assert page.eval("document.querySelectorAll('#wf-flows tbody tr').length") == len(result["Flows"])
@@ -464,14 +464,16 @@ def test_many_similar_interfaces_fold_into_a_bundle(stack, net, page, artifacts)
     ids = [str(uuid.uuid4()) for _ in range(50)]
     try:
         for i, nid in enumerate(ids):
-            r = requests.post(stack.url + "/api/node", timeout=10, json={"ID": nid, "Host": "", "Metadata": {"Name": "uib%d" % i, "Type": "veth", "State": "UP"}})
+            body = {"ID": nid, "Host": "", "Metadata": {"Name": "uib%d" % i, "Type": "veth", "State": "UP"}}
+            r = requests.post(stack.url + "/api/node", timeout=10, json=body)
             assert r.status_code == 201, r.text
-            r = requests.post(stack.url + "/api/edge", timeout=10, json={"ID": str(uuid.uuid4()), "Parent": host, "Child": nid,
-                                                                       "Metadata": {"RelationType": "ownership"}})
+            link = {"ID": str(uuid.uuid4()), "Parent": host, "Child": nid, "Metadata": {"RelationType": "ownership"}}
+            r = requests.post(stack.url + "/api/edge", timeout=10, json=link)
             assert r.status_code == 201, r.text
         bundle = "document.querySelector(%s)" % js('#layer-nodes .bundle[data-owner="%s"][data-type="veth"]' % host)
-        hidden = "%s.every(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]'); return !e || e.getAttribute('display') === 'none'; })" % js(ids)
-        page.wait_for("%s !== null && Number(%s.dataset.count) >= 50 && %s" % (bundle, bundle, hidden), timeout=30,
+        all_hidden = "%s.every(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]');" \
+                     " return !e || e.getAttribute('display') === 'none'; })" % js(ids)
+        page.wait_for("%s !== null && Number(%s.dataset.count) >= 50 && %s" % (bundle, bundle, all_hidden), timeout=30,
                       message="the 50 veths in one bundle")
         count = int(page.eval(bundle + ".dataset.count"))
         assert page.eval(bundle + ".querySelector('.label').textContent") == "%d veth" % count
@@ -483,7 +485,8 @@ def test_many_similar_interfaces_fold_into_a_bundle(stack, net, page, artifacts)
             return !!hit && hit.closest('.bundle') === e; })()""" % bundle, message="the bundle clickable")
         click_el(page, bundle + ".querySelector('.shape')")
         page.wait_for(bundle + " === null", message="the bundle opened")
-        n_shown = page.eval("%s.filter(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]'); return e && e.getAttribute('display') === null; }).length" % js(ids))
+        n_shown = page.eval("%s.filter(id => { const e = document.querySelector('#layer-nodes [data-id=\"' + id + '\"]');"
+                            " return e && e.getAttribute('display') === null; }).length" % js(ids))
         assert n_shown == 50
         settle(page)
         shot(page, artifacts, "13-bundle-opened")
