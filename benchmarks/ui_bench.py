@@ -194,7 +194,9 @@ def main():
             nid = random.choice(ifs)
             n = counter[0]
             metric = {"RxPackets": n * 10, "TxPackets": n * 9, "RxBytes": n * 1000, "TxBytes": n * 900, "Last": int(time.time() * 1000)}
-            return "NodeUpdated", node(nid, hname, **dict(META[nid], State="UP" if n % 7 else "DOWN", Metric=metric))
+            upd = node(nid, hname, **dict(META[nid], State="UP" if n % 7 else "DOWN", Metric=metric))
+            upd.update(Revision=n + 1, UpdatedAt=int(time.time() * 1000))     # newer than what the analyzer holds
+            return "NodeUpdated", upd
 
         browser.eval("""(() => { const s = window.__frames = []; let last = performance.now();
             window.__sampling = true;
