@@ -52,7 +52,7 @@ async def measure(keystone, port_ids, minutes, interval):
         elapsed = time.monotonic() - t0
         status = probe.status()
     finally:
-        await probe.stop()
+        await probe.stop()  # the coroutine stop() returns
     return elapsed, polls, status, client.auths
 
 

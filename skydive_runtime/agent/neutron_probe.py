@@ -215,15 +215,20 @@ class NeutronProbe(Probe, GraphListener):
         self.graph.add_listener(self)
         self.task = self.loop.create_task(self._run())
 
-    async def stop(self):
+    def stop(self):
+        """Cancels the poller; the coroutine returned (awaited by Parts) closes the HTTP session."""
         self.graph.remove_listener(self)
-        if self.task is not None:
-            self.task.cancel()
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+        return self._closed(task)
+
+    async def _closed(self, task):
+        if task is not None:
             try:
-                await self.task
+                await task
             except asyncio.CancelledError:
                 pass
-            self.task = None
         await self.client.close()
 
     def status(self):
