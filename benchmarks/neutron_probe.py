@@ -31,7 +31,7 @@ def create_ports(neutron, net_id, subnet_id, count):
     for i in range(0, count, 100):
         body = {"ports": [{"network_id": net_id, "name": "bench-%d" % j, "device_owner": "compute:bench",
                            "fixed_ips": [{"subnet_id": subnet_id}]} for j in range(i, min(count, i + 100))]}
-        ids += [p["id"] for p in neutron.api("POST", "/v2.0/ports", body)["ports"]]
+        ids += [p["id"] for p in neutron.api("POST", "/v2.0/ports", body, timeout=900)["ports"]]
     return ids, time.monotonic() - t0
 
 
