@@ -7,8 +7,6 @@ import pytest
 
 from tests.fixtures.openstack import Keystone, Neutron
 
-pytestmark = pytest.mark.needs_root
-
 
 @pytest.fixture(scope="session")
 def keystone(tmp_path_factory):

@@ -10,6 +10,8 @@ import requests
 
 from tests.fixtures.processes import SkydiveProcess, analyzer_config, free_port
 
+pytestmark = pytest.mark.needs_root
+
 ADMIN, READER, OTHER = ("skyks-admin", "admin-pw"), ("skyks-reader", "reader-pw"), ("skyks-other", "other-pw")
 
 

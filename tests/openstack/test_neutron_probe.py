@@ -16,6 +16,8 @@ from tests.fixtures.processes import analyzer_config, free_port, wait_until
 from tests.fixtures.stack import Stack
 from tests.fixtures.topology import PrivateOVS, run
 
+pytestmark = pytest.mark.needs_root
+
 SVC_USER, SVC_PW = "skydive-neutron-probe", "probe-pw"
 
 
