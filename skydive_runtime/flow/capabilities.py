@@ -105,11 +105,13 @@ def default_type(node_type, capture, runnable=None, running=()):
     """The type an untyped `capture` runs on a node of `node_type`: PREFERRED_CAPTURE when it can
     take the node, is in `runnable` (the host's runnable types; None: any), every option the capture
     asks for is one it honours with the same meaning (not BPFFilter, RawPacketLimit, HeaderSize,
-    ExtraTCPMetric, ExtraLayers...: whole packets) and, being single per node, none of `running`
-    (the node's Captures entries) is of that type; else DEFAULT_CAPTURE's type (None: no type)."""
+    ExtraTCPMetric, ExtraLayers...: whole packets; Target/TargetType, which every type honours, do
+    not count) and, being single per node, none of `running` (the node's Captures entries) is of
+    that type; else DEFAULT_CAPTURE's type (None: no type)."""
     pref = CAPTURE_TYPES.get(PREFERRED_CAPTURE)
     if pref is not None and node_type in pref.node_types and (runnable is None or pref.name in runnable) \
-            and all(capture.get(opt, neutral[0]) in neutral for opt, neutral in OPTIONS.items()) \
+            and all(capture.get(opt, neutral[0]) in neutral for opt, neutral in OPTIONS.items()
+                    if opt not in EXPORT_OPTIONS) \
             and (pref.multiple_per_node or not any(isinstance(e, dict) and e.get("Type") == pref.name for e in running or ())):
         return pref.name
     return DEFAULT_CAPTURE.get(node_type)
