@@ -79,6 +79,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flows", type=int, default=1_000_000)
     ap.add_argument("--sqlite", action="store_true", help="also run the embedded SQLite store on the same flows")
+    ap.add_argument("--sqlite-only", action="store_true", help="only the embedded SQLite store")
     ap.add_argument("--dir", default=None, help="work directory (default: a temporary one, removed)")
     args = ap.parse_args()
     workdir = args.dir or tempfile.mkdtemp(prefix="skydive-clickhouse-bench-")
@@ -87,41 +88,51 @@ def main():
     probe = random.Random(7).sample(ips, 100)
     try:
         print("machine: %d CPUs, load average %.1f at start (shared machine)" % (os.cpu_count(), os.getloadavg()[0]))
-        with clickhouse_server(workdir) as ch:
-            store = open_store(ch.settings("bench"), name="bench")
-            try:
-                rate, rate_cpu, expected = load(store, args.flows, probe)
-                print("clickhouse %s: %d flows inserted: %d flows/s wall, %d per CPU-second of this process"
-                      % (ch.query("SELECT version()").strip(), args.flows, rate, rate_cpu))
-                size = disk_bytes(ch, "bench")
-                med, p95, mean = query(store, expected)
-                print("Has('Network', ip) over %d flows: median %.1f ms, p95 %.1f ms (%.0f flows returned on average)"
-                      % (args.flows, med, p95, mean))
-                ch.query("OPTIMIZE TABLE bench.flows FINAL")
-                ch.query("OPTIMIZE TABLE bench.flow_metrics FINAL")
-                print("bytes per flow on disk (flow + one metric row): %.1f as merged in the background, %.1f after "
-                      "OPTIMIZE FINAL" % (size / args.flows, disk_bytes(ch, "bench") / args.flows))
-            finally:
-                store.close()
-        if args.sqlite:
-            path = os.path.join(workdir, "flows.db")
-            store = SQLiteStore(path)
-            try:
-                rate, rate_cpu, expected = load(store, args.flows, probe)
-            finally:
-                store.close()
-            print("sqlite: %d flows inserted: %d flows/s wall, %d per CPU-second; %.1f bytes per flow on disk"
-                  % (args.flows, rate, rate_cpu, os.path.getsize(path) / args.flows))
-            store = SQLiteStore(path)
-            try:
-                med, p95, mean = query(store, expected)
-            finally:
-                store.close()
-            print("sqlite Has('Network', ip) over %d flows: median %.1f ms, p95 %.1f ms" % (args.flows, med, p95))
+        if not args.sqlite_only:
+            bench_clickhouse(workdir, args.flows, probe)
+        if args.sqlite or args.sqlite_only:
+            bench_sqlite(workdir, args.flows, probe)
         print("load average at end %.1f" % os.getloadavg()[0])
     finally:
         if not args.dir:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def bench_clickhouse(workdir, n, probe):
+    with clickhouse_server(workdir) as ch:
+        store = open_store(ch.settings("bench"), name="bench")
+        try:
+            rate, rate_cpu, expected = load(store, n, probe)
+            print("clickhouse %s: %d flows inserted: %d flows/s wall, %d per CPU-second of this process"
+                  % (ch.query("SELECT version()").strip(), n, rate, rate_cpu))
+            size = disk_bytes(ch, "bench")
+            med, p95, mean = query(store, expected)
+            print("Has('Network', ip) over %d flows: median %.1f ms, p95 %.1f ms (%.0f flows returned on average)"
+                  % (n, med, p95, mean))
+            ch.query("OPTIMIZE TABLE bench.flows FINAL")
+            ch.query("OPTIMIZE TABLE bench.flow_metrics FINAL")
+            print("bytes per flow on disk (flow + one metric row): %.1f as merged in the background, %.1f after "
+                  "OPTIMIZE FINAL" % (size / n, disk_bytes(ch, "bench") / n))
+        finally:
+            store.close()
+
+
+def bench_sqlite(workdir, n, probe):
+    path = os.path.join(workdir, "flows.db")
+    store = SQLiteStore(path)
+    try:
+        rate, rate_cpu, expected = load(store, n, probe)
+    finally:
+        store.close()
+    print("sqlite: %d flows inserted: %d flows/s wall, %d per CPU-second; %.1f bytes per flow on disk"
+          % (n, rate, rate_cpu, os.path.getsize(path) / n))
+    store = SQLiteStore(path)
+    try:
+        med, p95, mean = query(store, expected)
+    finally:
+        store.close()
+    print("sqlite Has('Network', ip) over %d flows: median %.1f ms, p95 %.1f ms (%.0f flows returned on average)"
+          % (n, med, p95, mean))
 
 
 if __name__ == "__main__":

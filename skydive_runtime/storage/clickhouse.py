@@ -47,7 +47,7 @@ _KEY = "kind, eid, revision, created_at, updated_at, recorder"
 _TABLES = (
     "flows (day Date, uuid String, tracking String, node String, capture String, app String, net_a String, "
     "net_b String, link_a String, link_b String, start Int64, last Int64, mstart Int64, ver UInt64, data String) "
-    "ENGINE = ReplacingMergeTree(ver) PARTITION BY day ORDER BY uuid SETTINGS index_granularity = 256",
+    "ENGINE = ReplacingMergeTree(ver) PARTITION BY day ORDER BY uuid SETTINGS index_granularity = 32",
     "flow_metrics (day Date, uuid String, start Int64, last Int64, abp Int64, abb Int64, bap Int64, bab Int64, "
     "rtt Int64) ENGINE = ReplacingMergeTree() PARTITION BY day ORDER BY (uuid, start)",
     "revisions (day Date, recorder String, kind UInt8, eid String, revision Int64, created_at Int64, updated_at Int64, "
@@ -602,11 +602,12 @@ class ClickHouseStore(Store):
         if limit == 0:
             return []
         self.flush()
-        # the matching UUIDs first (small columns), then their records by primary key; sorted here
-        # (an ORDER BY would make ClickHouse read every granule of the records)
+        # the matching UUIDs first (small columns; any version of a flow may match: a superset, the
+        # latest states are read by FINAL and filtered again below), then their records by primary
+        # key; sorted here (an ORDER BY would make ClickHouse read every granule of the records)
         sql = "SELECT start, uuid, data FROM flows FINAL"
         if where:
-            sql += " WHERE uuid IN (SELECT uuid FROM flows FINAL WHERE %s)" % " AND ".join(where)
+            sql += " WHERE uuid IN (SELECT uuid FROM flows WHERE %s)" % " AND ".join(where)
         try:
             body = self.http.execute(sql + " FORMAT TabSeparated")
         except ClickHouseError as exc:
