@@ -81,7 +81,9 @@ options:
     default: false
   ip_defrag:
     description:
-      - Defragment IPv4 packets. Not implemented yet, the analyzer refuses C(true) (HTTP 400).
+      - Defragment IPv4 packets, each datagram accounted once to its flow with the bytes of all
+        its fragments, and C(IPMetric) (C(Fragments), C(FragmentErrors)) in the IPv4 flows. Not with
+        C(capture_type=ebpf) (HTTP 400); an untyped capture asking for it runs afpacket.
     type: bool
     default: false
   reassemble_tcp:

@@ -203,7 +203,7 @@ class AgentCaptures(OnDemandHandler):
                              max_entries=self.max_entries, raw_packet_limit=int(c.get("RawPacketLimit") or 0),
                              header_size=int(c.get("HeaderSize") or 0),
                              extra_tcp_metric=bool(c.get("ExtraTCPMetric")),
-                             extra_layers=int(c.get("ExtraLayers") or 0),
+                             extra_layers=int(c.get("ExtraLayers") or 0), ip_defrag=bool(c.get("IPDefrag")),
                              application_ports=self.app_ports or None)
         except FlowTableError as exc:
             raise CaptureStartError(400, str(exc)) from None

@@ -113,9 +113,6 @@ def bpf_compiler():
     return bpf
 
 
-_NOT_YET = "not implemented: the analyzer refuses it"
-
-
 def _mask(layers):
     return sum(EXTRA_LAYERS[x] for x in set(layers))
 
@@ -136,7 +133,8 @@ class CaptureKind(_GremlinKind):
         Flag("--header-size", field="HeaderSize", type=int, default=0),
         Flag("--rawpacket-limit", field="RawPacketLimit", type=int, default=0),
         Flag("--extra-tcp-metric", field="ExtraTCPMetric", action="store_true"),
-        Flag("--ip-defrag", field="IPDefrag", action="store_true", help=_NOT_YET),
+        Flag("--ip-defrag", field="IPDefrag", action="store_true",
+             help="account IPv4 fragments to their datagram's flow (not with ebpf)"),
         Flag("--reassamble-tcp", "--reassemble-tcp", field="ReassembleTCP", dest="reassemble_tcp",
              action="store_true", help="not implemented (no extra layer needs it): the analyzer refuses it"),
         Flag("--layer-key-mode", field="LayerKeyMode", default="L2"),

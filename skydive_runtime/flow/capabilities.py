@@ -35,9 +35,9 @@ OPTIONS = {"BPFFilter": ("",), "RawPacketLimit": (0,), "HeaderSize": (0,), "Extr
 # upstream's wording for the three it names
 _REFUSALS = {"BPFFilter": "BPF filtering", "RawPacketLimit": "raw packet capture",
              "ExtraTCPMetric": "extra TCP metrics"}
-# options of the types whose frames go through the flow table's decoder (ExtraLayers: from sampled
-# headers for sflow/ovssflow)
-PACKET_OPTIONS = ("BPFFilter", "RawPacketLimit", "HeaderSize", "ExtraTCPMetric", "ExtraLayers")
+# options of the types whose frames go through the flow table's decoder (ExtraLayers, IPDefrag:
+# from sampled headers for sflow/ovssflow)
+PACKET_OPTIONS = ("BPFFilter", "RawPacketLimit", "HeaderSize", "ExtraTCPMetric", "ExtraLayers", "IPDefrag")
 # why ReassembleTCP is refused by every type
 _NO_REASSEMBLY = ("ReassembleTCP: not implemented (no extra layer needs it: DNS over TCP is decoded from the "
                   "segment carrying the whole message, messages split over segments are not)")

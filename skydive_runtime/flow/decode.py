@@ -120,7 +120,7 @@ class Packet(object):
         "l4_proto", "sport", "dport", "tcp_flags", "tcp_seq", "tcp_payload",
         "icmp_type", "icmp_code", "icmp_id", "icmp_kind",
         "tunnel_end", "tunnel_dport", "tunnel_options", "mpls_labels", "inner", "wire_len", "cap_len",
-        "l4_off", "l4_end",
+        "l4_off", "l4_end", "ip_id", "ip_mf", "ip_hl",
     )
 
     def __init__(self):
@@ -150,6 +150,8 @@ class Packet(object):
         self.wire_len = 0
         self.cap_len = 0
         self.l4_off = self.l4_end = 0   # the transport header's offset and the IP payload's end
+        self.ip_id = self.ip_hl = 0     # IPv4 identification and header length
+        self.ip_mf = False              # IPv4 more fragments
 
     @property
     def layers_path(self):
@@ -241,7 +243,7 @@ def _ether_payload(p, data, off, etype):
 def _ipv4(p, data, off):
     if len(data) - off < 20:
         return
-    vihl, _tos, total, _ident, frag, ttl, proto, _csum, src, dst = _IPV4(data, off)
+    vihl, _tos, total, ident, frag, ttl, proto, _csum, src, dst = _IPV4(data, off)
     ihl = (vihl & 0x0F) * 4
     if (vihl >> 4) != 4 or ihl < 20 or len(data) - off < ihl:
         return
@@ -253,6 +255,7 @@ def _ipv4(p, data, off):
     p.ttl = ttl
     p.frag_offset = frag & 0x1FFF
     p.fragment = bool(frag & 0x2000) or p.frag_offset != 0
+    p.ip_id, p.ip_mf, p.ip_hl = ident, bool(frag & 0x2000), ihl
     if p.frag_offset:
         # Not the first fragment: no transport header (gopacket: "Fragment" payload).
         p.layers.append("Fragment")

@@ -79,7 +79,7 @@ class Flow(object):
 class FlowExtra(object):
     """Per-flow data most flows never need."""
 
-    __slots__ = ("raw", "raw_count", "tcp", "link", "ports", "layers")
+    __slots__ = ("raw", "raw_count", "tcp", "link", "ports", "layers", "ip")
 
     def __init__(self):
         self.raw = None          # list of (ts_ms, data, linktype)
@@ -88,6 +88,7 @@ class FlowExtra(object):
         self.link = None         # (A mac, B mac) in L3 key mode
         self.ports = None        # (A port, B port) of a tunnel flow, whose key has no source port
         self.layers = None       # ExtraLayers JSON: {"DNS"|"DHCPv4"|"VRRPv2": {...}}
+        self.ip = None           # IPDefrag: [fragments, fragment errors]
 
 
 TCP_FIELDS = ("ABSynStart", "BASynStart", "ABSynTTL", "BASynTTL", "ABFinStart", "BAFinStart",
@@ -279,11 +280,11 @@ def metric_dict(abp, abb, bap, bab, start, last, rtt=0):
 
 
 def flow_to_dict(flow, c, node_tid="", capture_id="", lum=None, finish=None, tcp_metric=False,
-                 with_raw=False):
+                 with_raw=False, ip_metric=False):
     """Upstream Flow JSON (spec §5.1) of `flow` whose counters live in array `c`.
 
     `lum` is the LastUpdateMetric dict (None: omitted); `finish` overrides the
-    flow's finish type (e.g. TIMEOUT on expiry).  With `with_raw` the raw
+    flow's finish type (e.g. TIMEOUT on expiry); `ip_metric` adds IPMetric to IPv4 flows (IPDefrag).  With `with_raw` the raw
     packets are added under the non-upstream key "LastRawPackets" (a list of
     {"Timestamp","Index","Data"(base64),"LinkType"}); strip it before serving.
     """
@@ -337,6 +338,9 @@ def flow_to_dict(flow, c, node_tid="", capture_id="", lum=None, finish=None, tcp
         t = x.tcp if x is not None else None
         d["TCPMetric"] = {name: (bool(t[i]) if name.endswith(("SawStart", "SawEnd")) else t[i])
                           for i, name in enumerate(TCP_FIELDS)} if t is not None else {}
+    if ip_metric and k["net_proto"] == 4:
+        ip = x.ip if x is not None and x.ip is not None else (0, 0)
+        d["IPMetric"] = {"Fragments": ip[0], "FragmentErrors": ip[1]}
     d["Start"] = start
     d["Last"] = last
     d["TrackingID"] = tracking

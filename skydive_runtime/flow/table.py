@@ -24,6 +24,7 @@ from .flow import (Flow, FlowExtra, packet_key, flow_to_dict, flow_ids, metric_d
                    TCP_INDEX, TCP_FIELDS)
 from .xxhash import xxh64
 from .layers import parser_for
+from .defrag import IPDefragger
 
 import struct as _struct
 
@@ -80,13 +81,14 @@ class FlowTable(object):
     def __init__(self, node_tid="", capture_id="", layer_key_mode="L2", expire_ms=600000,
                  hold_ms=15000, app_timeouts_ms=None, max_entries=500000, raw_packet_limit=0,
                  header_size=0, extra_tcp_metric=False, application_ports=None,
-                 linktype=_dec.LINKTYPE_ETHERNET, extra_layers=0):
+                 linktype=_dec.LINKTYPE_ETHERNET, extra_layers=0, ip_defrag=False):
         # constructor arguments, to build the same table elsewhere (ProcessCaptureRunner)
         self.settings = dict(node_tid=node_tid, capture_id=capture_id, layer_key_mode=layer_key_mode,
                              expire_ms=expire_ms, hold_ms=hold_ms, app_timeouts_ms=app_timeouts_ms,
                              max_entries=max_entries, raw_packet_limit=raw_packet_limit,
                              header_size=header_size, extra_tcp_metric=extra_tcp_metric,
-                             application_ports=application_ports, linktype=linktype, extra_layers=extra_layers)
+                             application_ports=application_ports, linktype=linktype, extra_layers=extra_layers,
+                             ip_defrag=ip_defrag)
         if layer_key_mode not in LAYER_KEY_MODES:
             raise FlowTableError("invalid layer key mode %r, expected L2 or L3" % (layer_key_mode,))
         if not isinstance(max_entries, int) or max_entries < 1:
@@ -112,6 +114,9 @@ class FlowTable(object):
         if not isinstance(extra_layers, int) or not 0 <= extra_layers <= 255:
             raise FlowTableError("extra layers must be a mask between 0 and 255, got %r" % (extra_layers,))
         self.extra_layers = extra_layers
+        self.ip_defrag = bool(ip_defrag)
+        self._defrag = IPDefragger() if ip_defrag else None
+        self.fragment_errors = 0        # IPDefrag: datagrams dropped incomplete with no flow to count them
         self.app_ports = _normalize_app_ports(application_ports)
         self.linktype = linktype
         self.flows = {}                 # key -> Flow (insertion order = LRU order)
@@ -365,7 +370,37 @@ class FlowTable(object):
         if not p.layers:
             self.undecodable += 1
             return None
+        if p.fragment and self._defrag is not None and p.net_proto == 4:
+            return self._fragment(p, data, ts_ns, linktype)
         return self.process_decoded(p, data, ts_ns, linktype)
+
+    def _fragment(self, p, data, ts_ns, linktype):
+        """IPDefrag: hold fragment `p`; account its datagram to its flow once whole."""
+        length = p.wire_len if p.link_src is not None or linktype == _dec.LINKTYPE_LINUX_SLL else (p.ip_len or p.wire_len)
+        got = self._defrag.add(p, data, linktype, length, ts_ns // 1000000)
+        if got is None:
+            return None
+        if got[0] == "error":
+            self._fragment_error(got[1])
+            return None
+        first, first_data, first_lt, total, frames = got
+        f = self.process_decoded(first, first_data, ts_ns, first_lt, length=total)
+        x = f.x
+        if x is None:
+            x = f.x = FlowExtra()
+        x.ip = [frames, 0] if x.ip is None else [x.ip[0] + frames, x.ip[1]]
+        return f
+
+    def _fragment_error(self, first):
+        """A datagram dropped incomplete: counted on the flow of its first fragment when it has one."""
+        f = self.flows.get(packet_key(first[0], self.l3_mode)[0]) if first is not None else None
+        if f is None:
+            self.fragment_errors += 1
+            return
+        x = f.x
+        if x is None:
+            x = f.x = FlowExtra()
+        x.ip = [0, 1] if x.ip is None else [x.ip[0], x.ip[1] + 1]
 
     def process_decoded(self, p, data, ts_ns, linktype=1, parent=None, length=None):
         """Account decoded packet `p` (and its tunnel payload, as a child flow)."""
@@ -576,7 +611,7 @@ class FlowTable(object):
                           c[b + F_BAP] - c[b + F_BAP0], c[b + F_BAB] - c[b + F_BAB0],
                           max(prev, start) if prev else start, max(now_ms, start), c[b + F_RTT])
         return flow_to_dict(f, c, self.node_tid, self.capture_id, lum, finish, self.extra_tcp_metric,
-                            self.raw_packet_limit > 0)
+                            self.raw_packet_limit > 0, self.ip_defrag)
 
     def to_dict(self, f, now_ms=None):
         """Flow JSON of a live flow; LastUpdateMetric covers [last tick, now]."""
@@ -602,6 +637,9 @@ class FlowTable(object):
         flows removed (expired, finished and held long enough, application
         timeout, evicted) with their FinishType.
         """
+        if self._defrag is not None and self._defrag.pending:
+            for first in self._defrag.expire(now_ms):
+                self._fragment_error(first)
         out = self._pending
         self._pending = []
         c = self.c

@@ -53,7 +53,7 @@ def test_type_no_selected_node_can_take(stack, net, names):
     ({"Type": "afpacket", "Port": 9000}, "Port: not supported by afpacket capture (only pcapsocket, sflow, ovssflow, ovsnetflow)"),
     ({"Type": "pcap", "SamplingRate": 10}, "SamplingRate: not supported by pcap capture (only ovssflow)"),
     ({"Type": "ebpf", "HeaderSize": 128}, "HeaderSize: not supported by ebpf capture"),
-    ({"IPDefrag": True}, "IPDefrag: not supported by the default (afpacket/ovsmirror/ovssflow) capture (no capture type implements it yet)"),
+    ({"Type": "ebpf", "IPDefrag": True}, "IPDefrag: not supported by ebpf capture (only afpacket, pcap"),
     ({"Type": "afpacket", "ReassembleTCP": True}, "ReassembleTCP: not implemented (no extra layer needs it"),
     ({"Type": "ebpf", "ExtraLayers": ["DNS"]}, "ExtraLayers: not supported by ebpf capture (only afpacket, pcap, pcapsocket"),
     ({"Type": "sflow", "Target": "127.0.0.1:6343", "TargetType": "erspanv1"}, "TargetType: erspanv1 export is not implemented"),

@@ -1,14 +1,15 @@
 """Capture ExtraLayers: Debian's dnsmasq in a namespace answers DNS (a local name, an NXDOMAIN) and
 offers a DHCP lease to busybox udhcpc in the other namespace; a VRRP advertisement goes through the
 veth as a crafted frame.  The capture's flows carry the DNS, DHCPv4 and VRRPv2 layers (upstream's
-JSON names); an untyped capture asking for them runs afpacket, and a capture not asking has none."""
+JSON names); an untyped capture asking for them runs afpacket, and a capture not asking has none.
+IPDefrag: large pings (3 fragments each way) are one ICMP flow counting each ping once."""
 
 import shutil
 
 import pytest
 
 from tests.fixtures.processes import wait_until
-from tests.flow_integration.conftest import Pair, run
+from tests.flow_integration.conftest import Pair, ping, run
 
 pytestmark = [pytest.mark.needs_root,
               pytest.mark.skipif(not (shutil.which("dnsmasq") and shutil.which("busybox")),
@@ -104,6 +105,32 @@ def test_dns_dhcp_vrrp_layers(stack, net, names, tmp_path):
         assert not any(k in f for f in _flows(stack, without) for k in ("DNS", "DHCPv4", "VRRPv2")), fb
     finally:
         for cid in (with_layers, without):
+            stack.delete_capture(cid)
+        stack.wait_q("G.V().Has('Name',Within('%s','%s')).Has('Captures').Count()" % (p.pa, p.pb), 0)
+
+
+def test_ip_defrag(stack, net, names):
+    p = Pair(net, names)
+    nq_a, nq_b = "G.V().Has('Name','%s')" % p.pa, "G.V().Has('Name','%s')" % p.pb
+    defrag = stack.capture(GremlinQuery=nq_a, IPDefrag=True)
+    plain = stack.capture(GremlinQuery=nq_b, Type="afpacket")
+    try:
+        stack.wait_active(defrag, nq_a)
+        stack.wait_active(plain, nq_b)
+        assert stack.q(nq_a + ".Values('Captures.Type')") == ["afpacket"]
+        ping(p.ns_a, p.ip_b, 5, extra=("-s", "4000"))         # 4008-byte ICMP: 1480 + 1480 + 1048
+        q = "G.Flows().Has('CaptureID','%s','Network.A','%s')"
+        flows = stack.wait_q(q % (defrag, p.ip_a), lambda fl: fl and fl[0]["Metric"]["BAPackets"] == 5, timeout=15)
+        assert [f["LayersPath"] for f in flows] == ["Ethernet/IPv4/ICMPv4"], flows
+        f = flows[0]
+        assert (f["Metric"]["ABPackets"], f["IPMetric"]) == (5, {"Fragments": 30, "FragmentErrors": 0}), f
+        assert f["Metric"]["ABBytes"] == 5 * (4008 + 3 * (20 + 14)), f
+        # without IPDefrag the non-first fragments are a flow of their own
+        paths = stack.wait_q("G.Flows().Has('CaptureID','%s').Values('LayersPath')" % plain,
+                             lambda v: v and "Ethernet/IPv4/Fragment" in v and "Ethernet/IPv4/ICMPv4" in v, timeout=15)
+        assert not any("IPMetric" in f for f in _flows(stack, plain)), paths
+    finally:
+        for cid in (defrag, plain):
             stack.delete_capture(cid)
         stack.wait_q("G.V().Has('Name',Within('%s','%s')).Has('Captures').Count()" % (p.pa, p.pb), 0)
 
