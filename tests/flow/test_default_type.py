@@ -16,6 +16,7 @@ RUNNABLE = ("afpacket", "pcap", "ebpf")
     ({"HeaderSize": 128}, (), RUNNABLE, "afpacket"),
     ({"ExtraTCPMetric": True}, (), RUNNABLE, "afpacket"),
     ({"ExtraLayers": 2}, (), RUNNABLE, "afpacket"),
+    ({"IPDefrag": True}, (), RUNNABLE, "afpacket"),
     ({}, ({"ID": "x", "Type": "ebpf"},), RUNNABLE, "afpacket"),          # one ebpf per node
     ({}, ({"ID": "x", "Type": "afpacket"}, "junk"), RUNNABLE, "ebpf"),
     ({}, (), ("afpacket",), "afpacket"),                                  # the host cannot run ebpf
