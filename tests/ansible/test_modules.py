@@ -218,8 +218,8 @@ def test_capture_lifecycle(analyzer, runner):
         {"name": "upstream_selector", "skydive.skydive.skydive_capture": {
             "interface_name": "cap-if", "type": "device", "capture_name": "cap2", "capture_type": "pcap",
             "raw_packet_limit": 5, "header_size": 128}},
-        {"name": "extra_layers", "skydive.skydive.skydive_capture": dict(capture, capture_name="xl", capture_type="ebpf", bpf_filter="",
-                                                                                  extra_layers=["DNS"])},
+        {"name": "extra_layers", "skydive.skydive.skydive_capture": dict(
+            capture, capture_name="xl", capture_type="ebpf", bpf_filter="", extra_layers=["DNS"])},
         {"name": "sampling_on_pcap", "skydive.skydive.skydive_capture": dict(
             capture, capture_name="sr", capture_type="pcap", sampling_rate=5)},
         {"name": "mirror", "skydive.skydive.skydive_capture": dict(capture, capture_name="mi", capture_type="dpdk")},
