@@ -213,6 +213,7 @@ class NeutronProbe(Probe, GraphListener):
         self.loop = asyncio.get_running_loop()
         self.wake = asyncio.Event()
         self.graph.add_listener(self)
+        self.wake.set()              # a first poll at once for the interfaces already there
         self.task = self.loop.create_task(self._run())
 
     def stop(self):
