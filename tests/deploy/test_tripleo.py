@@ -5,7 +5,10 @@ our environment, python-tripleoclient rendering config-download (a real stack cr
 rendered Skydive steps run by ansible-playbook on simulated nodes."""
 import copy
 import os
+import pathlib
 import shutil
+import sys
+import tempfile
 
 import pytest
 import yaml
@@ -198,10 +201,292 @@ def test_heat_refuses_the_overcloud_without_our_environment(heat, rendered):
     d = rendered["dir"]
     with pytest.raises(exc.HTTPException) as err:
         heat.validate(os.path.join(d, "overcloud.yaml"), [os.path.join(d, "overcloud-resource-registry-puppet.yaml")])
-    assert "OS::TripleO::Services::SkydiveAgent" in str(err.value)
+    # whichever of our two resource types Heat looks up first
+    assert "The Resource Type (OS::TripleO::Services::Skydive" in str(err.value) and "could not be found" in str(err.value)
 
 
 def test_roles_data_is_the_roles_concatenated():
     roles = tr.load_yaml(os.path.join(tr.OUR, "roles_data.yaml"))
     assert roles == [tr.load_yaml(os.path.join(tr.OUR, "roles", r["name"] + ".yaml"))[0] for r in roles]
     assert copy.deepcopy(roles)[1]["tags"] == ["compute"]
+
+
+# ---- 4. python-tripleoclient renders config-download; its Skydive steps run on simulated nodes -------
+
+CONTROLLERS = ("ctl0", "ctl1", "ctl2")
+COMPUTES = ("cmp0", "cmp1")
+# what an overcloud's ServiceNetMap would do: the analyzers on internal_api, the agents on ctlplane
+TEST_ENV = {"parameter_defaults": {
+    "ServiceNetMap": {"SkydiveAnalyzerNetwork": "internal_api", "SkydiveAgentNetwork": "ctlplane"},
+    # the simulated nodes share one filesystem: each agent watches its own namespace directory
+    "SkydiveVars": {"globals": {"skydive_topology_probes": [],
+                                "skydive_extra_config": {"agent.topology.netns.run_path": "{{ skydive_systemd_root }}/netns"}},
+                    "analyzers": {}, "agents": {}}}}
+
+
+@pytest.fixture(scope="module")
+def config_download(tht):
+    """`openstack tripleo deploy --output-only`: Heat creates the stack of our Controller and
+    Compute roles, config-download is written (real role_data outputs resolved)."""
+    reason = tr.tripleoclient_missing()
+    if reason:
+        pytest.skip(reason)
+    # heat-all runs as the heat user: its directory must be reachable (pytest's tmp is 0700)
+    base = pathlib.Path(tempfile.mkdtemp(prefix="skd-tripleo-", dir="/tmp"))
+    os.chmod(str(base), 0o755)
+    try:
+        yield _render(tht, base)
+    finally:
+        shutil.rmtree(str(base), ignore_errors=True)
+
+
+def _render(tht, base):
+    roles = [r for r in tr.load_yaml(os.path.join(tr.OUR, "roles_data.yaml")) if r["name"] in ("Controller", "Compute")]
+    (base / "roles.yaml").write_text(yaml.safe_dump(roles))
+    (base / "servers.yaml").write_text(yaml.safe_dump(tr.deployed_servers_env()))
+    (base / "test.yaml").write_text(yaml.safe_dump(TEST_ENV))
+    envs = [os.path.join(tht, "environments", "standalone", "standalone-tripleo.yaml"), os.path.join(tht, tr.ENV_NAME),
+            str(base / "servers.yaml"), str(base / "test.yaml")]
+    out = base / "out"
+    res = tr.tripleo_deploy_output_only(tht, str(base / "roles.yaml"), envs, str(out), str(base / "home"))
+    assert res.returncode == 0, res.stdout[-6000:]
+    (cd,) = [p for p in out.iterdir() if p.name.startswith("overcloud-ansible-")]
+    passwords = tr.load_yaml(str(out / "tripleo-overcloud-passwords.yaml"))["parameter_defaults"]
+    return {"dir": str(cd), "out": str(out), "log": res.stdout, "passwords": passwords}
+
+
+def test_tripleoclient_renders_our_steps(config_download):
+    cd = config_download["dir"]
+    ctl = tr.load_yaml(os.path.join(cd, "Controller", "deploy_steps_tasks.yaml"))
+    cmp = tr.load_yaml(os.path.join(cd, "Compute", "deploy_steps_tasks.yaml"))
+    names = [t["name"] for t in ctl]
+    # the shared step-1 task appears once (THT's distinct()), then each service's listen address
+    assert names.count("Record the Skydive settings of this overcloud node") == 1, names
+    facts = {k for t in ctl for k in t.get("ansible.builtin.set_fact", {})}
+    assert {"skydive_analyzer_listen_ip", "skydive_agent_listen_ip"} <= facts
+    listen = {k: v for t in ctl for k, v in t.get("ansible.builtin.set_fact", {}).items() if k.endswith("_listen_ip")}
+    assert listen == {"skydive_analyzer_listen_ip": "{{ internal_api_ip | default(ansible_host) }}",
+                      "skydive_agent_listen_ip": "{{ ctlplane_ip | default(ansible_host) }}"}
+    assert any(n.startswith("Deploy the Skydive analyzer on Controller") for n in names)
+    assert [t["name"] for t in cmp if t["name"].startswith("Deploy")][0].startswith("Deploy the Skydive agent on Compute")
+    assert not any("analyzer" in t["name"] for t in cmp)
+    # TripleO's generated AdminPassword reached the tasks; TLS everywhere is off here
+    shared = next(t for t in ctl if t["name"] == "Record the Skydive settings of this overcloud node")
+    assert shared["vars"]["_skydive_secret"] == config_download["passwords"]["AdminPassword"]
+    assert not any("certificate" in t["name"] for t in ctl)
+    fw = tr.load_yaml(os.path.join(cd, "Controller", "firewall_rules.yaml"))
+    assert fw["150 skydive_analyzer"] == {"dport": [8082]} and fw["151 skydive_agent"] == {"dport": [8081]}
+    haproxy = tr.load_yaml(os.path.join(cd, "Controller", "service_config_settings.yaml"))["haproxy"]
+    endpoint = haproxy["tripleo::skydive_analyzer::haproxy_endpoints"]["skydive_analyzer"]
+    assert endpoint["service_port"] == 8082 and endpoint["internal_ip"] == "%{hiera('skydive_analyzer_vip')}"
+    assert endpoint["service_network"] == "internal_api"
+
+
+@pytest.fixture(scope="module")
+def overcloud():
+    """Five simulated nodes (three controllers, two computes), each with a ctlplane address and
+    an internal_api address on its own subnet, as an overcloud's nodes have."""
+    from tests.deploy.simnodes import SimCluster, requirements_missing, runtime_missing, sh
+    reason = requirements_missing() or runtime_missing()
+    if reason:
+        pytest.skip(reason)
+    cluster = SimCluster(names=CONTROLLERS + COMPUTES, analyzers=CONTROLLERS)
+    try:
+        cluster.start()
+        used = sh("ip", "-4", "-o", "addr", "show").stdout
+        prefix = next(p for p in ("10.214.%d." % k for k in range(1, 255)) if p not in used)
+        sh("ip", "addr", "add", prefix + "254/24", "dev", cluster.bridge)
+        for i, name in enumerate(cluster.names, start=1):
+            node = cluster.nodes[name]
+            node["internal_api_ip"] = prefix + str(i)
+            sh("ip", "-n", node["ns"], "addr", "add", node["internal_api_ip"] + "/24", "dev", "eth0")
+            os.makedirs(os.path.join(node["root"], "netns"), exist_ok=True)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _inventory(cluster, cd):
+    """The inventory tripleo-ansible-inventory writes (role groups, overcloud, one group per
+    service, <network>_ip host variables), for the simulated nodes."""
+    common = tr.load_yaml(cluster.write_inventory())["all"]["vars"]
+    hosts = {}
+    for name in cluster.names:
+        hv = cluster.node_vars(name)
+        for key in ("skydive_listen_ip", "skydive_extra_config"):
+            hv.pop(key)
+        hv.update(ctlplane_ip=cluster.nodes[name]["ip"], internal_api_ip=cluster.nodes[name]["internal_api_ip"])
+        hosts[name] = hv
+    inv = {"all": {"vars": common, "children": {
+        "Controller": {"hosts": {h: hosts[h] for h in CONTROLLERS}, "vars": {"tripleo_role_name": "Controller"}},
+        "Compute": {"hosts": {h: hosts[h] for h in COMPUTES}, "vars": {"tripleo_role_name": "Compute"}},
+        "overcloud": {"children": {"Controller": {}, "Compute": {}}},
+        "skydive_analyzer": {"children": {"Controller": {}}},
+        "skydive_agent": {"children": {"Controller": {}, "Compute": {}}}}}}
+    path = os.path.join(cd, "sim-inventory.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump(inv, fh)
+    return path
+
+
+def _steps_playbook(cd):
+    """The deploy steps of config-download's deploy_steps_playbook.yaml that concern these
+    services: global_vars and service VIPs first, then steps 1-5 on the overcloud, each running
+    `<role>/deploy_steps_tasks_step<N>.yaml` (TripleO's strategy tripleo_free is free's)."""
+    plays = [{"hosts": "all", "name": "Include the deployment's global variables", "gather_facts": False, "tasks": [
+        {"ansible.builtin.include_vars": "global_vars.yaml", "no_log": True},
+        {"ansible.builtin.include_vars": {"file": "{{ playbook_dir }}/service_vip_vars.yaml", "name": "service_vip_vars"},
+         "ignore_errors": True}]}]
+    for step in range(1, 6):
+        plays.append({"hosts": "overcloud", "name": "Deploy step tasks for %d" % step, "strategy": "free",
+                      "gather_facts": False, "any_errors_fatal": True, "vars": {"step": str(step)}, "tasks": [
+                          {"ansible.builtin.include_tasks": "{{ tripleo_role_name }}/deploy_steps_tasks_step{{ step }}.yaml"}]})
+    path = os.path.join(cd, "sim-deploy-steps.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump(plays, fh, sort_keys=False)
+    return path
+
+
+def _run(cluster, playbook, inventory, *args):
+    import subprocess
+    from tests.deploy.simnodes import ANSIBLE_PLAYBOOK, REPO, PlaybookResult
+    env = dict(cluster.env(), ANSIBLE_ROLES_PATH=os.path.join(REPO, "roles"), ANSIBLE_INJECT_FACT_VARS="False",
+               ANSIBLE_GATHER_SUBSET="!all,min")
+    proc = subprocess.run([ANSIBLE_PLAYBOOK, "-i", inventory, playbook] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, env=env, cwd=os.path.dirname(playbook), timeout=900)
+    log = os.path.join(cluster.base, "tripleo-run-%s.log" % os.path.basename(playbook))
+    with open(log, "a") as fh:
+        fh.write(proc.stdout)
+    return PlaybookResult(proc, log)
+
+
+def _config(cluster, name):
+    return tr.load_yaml(os.path.join(cluster.nodes[name]["root"], "etc", "skydive", "skydive.yml"))
+
+
+def test_rendered_steps_deploy_three_controllers_and_two_computes(config_download, overcloud):
+    """config-download's Skydive steps, run by ansible-playbook the way TripleO runs them, on
+    3 controllers + 2 computes: one analyzer cluster with auth on, every agent on every analyzer,
+    each service on its own network (idempotence of the same roles: test_multinode.py)."""
+    import hashlib
+    from tests.deploy.simnodes import http_json
+    cd = config_download["dir"]
+    inventory, playbook = _inventory(overcloud, cd), _steps_playbook(cd)
+    run = _run(overcloud, playbook, inventory)
+    assert run.rc == 0, run.tail(80)
+    secret = config_download["passwords"]["AdminPassword"]
+    auth = ("skydive", hashlib.sha256(("skydive-api:" + secret).encode()).hexdigest())
+    agents = sorted(CONTROLLERS + COMPUTES)
+    analyzer_ips = [overcloud.nodes[c]["internal_api_ip"] for c in CONTROLLERS]
+    seen = set()
+    for ctl in CONTROLLERS:
+        node = overcloud.nodes[ctl]
+        cfg = _config(overcloud, ctl)
+        # the analyzer on internal_api, the controller's agent on ctlplane
+        assert cfg["analyzer"]["listen"] == node["internal_api_ip"] + ":8082"
+        assert cfg["agent"]["listen"] == node["ip"] + ":8081"
+        assert cfg["analyzers"] == [ip + ":8082" for ip in analyzer_ips]
+        # one cluster: every analyzer replicates the others (all listed); no etcd in this overcloud
+        assert "etcd" not in cfg
+        assert cfg["auth"]["api"]["type"] == "basic" and cfg["analyzer"]["auth"]["api"]["backend"] == "api"
+        url = "http://%s:8082/api/status" % node["internal_api_ip"]
+        with pytest.raises(Exception, match="401"):
+            http_json(url)
+        status = http_json(url, auth=auth)
+        # in the cluster each agent links to one analyzer; every analyzer's graph has every host
+        hosts = http_json("http://%s:8082/api/topology" % node["internal_api_ip"], {"GremlinQuery": "G.V().Has('Type', 'host')"},
+                          auth=auth)
+        assert sorted(h["Host"] for h in hosts) == agents, hosts
+        seen.update(status["Agents"])
+    assert sorted(seen) == agents     # each agent linked to one of the analyzers
+    for cmp in COMPUTES:
+        cfg = _config(overcloud, cmp)
+        assert "analyzer" not in cfg and "etcd" not in cfg
+        assert cfg["agent"]["listen"] == overcloud.nodes[cmp]["ip"] + ":8081"
+        assert cfg["analyzers"] == [ip + ":8082" for ip in analyzer_ips]
+
+
+def test_uninstall_removes_the_rendered_deployment(config_download, overcloud):
+    """docs/tripleo.md's removal: the collection's uninstall playbook on the same inventory."""
+    from tests.deploy.test_multinode import UNINSTALL
+    # one fork: the simulated nodes share /etc/passwd (three analyzers would remove one user at once)
+    gone = _run(overcloud, UNINSTALL, os.path.join(config_download["dir"], "sim-inventory.yaml"), "-f", "1",
+                "-e", "skydive_analyzers_group=skydive_analyzer", "-e", "skydive_agents_group=skydive_agent")
+    assert gone.rc == 0, gone.tail(80)
+    assert all(overcloud.service_pids(n) == {} for n in overcloud.names)
+    assert not any(os.path.exists(os.path.join(overcloud.nodes[n]["root"], "etc", "skydive", "skydive.yml"))
+                   for n in overcloud.names)
+
+
+def _step1_facts(cd, tmp_path, extra):
+    """The rendered step 1 of both roles evaluated by ansible-playbook for an overcloud given by
+    `extra` (config-download data as extra vars): the Skydive facts of each host. Nothing is
+    deployed: set_fact runs on the controller side."""
+    import json
+    import subprocess
+    from tests.deploy.simnodes import ANSIBLE_PLAYBOOK
+    hosts = {"c%d" % i: {"internal_api_ip": "172.17.1.%d" % (10 + i), "ctlplane_ip": "192.168.24.%d" % (10 + i)}
+             for i in range(3)}
+    computes = {"k0": {"internal_api_ip": "172.17.1.20", "ctlplane_ip": "192.168.24.20"}}
+    inv = {"all": {"vars": {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}, "children": {
+        "Controller": {"hosts": hosts, "vars": {"tripleo_role_name": "Controller"}},
+        "Compute": {"hosts": computes, "vars": {"tripleo_role_name": "Compute"}},
+        "overcloud": {"children": {"Controller": {}, "Compute": {}}},
+        "etcd": {"children": {"Controller": {}}},
+        "skydive_analyzer": {"children": {"Controller": {}}},
+        "skydive_agent": {"children": {"Controller": {}, "Compute": {}}}}}}
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump(inv))
+    out = tmp_path / "facts"
+    out.mkdir()
+    keep = ["skydive_username", "skydive_password", "skydive_os_auth_url", "skydive_os_service_password",
+            "skydive_os_service_username", "_skydive_tripleo_probes", "skydive_etcd_servers", "skydive_tls_ca_cert", "skydive_tls_server_cert", "_skydive_tripleo_config",
+            "skydive_analyzer_listen_ip", "skydive_agent_listen_ip"]
+    plays = [{"hosts": "overcloud", "gather_facts": False, "vars": {"step": "1"}, "tasks": [
+        {"ansible.builtin.include_tasks": os.path.join(cd, "{{ tripleo_role_name }}", "deploy_steps_tasks_step1.yaml")},
+        {"ansible.builtin.copy": {"dest": str(out) + "/{{ inventory_hostname }}.json",
+                                  "content": "{{ dict(%s) | to_json }}" % ", ".join(
+                                      "%s=hostvars[inventory_hostname]['%s'] | default(None)" % (k.lstrip("_"), k) for k in keep)}}]}]
+    (tmp_path / "play.yaml").write_text(yaml.safe_dump(plays, sort_keys=False))
+    res = subprocess.run([ANSIBLE_PLAYBOOK, "-i", str(tmp_path / "inv.yaml"), str(tmp_path / "play.yaml"),
+                          "-e", json.dumps(extra)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         env=dict(os.environ, ANSIBLE_INJECT_FACT_VARS="False", ANSIBLE_NOCOLOR="1"), timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:]
+    return {p.stem: json.loads(p.read_text()) for p in out.iterdir()}
+
+
+def test_rendered_settings_follow_the_overcloud(config_download, tmp_path):
+    """TLS everywhere, the overcloud's etcd, Neutron and OVN: what step 1 derives for each node
+    (the values config-download would carry for such an overcloud are given as extra vars)."""
+    facts = _step1_facts(config_download["dir"], tmp_path, {
+        "_skydive_tls": True, "enabled_services": ["skydive_agent", "skydive_analyzer", "etcd", "neutron_api", "ovn_dbs"],
+        "service_net_map": {"etcd_network": "internal_api", "ovn_dbs_network": "internal_api"},
+        "service_vip_vars": {"ovn_dbs": "172.17.1.250"}})
+    ctl, cmp = facts["c1"], facts["k0"]
+    assert ctl["skydive_analyzer_listen_ip"] == "172.17.1.11" and ctl["skydive_agent_listen_ip"] == "192.168.24.11"
+    assert ctl["skydive_password"] == cmp["skydive_password"] != ""
+    assert ctl["skydive_tls_ca_cert"] == cmp["skydive_tls_ca_cert"] == "/etc/ipa/ca.crt"
+    assert ctl["skydive_tls_server_cert"] == "/etc/pki/tls/certs/skydive-analyzer.crt" and cmp["skydive_tls_server_cert"] == ""
+    cfg = ctl["skydive_tripleo_config"]
+    assert ctl["skydive_etcd_servers"] == ["https://172.17.1.%d:2379" % (10 + i) for i in range(3)]
+    assert cmp["skydive_etcd_servers"] == []
+    assert cfg["analyzer.topology.probes"] == ["ovn"]
+    assert cfg["analyzer.topology.ovn.address"] == "ssl:172.17.1.250:6641"
+    assert cfg["analyzer.topology.ovn.sb_address"] == "ssl:172.17.1.250:6642"
+    assert cfg["analyzer.topology.ovn.cacert"] == "/etc/ipa/ca.crt"
+    assert not any(k.startswith("analyzer.") for k in cmp["skydive_tripleo_config"])
+    # Neutron deployed: every agent's neutron probe, as the neutron user, Keystone's internal endpoint
+    assert cmp["skydive_tripleo_probes"] == ctl["skydive_tripleo_probes"] == ["neutron"]
+    assert cmp["skydive_os_service_username"] == "neutron"
+    assert cmp["skydive_os_service_password"] == config_download["passwords"]["NeutronPassword"]
+    assert cmp["skydive_os_auth_url"].startswith("http") and cmp["skydive_os_auth_url"].endswith("/v3")
+    # without those services and TLS: no etcd, no Neutron/OVN settings
+    (tmp_path / "plain").mkdir()
+    plain = _step1_facts(config_download["dir"], tmp_path / "plain", {})
+    assert plain["c0"]["skydive_etcd_servers"] == [] and plain["c0"]["skydive_tripleo_config"] == {}
+    assert plain["c0"]["skydive_tripleo_probes"] == []
+    assert plain["c0"]["skydive_tls_ca_cert"] == ""
+    assert plain["c0"]["skydive_username"] == "skydive"
+    # keystone: the overcloud's admin for the post-deploy check, Keystone's internal endpoint
+    (tmp_path / "keystone").mkdir()
+    ks = _step1_facts(config_download["dir"], tmp_path / "keystone", {"_skydive_auth": "keystone"})["c0"]
+    assert ks["skydive_username"] == "admin" and ks["skydive_password"] == config_download["passwords"]["AdminPassword"]

@@ -223,7 +223,7 @@ def tripleo_deploy_output_only(tree, roles_file, environments, out_dir, home, st
     open(os.path.join(out_dir, "ansible.cfg"), "a").close()   # else /etc/ansible/ansible.cfg is copied
     cmd = [TRIPLEO_PYTHON, RENDER, "--templates", tree, "--roles-file", roles_file, "--standalone-role", "Controller",
            "--output-dir", out_dir, "--output-only", "--heat-native", "--heat-api-port", str(free_port()),
-           "--local-ip", "127.0.0.1/8", "--deployment-user", "root", "--heat-user", "heat", "--stack", stack]
+           "--local-ip", "127.0.0.1/8", "--deployment-user", "root", "--disable-container-prepare", "--heat-user", "heat", "--stack", stack]
     for env in environments:
         cmd += ["-e", env]
     env = dict(os.environ, HOME=home)
@@ -234,3 +234,29 @@ def tripleo_deploy_output_only(tree, roles_file, environments, out_dir, home, st
 def load_yaml(path):
     with open(path) as fh:
         return yaml.safe_load(fh)
+
+
+def short_hostname():
+    """What tripleoclient maps the standalone role's node to (`hostname -s`, lower case)."""
+    return subprocess.run(["hostname", "-s"], stdout=subprocess.PIPE, text=True, check=True).stdout.strip().lower()
+
+
+def _port(ip):
+    return {"fixed_ips": [{"ip_address": ip}], "subnets": [{"cidr": "127.0.0.0/8", "ip_version": 4}],
+            "network": {"tags": ["127.0.0.0/8"]}}
+
+
+def deployed_servers_env(stack="overcloud"):
+    """parameter_defaults giving a deployed server to the Compute role as well (tripleoclient
+    only maps its standalone role's node): tripleoclient's own entries for the Controller
+    (this host on 127.0.0.1, the VIPs) plus a compute node on 127.0.0.2."""
+    host = short_hostname()
+    compute = host + "-compute"
+    node = {h: {"ctlplane": {"ip_address": ip, "ip_address_uri": ip, "ip_subnet": ip + "/8"}}
+            for h, ip in ((host, "127.0.0.1"), (compute, "127.0.0.2"))}
+    return {"parameter_defaults": {
+        "HostnameMap": {"%s-controller-0" % stack: host, "%s-novacompute-0" % stack: compute},
+        "DeployedServerPortMap": {host + "-ctlplane": _port("127.0.0.1"), compute + "-ctlplane": _port("127.0.0.2"),
+                                  "control_virtual_ip": _port("127.0.0.1"), "public_virtual_ip": _port("127.0.0.1")},
+        "NodePortMap": node,
+    }}
