@@ -212,11 +212,14 @@ class GraphBroadcaster(GraphListener):
 class GraphApplier:
     """Applies Graph messages from publishers and agents to the graph (publisher semantics)."""
 
-    def __init__(self, graph, broadcaster, validate_schema=True, force_origin=True):
+    def __init__(self, graph, broadcaster, validate_schema=True, force_origin=True, share_nodes=False):
         self.graph = graph
         self.broadcaster = broadcaster
         self.validate_schema = validate_schema
         self.force_origin = force_origin
+        # agents: a node ID two agents publish (a switch both see by LLDP) is one node, kept
+        # while any of them still publishes it (graph.claim/release)
+        self.share_nodes = share_nodes
 
     def _decode(self, cls, obj, conn):
         el = cls.from_dict(obj)
@@ -239,6 +242,8 @@ class GraphApplier:
                 node = self._decode(Node, obj, conn)
                 if node.ID not in g.nodes:
                     g.add_node(node)
+                elif self.share_nodes and g.nodes[node.ID].Origin != node.Origin:
+                    g.claim(node.ID, node.Origin)
             elif type_ == "NodeUpdated":
                 node = self._decode(Node, obj, conn)
                 cur = g.nodes.get(node.ID)
@@ -249,7 +254,7 @@ class GraphApplier:
             elif type_ == "NodeDeleted":
                 eid, deleted_at = self._id_of(obj)
                 if eid in g.nodes:
-                    g.del_node(eid, t=deleted_at)
+                    g.release(eid, conn.origin if self.share_nodes else None, t=deleted_at)
             elif type_ == "EdgeAdded":
                 edge = self._decode(Edge, obj, conn)
                 if edge.ID not in g.edges:
@@ -331,6 +336,11 @@ class GraphApplier:
                 log.info("publisher %s: sync edge dropped: %s", conn.host_id, exc)
         self.graph.del_origin(conn.origin)
         self.graph.load(nodes, edges)
+        if self.share_nodes:
+            for node in nodes:
+                cur = self.graph.nodes.get(node.ID)
+                if cur is not None and cur is not node:
+                    self.graph.claim(node.ID, node.Origin)
 
 
 class SubscriberEndpoint(Endpoint):
@@ -494,7 +504,7 @@ def mount_graph_ws(app, graph, options, engine, authenticators=None,
         elif path == PUBSUB:
             server.add_endpoint(app, PubSubEndpoint(graph, broadcaster, engine, pub_applier))
         elif path == AGENT:
-            agent_applier = GraphApplier(graph, broadcaster, validate_schema=False, force_origin=False)
+            agent_applier = GraphApplier(graph, broadcaster, validate_schema=False, force_origin=False, share_nodes=True)
             server.add_endpoint(app, PublisherEndpoint(graph, agent_applier, path=AGENT, auth="cluster",
                                                        default_persistence="DeleteOnDisconnect"))
         else:

@@ -69,6 +69,9 @@ class Graph:
         self.edge_index = ValueIndex(edge_index_keys)
         self.events = EventBus()
         self.lock = threading.RLock()
+        # node id -> the origins publishing that one node (only nodes published by two or more,
+        # e.g. a switch seen by two agents): it stays while one of them still has it
+        self.claims = {}
 
     # ---- listeners -------------------------------------------------------------------------
     def add_listener(self, listener):
@@ -242,8 +245,38 @@ class Graph:
         self._out.pop(node.ID, None)
         self._in.pop(node.ID, None)
         node.DeletedAt = t
+        self.claims.pop(node.ID, None)
         self.events.emit("on_node_deleted", node)
         return True
+
+    # ---- nodes shared by several origins ------------------------------------------------------
+    @_locked
+    def claim(self, node_id, origin):
+        """`origin` publishes the existing node `node_id` too."""
+        node = self.nodes.get(node_id)
+        if node is None or not origin:
+            return
+        owners = self.claims.setdefault(node_id, {node.Origin})
+        owners.add(origin)
+        if len(owners) < 2:
+            del self.claims[node_id]
+
+    @_locked
+    def release(self, node_id, origin, t=None):
+        """`origin` no longer publishes `node_id`: deleted unless another origin still does."""
+        node = self.nodes.get(node_id)
+        if node is None:
+            return False
+        owners = self.claims.get(node_id) if origin else None
+        others = owners - {origin} if owners else ()
+        if not others:
+            return self.del_node(node, t)
+        owners.discard(origin)
+        if node.Origin == origin:
+            node.Origin = min(others)
+        if len(owners) < 2:
+            del self.claims[node_id]
+        return False
 
     # ---- edge writes -----------------------------------------------------------------------
     @_locked
@@ -315,7 +348,9 @@ class Graph:
         for e in [e for e in self.edges.values() if e.Origin == origin]:
             self.del_edge(e, t)
         for n in [n for n in self.nodes.values() if n.Origin == origin]:
-            self.del_node(n, t)
+            self.release(n.ID, origin, t)
+        for node_id in [i for i, owners in self.claims.items() if origin in owners]:
+            self.release(node_id, origin, t)
 
     @_locked
     def load(self, nodes, edges):

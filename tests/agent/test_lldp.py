@@ -1,7 +1,8 @@
 """lldp probe against the real lldpd (Debian's) playing a ToR switch in a namespace, at the other
 end of two veth pairs: one switch node, two switchport nodes each linked to its local veth, with
 the announced values and upstream's IDs; updated when lldpd's configuration changes; removed on
-lldpd's shutdown frame and, after a SIGKILL, when the TTL runs out."""
+lldpd's shutdown frame and, after a SIGKILL, when the TTL runs out. A second agent on a third link
+to the same lldpd shares the one switch node: it stays while either agent still sees it."""
 
 import os
 import shutil
@@ -13,8 +14,8 @@ import uuid
 import pytest
 import requests
 
-from tests.agent.conftest import agent_stack
-from tests.fixtures.processes import wait_until
+from tests.agent.conftest import agent_config, agent_stack
+from tests.fixtures.processes import SkydiveProcess, wait_until
 from tests.fixtures.topology import NetEnv, Names, run
 
 pytestmark = [pytest.mark.needs_root,
@@ -89,7 +90,7 @@ def lldp_env(tmp_path_factory):
             net.ip("link", "set", b, "up", netns=ns)
         net.ip("addr", "add", MGMT + "/24", "dev", remote[0], netns=ns)
         stack.start()
-        yield stack, Switch(net, ns, remote, sockdir), local, remote
+        yield stack, Switch(net, ns, remote, sockdir), local, remote, (net, names, sockdir)
     finally:
         stack.stop()
         net.cleanup()
@@ -106,7 +107,7 @@ def _wait_linked(stack, local):
 
 
 def test_lldpd_switch_and_ports(lldp_env):
-    stack, switch, local, remote = lldp_env
+    stack, switch, local, remote, _env = lldp_env
     switch.start()
     try:
         _wait_linked(stack, local)
@@ -145,7 +146,7 @@ def test_lldpd_switch_and_ports(lldp_env):
 
 
 def test_lldp_ttl_expiry(lldp_env):
-    stack, switch, local, _remote = lldp_env
+    stack, switch, local, _remote, _env = lldp_env
     switch.start()
     try:
         _wait_linked(stack, local)
@@ -153,3 +154,40 @@ def test_lldp_ttl_expiry(lldp_env):
         switch.stop(signal.SIGKILL)    # no shutdown frame: the 4 s TTL removes them
     stack.wait_count(_switch_query(), 0, timeout=10)
     assert stack.count("G.V().Has('Type','switchport').Out('Name',Within('%s','%s'))" % tuple(local)) == 0
+
+
+def test_lldp_switch_shared_by_two_agents(lldp_env, tmp_path):
+    stack, first, local, remote, (net, names, sockdir) = lldp_env
+    mine, theirs = names("c"), names("d")
+    net.add_veth(mine, theirs, netns_b=first.ns)
+    net.ip("link", "set", mine, "up")
+    net.ip("link", "set", theirs, "up", netns=first.ns)
+    switch = Switch(net, first.ns, remote + [theirs], sockdir)
+    cfg = agent_config(None, host_id="lldp-b-%s" % os.urandom(2).hex(), analyzers=[stack.analyzer.address])
+    cfg["agent"]["topology"] = {"probes": ["lldp"], "lldp": {"interfaces": [mine]}}
+    second = SkydiveProcess("agent", str(tmp_path / "agent2"), cfg)
+    ports = _switch_query() + ".Out('Type','switchport').Dedup()"
+    try:
+        second.start()
+        switch.start()
+        _wait_linked(stack, local + [mine])
+        assert stack.count(_switch_query()) == 1 and stack.count(ports) == 3
+        # the second agent's link goes down: its port goes, the switch stays; back up: shared again
+        net.ip("link", "set", mine, "down")
+        stack.wait_count(ports, 2, timeout=10)
+        assert stack.count(_switch_query()) == 1
+        net.ip("link", "set", mine, "up")
+        _wait_linked(stack, [mine])
+        # the first agent's links go down: the switch stays for the second agent
+        for a in local:
+            net.ip("link", "set", a, "down")
+        stack.wait_count(ports, 1, timeout=10)
+        assert stack.count(ports + ".Out('Name','%s')" % mine) == 1
+        # the second agent stops (its elements go with its connection): no agent sees the switch
+        second.stop()
+        stack.wait_count(_switch_query(), 0, timeout=10)
+    finally:
+        switch.stop()
+        second.stop()
+        for a in local:
+            net.ip("link", "set", a, "up")
