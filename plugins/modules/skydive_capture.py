@@ -141,14 +141,17 @@ options:
     default: 10
   target:
     description:
-      - C(ip:port) (IPv4) of a NetFlow v5 collector the agents also export the capture's flows to
-        (two records per flow and C(flow.update) tick, one per direction).
+      - With O(target_type=netflowv5), C(ip:port) (IPv4) of a NetFlow v5 collector the agents also
+        export the capture's flows to (two records per flow and C(flow.update) tick, one per direction).
+      - With O(target_type=erspanv1), the IPv4 address (C(ip:port) is taken, the port unused) the agents
+        mirror every captured frame to, as ERSPAN type II over GRE (session 1, index = the interface's IfIndex).
     type: str
     default: ''
   target_type:
     description:
-      - Export format for O(target); C(netflowv5) when not set. C(erspanv1) is not implemented yet,
-        the analyzer refuses it (HTTP 400).
+      - Export format for O(target); C(netflowv5) when not set. C(erspanv1) mirrors the packets, so only
+        capture types that see them take it (not C(ebpf), C(ovsnetflow): HTTP 400); an unset O(capture_type)
+        then runs afpacket on interfaces.
     type: str
     choices: [netflowv5, erspanv1]
   state:

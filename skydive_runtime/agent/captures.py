@@ -29,6 +29,7 @@ import logging
 from ..flow import capabilities
 from ..flow.capabilities import CaptureStartError
 from ..flow.capture import CaptureRunner, FilteredTable
+from ..flow.erspan import ERSPANSender, MirroredTable
 from ..flow.netflow import NetFlowExporter
 from ..flow.table import FlowTable, FlowTableError
 from .ondemand import OnDemandError, OnDemandHandler, OnDemandTask
@@ -56,6 +57,7 @@ class _Probe(OnDemandTask):
         self.entry = {}
         self.retry_task = None
         self.exporter = None         # flow/netflow.py NetFlowExporter of the capture's Target
+        self.mirror = None           # flow/erspan.py ERSPANSender of an erspanv1 Target
 
 
 class _Context(object):
@@ -68,7 +70,8 @@ class _Context(object):
         self.table = table
         self.entry = probe.entry
         self.header_size = int(probe.capture.get("HeaderSize") or 0) or \
-            (LAYERS_HEADER_SIZE if probe.capture.get("ExtraLayers") else DEFAULT_HEADER_SIZE)
+            (LAYERS_HEADER_SIZE if probe.capture.get("ExtraLayers") or capabilities.packet_target(probe.capture)
+             else DEFAULT_HEADER_SIZE)
         self.max_entries = captures.max_entries
         self._agent = captures.agent
 
@@ -191,6 +194,9 @@ class AgentCaptures(OnDemandHandler):
         exporter, task.exporter = task.exporter, None
         if exporter is not None:        # after the runner's last flows, queued on the loop before it
             self.loop.call_soon(exporter.close)
+        mirror, task.mirror = task.mirror, None
+        if mirror is not None:          # the runner (the only sender) has stopped
+            mirror.close()
 
     # ---- probes ------------------------------------------------------------------------------
     def _table(self, probe, node):
@@ -218,6 +224,8 @@ class AgentCaptures(OnDemandHandler):
         if (bpf and not ctype.kernel_bpf) or opened.packet_clock:
             # the source cannot filter in the kernel: filter in user space before the table
             table = FilteredTable(table, None if ctype.kernel_bpf else bpf, packet_clock=opened.packet_clock)
+        if capabilities.packet_target(probe.capture):
+            table = MirroredTable(table, self._mirror(probe, node))
         runner = CaptureRunner(src, table, on_flows=self._flows_sink(probe), on_stats=lambda st, p=probe: self._on_stats(p, st),
                                update_ms=self.update_ms, stats_ms=self.stats_ms, loop=self.loop,
                                on_error=lambda exc, p=probe: self._on_error(p, exc),
@@ -302,10 +310,19 @@ class AgentCaptures(OnDemandHandler):
                 self._on_error(probe, r.error)
 
     # ---- flows -------------------------------------------------------------------------------
+    def _mirror(self, probe, node):
+        """The probe's ERSPAN sender (kept across restarts of its runner: one sequence)."""
+        if probe.mirror is None:
+            try:
+                probe.mirror = ERSPANSender(probe.capture["Target"], node.Metadata.get("IfIndex") or 0)
+            except (ValueError, OSError) as exc:
+                raise CaptureStartError(400 if isinstance(exc, ValueError) else 500, str(exc)) from None
+        return probe.mirror
+
     def _flows_sink(self, probe):
-        """Where a probe's flows go: the analyzers, and the capture's Target when it has one."""
+        """Where a probe's flows go: the analyzers, and the capture's NetFlow Target when it has one."""
         target = probe.capture.get("Target")
-        if not target:
+        if not target or capabilities.packet_target(probe.capture):
             return self._on_flows
         if probe.exporter is None:
             try:

@@ -141,7 +141,7 @@ class CaptureKind(_GremlinKind):
         Flag("--extra-layer", field="ExtraLayers", to=_mask, action="append", default=[],
              choices=tuple(EXTRA_LAYERS), help="decode this layer into the flows (not with ebpf)"),
         Flag("--target", field="Target", default="", help="ip:port of a NetFlow v5 collector the flows are also exported to"),
-        Flag("--target-type", field="TargetType", default="", help="netflowv5 (the default with --target); erspanv1 is refused"),
+        Flag("--target-type", field="TargetType", default="", help="netflowv5 (the default with --target) or erspanv1 (packets to the --target ip over GRE)"),
         Flag("--ttl", type=int, default=0, help="lifetime in ms"))
 
     def cli_body(self, body, args):

@@ -105,11 +105,12 @@ def default_type(node_type, capture, runnable=None, running=()):
     """The type an untyped `capture` runs on a node of `node_type`: PREFERRED_CAPTURE when it can
     take the node, is in `runnable` (the host's runnable types; None: any), every option the capture
     asks for is one it honours with the same meaning (not BPFFilter, RawPacketLimit, HeaderSize,
-    ExtraTCPMetric, ExtraLayers...: whole packets; Target/TargetType, which every type honours, do
-    not count) and, being single per node, none of `running` (the node's Captures entries) is of
+    ExtraTCPMetric, ExtraLayers, TargetType erspanv1...: whole packets; a NetFlow Target, which every
+    type honours, does not count) and, being single per node, none of `running` (the node's Captures entries) is of
     that type; else DEFAULT_CAPTURE's type (None: no type)."""
     pref = CAPTURE_TYPES.get(PREFERRED_CAPTURE)
     if pref is not None and node_type in pref.node_types and (runnable is None or pref.name in runnable) \
+            and (not packet_target(capture) or "ExtraLayers" in pref.options) \
             and all(capture.get(opt, neutral[0]) in neutral for opt, neutral in OPTIONS.items()
                     if opt not in EXPORT_OPTIONS) \
             and (pref.multiple_per_node or not any(isinstance(e, dict) and e.get("Type") == pref.name for e in running or ())):
@@ -137,9 +138,20 @@ def available_types(config):
     return out
 
 
-# every type's flows can be exported (agent/captures.py hands each tick's flows to the exporter)
+# every type's flows can be exported (agent/captures.py hands each tick's flows to the exporter);
+# erspanv1 mirrors the packets themselves: only the types whose frames reach the flow table
 EXPORT_OPTIONS = frozenset(("Target", "TargetType"))
-TARGET_TYPES = ("netflowv5",)
+TARGET_TYPES = ("netflowv5", "erspanv1")
+PACKET_TARGETS = ("erspanv1",)
+
+
+def packet_target(capture):
+    """True when the capture's export needs every packet (TargetType erspanv1)."""
+    return (capture.get("TargetType") or "") in PACKET_TARGETS
+
+
+def _packet_types():
+    return [n for n, c in CAPTURE_TYPES.items() if "ExtraLayers" in c.options]
 
 
 def check_target(capture):
@@ -147,14 +159,20 @@ def check_target(capture):
     target, ttype = capture.get("Target") or "", capture.get("TargetType") or ""
     if not target and not ttype:
         return
-    if ttype == "erspanv1":
-        raise ValueError("TargetType: erspanv1 export is not implemented (only %s)" % ", ".join(TARGET_TYPES))
     if ttype and ttype not in TARGET_TYPES:
         raise ValueError("TargetType: unknown export type %r (%s)" % (ttype, ", ".join(TARGET_TYPES)))
     if not target:
-        raise ValueError("TargetType: %s needs a Target (ip:port of the collector)" % ttype)
-    from .netflow import parse_target
+        raise ValueError("TargetType: %s needs a Target (%s)" % (
+            ttype, "the IPv4 address receiving the GRE packets" if ttype == "erspanv1" else "ip:port of the collector"))
+    if ttype == "erspanv1":
+        from .erspan import parse_target
+    else:
+        from .netflow import parse_target
     parse_target(target)
+    name = capture.get("Type") or ""
+    if ttype in PACKET_TARGETS and name and "ExtraLayers" not in CAPTURE_TYPES[name].options:
+        raise ValueError("TargetType: %s mirrors packets: not supported by %s capture, which does not see them (only %s)"
+                         % (ttype, name, ", ".join(_packet_types())))
 
 
 def check_capture(capture):

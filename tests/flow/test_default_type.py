@@ -17,6 +17,7 @@ RUNNABLE = ("afpacket", "pcap", "ebpf")
     ({"ExtraTCPMetric": True}, (), RUNNABLE, "afpacket"),
     ({"ExtraLayers": 2}, (), RUNNABLE, "afpacket"),
     ({"IPDefrag": True}, (), RUNNABLE, "afpacket"),
+    ({"Target": "192.0.2.9", "TargetType": "erspanv1"}, (), RUNNABLE, "afpacket"),      # mirrors packets
     ({}, ({"ID": "x", "Type": "ebpf"},), RUNNABLE, "afpacket"),          # one ebpf per node
     ({}, ({"ID": "x", "Type": "afpacket"}, "junk"), RUNNABLE, "ebpf"),
     ({}, (), ("afpacket",), "afpacket"),                                  # the host cannot run ebpf

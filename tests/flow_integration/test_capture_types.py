@@ -56,7 +56,10 @@ def test_type_no_selected_node_can_take(stack, net, names):
     ({"Type": "ebpf", "IPDefrag": True}, "IPDefrag: not supported by ebpf capture (only afpacket, pcap"),
     ({"Type": "afpacket", "ReassembleTCP": True}, "ReassembleTCP: not implemented (no extra layer needs it"),
     ({"Type": "ebpf", "ExtraLayers": ["DNS"]}, "ExtraLayers: not supported by ebpf capture (only afpacket, pcap, pcapsocket"),
-    ({"Type": "sflow", "Target": "127.0.0.1:6343", "TargetType": "erspanv1"}, "TargetType: erspanv1 export is not implemented"),
+    ({"Type": "ebpf", "Target": "192.0.2.9", "TargetType": "erspanv1"},
+     "TargetType: erspanv1 mirrors packets: not supported by ebpf capture, which does not see them (only afpacket, pcap"),
+    ({"Target": "192.0.2.999", "TargetType": "erspanv1"}, "Target: '192.0.2.999' is not an IPv4 address"),
+    ({"TargetType": "erspanv1"}, "TargetType: erspanv1 needs a Target (the IPv4 address"),
     ({"TargetType": "netflowv5"}, "TargetType: netflowv5 needs a Target"),
     ({"Target": "[::1]:2055"}, "Target: '[::1]:2055' is not an ip:port address (IPv4)"),
 ])
