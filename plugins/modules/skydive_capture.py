@@ -150,7 +150,7 @@ options:
   target_type:
     description:
       - Export format for O(target); C(netflowv5) when not set. C(erspanv1) mirrors the packets, so only
-        capture types that see them take it (not C(ebpf), C(ovsnetflow): HTTP 400); an unset O(capture_type)
+        capture types that see them take it (not C(ebpf) or C(ovsnetflow), HTTP 400); an unset O(capture_type)
         then runs afpacket on interfaces.
     type: str
     choices: [netflowv5, erspanv1]
