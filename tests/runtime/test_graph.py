@@ -80,6 +80,27 @@ def test_delete_node_removes_edges_first(g):
     assert a.DeletedAt > 0
 
 
+def test_node_shared_by_two_origins(g):
+    """A node two agents publish (graph.claim) stays until the last one releases it, whichever
+    way (its own delete, the origin's disconnect)."""
+    sw = g.new_node({"Name": "tor", "Type": "switch"}, id="sw", origin="agent.a")
+    g.claim("sw", "agent.b")
+    assert g.release("sw", "agent.a") is False and g.nodes["sw"].Origin == "agent.b" and not g.claims
+    assert g.release("sw", "agent.b") is True and "sw" not in g.nodes
+    sw = g.new_node({"Name": "tor", "Type": "switch"}, id="sw", origin="agent.a")
+    g.claim("sw", "agent.b")
+    g.claim("sw", "agent.c")
+    g.del_origin("agent.b")                       # not its Origin: only the claim goes
+    assert "sw" in g.nodes and g.claims["sw"] == {"agent.a", "agent.c"}
+    g.del_origin("agent.a")
+    assert g.nodes["sw"].Origin == "agent.c"
+    g.del_origin("agent.c")
+    assert "sw" not in g.nodes and not g.claims
+    g.new_node({"Name": "tor", "Type": "switch"}, id="sw", origin="agent.a")
+    g.claim("sw", "agent.b")
+    assert g.release("sw", None) is True and not g.claims     # not an agent's claim: deleted
+
+
 def test_ownership_is_unique_per_child(g):
     a, b, c = (g.new_node({"Name": x, "Type": "t"}) for x in "abc")
     g.link(a, c, {"RelationType": "ownership"})
