@@ -505,6 +505,9 @@ class FilteredTable(object):
     def flush(self, now_ms):
         return self._t.flush(self._now(now_ms))
 
+    def get_flows(self, now_ms=None):
+        return self._t.get_flows(None if now_ms is None else self._now(now_ms))
+
     def stats(self):
         return self._t.stats()
 

@@ -452,3 +452,18 @@ def test_packet_clock_tick_before_the_first_packet():
     assert len(out) == 1
     lum = out[0]["LastUpdateMetric"]
     assert lum["Start"] <= lum["Last"] and lum["Start"] // 1000 == replay_ms // 1000, lum
+
+
+def test_filtered_table_snapshot():
+    """A live query's snapshot reads a filtered, packet-clocked table (pcapsocket, sflow) like any
+    other: only the frames the filter kept, stamped on packet time."""
+    from skydive_runtime.flow.capture import FilteredTable
+    t = FilteredTable(FlowTable(node_tid="tid-1", capture_id="cap-1"), expr="udp", packet_clock=True)
+    replay_ms = 1454659514000
+    t.process(udp4_frame(), replay_ms * 1000000)
+    flows = t.get_flows(int(time.time() * 1000))
+    assert len(flows) == 1 and flows[0]["Application"] == "UDP", flows
+    assert flows[0]["Last"] // 1000 == replay_ms // 1000, flows[0]
+    t2 = FilteredTable(FlowTable(node_tid="tid-1", capture_id="cap-2"), expr="tcp")
+    t2.process(udp4_frame(), replay_ms * 1000000)
+    assert t2.get_flows() == []
