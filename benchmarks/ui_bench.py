@@ -112,6 +112,39 @@ async def publish(url, msgs, rate=None, seconds=None, gen=None):
         return sent
 
 
+def print_trace(browser):
+    """Self time of the renderer main thread's trace events, by name (the top 20)."""
+    browser.call("Tracing.end")
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        with browser._cond:
+            if any(e.get("method") == "Tracing.tracingComplete" for e in browser._events):
+                break
+        time.sleep(0.2)
+    with browser._cond:
+        events = [ev for e in browser._events if e.get("method") == "Tracing.dataCollected" for ev in e["params"]["value"]]
+    names = {(ev["pid"], ev["tid"]): ev["args"]["name"] for ev in events if ev.get("ph") == "M" and ev.get("name") == "thread_name"}
+    main = {k for k, v in names.items() if v == "CrRendererMain"}
+    spans = sorted((ev["ts"], ev["ts"] + ev.get("dur", 0), ev["name"]) for ev in events
+                   if ev.get("ph") == "X" and (ev["pid"], ev["tid"]) in main and ev.get("dur"))
+    self_us, count, stack = {}, {}, []
+    for t0, t1, name in spans:                   # nested spans: a child's time is not its parent's
+        while stack and stack[-1][1] <= t0:
+            stack.pop()
+        if stack:
+            self_us[stack[-1][2]] = self_us.get(stack[-1][2], 0) - (t1 - t0)
+        self_us[name] = self_us.get(name, 0) + (t1 - t0)
+        count[name] = count.get(name, 0) + 1
+        stack.append((t0, t1, name))
+    layouts = [(t0, t1) for t0, t1, name in spans if name == "LocalFrameView::performLayout"]
+    texts = [t0 for t0, t1, name in spans if name == "SvgTextLayoutAlgorithm::Layout"]
+    per = sorted(sum(1 for t in texts if a <= t < b) for a, b in layouts)
+    print("layouts: %d, SVG texts laid out per layout p50 %d, p95 %d, max %d; %d layouts with more than 100" % (
+        len(per), pct(per, 50), pct(per, 95), per[-1] if per else 0, sum(1 for n in per if n > 100)))
+    for k, v in sorted(self_us.items(), key=lambda kv: -kv[1])[:20]:
+        print("  %8.0f ms  %6d x  %s" % (v / 1000, count[k], k))
+
+
 def pct(values, p):
     v = sorted(values)
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else 0.0
@@ -126,6 +159,7 @@ def main():
     ap.add_argument("--expand", type=int, default=10, help="hosts expanded during the event phase")
     ap.add_argument("--runs", type=int, default=3, help="first-render measurements")
     ap.add_argument("--profile", action="store_true", help="print the page's hottest functions during the event phase")
+    ap.add_argument("--trace", action="store_true", help="print where the renderer's main thread spends the event phase (style, layout, paint...)")
     args = ap.parse_args()
     if chromium_binary() is None:
         raise SystemExit("chromium is not installed")
@@ -206,6 +240,8 @@ def main():
         if args.profile:
             browser.page("Profiler.enable")
             browser.page("Profiler.start")
+        if args.trace:
+            browser.call("Tracing.start", categories="devtools.timeline,blink,cc", transferMode="ReportEvents")
         t0 = time.time()
         sent = asyncio.run(publish(analyzer.url, None, rate=args.rate, seconds=args.seconds, gen=gen))
         if args.profile:
@@ -223,6 +259,8 @@ def main():
             for k, v in sorted(self_ms.items(), key=lambda kv: -kv[1])[:25]:
                 print("  %8.0f ms  %s" % (v, k))
         elapsed = time.time() - t0
+        if args.trace:
+            print_trace(browser)
         time.sleep(1)
         browser.eval("window.__sampling = false; 1")
         frames = browser.eval("window.__frames")

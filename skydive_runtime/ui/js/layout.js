@@ -165,7 +165,7 @@ function applyCharge(root, p, alpha, stack) {
 // within reach of a point are visited.
 const COLLIDE_PAD = 7;
 
-function applyCollide(root, p, maxR, stack) {
+function applyCollide(root, p, maxR, stack, oneSided) {
   const reach = p.r + maxR + COLLIDE_PAD;
   const x0 = p.x - reach, x1 = p.x + reach, y0 = p.y - reach, y1 = p.y + reach;
   stack.length = 0;
@@ -175,7 +175,7 @@ function applyCollide(root, p, maxR, stack) {
     if (q.x0 > x1 || q.x0 + q.size < x0 || q.y0 > y1 || q.y0 + q.size < y0) continue;
     if (q.kids) { for (const k of q.kids) if (k) stack.push(k); continue; }
     for (const o of q.pts) {
-      if (o === p || o.id < p.id) continue;            // each pair once
+      if (o === p || (!oneSided && o.id < p.id)) continue;            // each pair once (or p's side only)
       let dx = p.x - o.x, dy = p.y - o.y;
       const min = p.r + o.r + COLLIDE_PAD;
       let d2 = dx * dx + dy * dy;
@@ -185,7 +185,7 @@ function applyCollide(root, p, maxR, stack) {
       const f = (min - d) / d * 0.35;
       const w = o.r * o.r / (p.r * p.r + o.r * o.r);        // the smaller node moves more
       p.vx += dx * f * w; p.vy += dy * f * w;
-      o.vx -= dx * f * (1 - w); o.vy -= dy * f * (1 - w);
+      if (!oneSided) { o.vx -= dx * f * (1 - w); o.vy -= dy * f * (1 - w); }
     }
   }
 }
@@ -708,11 +708,25 @@ export class Layout {
     return true;
   }
 
+  // A local layout (a few new nodes, the rest still): forces are computed for the movable
+  // points only (the others do not move), against every point.
+  _movingPart() {
+    const movable = this.movable;
+    if (!movable || movable.size * 4 > this.list.length) return null;
+    const c = this._part;
+    if (c && c.movable === movable && c.size === movable.size && c.list === this.list && c.links === this.links) return c;
+    const points = this.list.filter((p) => movable.has(p.id));
+    const links = this.links.filter((l) => movable.has(l.s.id) || movable.has(l.t.id));
+    this._part = { movable, size: movable.size, list: this.list, links: this.links, points, linksPart: links };
+    return this._part;
+  }
+
   tick() {
     const alpha = this.alpha;
     const list = this.list;
+    const part = this._movingPart();
     // springs
-    for (const l of this.links) {
+    for (const l of part ? part.linksPart : this.links) {
       const s = l.s, t = l.t;
       let x = t.x + t.vx - s.x - s.vx, y = t.y + t.vy - s.y - s.vy;
       if (x === 0) x = jiggle();
@@ -728,8 +742,10 @@ export class Layout {
       const root = buildQuadtree(list);
       const stack = this._stack;
       let maxR = 0;
-      for (const p of list) { applyCharge(root, p, alpha, stack); if (p.r > maxR) maxR = p.r; }
-      for (const p of list) applyCollide(root, p, maxR, stack);
+      for (const p of list) if (p.r > maxR) maxR = p.r;
+      const moving = part ? part.points : list;
+      for (const p of moving) applyCharge(root, p, alpha, stack);
+      for (const p of moving) applyCollide(root, p, maxR, stack, !!part);
     }
     this._separateGroups(alpha);
     // gravity and integration

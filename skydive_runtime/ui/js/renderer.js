@@ -147,7 +147,7 @@ export class Renderer {
     if (this.layout.collapsed.has(id)) cls += " collapsed";
     if (r.loff) cls += " label-off";
     if (cls !== r.cls) { r.cls = cls; r.g.setAttribute("class", cls); }
-    r.g.setAttribute("data-captures", cap);
+    if (cap !== r.cap) { r.cap = cap; r.g.setAttribute("data-captures", cap); }
   }
 
   _nodeTitle(r, n) {
@@ -199,7 +199,7 @@ export class Renderer {
     if (relation === LAYER2 && typeof t === "string" && /^[a-z0-9_-]+$/i.test(t)) cls += " l2-" + t;
     if (this.selected && this.selected.kind === "edge" && this.selected.id === id) cls += " selected";
     if (cls !== r.cls) { r.cls = cls; r.line.setAttribute("class", cls); }
-    r.line.setAttribute("data-relation", relation);
+    if (relation !== r.relation) { r.relation = relation; r.line.setAttribute("data-relation", relation); }
     if (r.title) this._edgeTitle(r, e);
     r.lx = NaN;                              // redraw its coordinates
   }
@@ -312,11 +312,18 @@ export class Renderer {
           r.badge = el("text", { class: "fold-count" });
           r.g.append(r.badge);
         }
-        r.badge.textContent = n ? `${n}` : "";
-        r.badge.setAttribute("x", r.rad * 0.78 + 8);
-        r.badge.setAttribute("y", -r.rad * 0.78 + 4);
-        r.g.classList.toggle("collapsed", n > 0);
-        r.cls = r.g.getAttribute("class");
+        // written only when they change: a text change makes the browser lay the SVG text out again
+        const text = n ? `${n}` : "";
+        if (text !== r.badgeText) { r.badgeText = text; r.badge.textContent = text; }
+        if (r.badgeRad !== r.rad) {
+          r.badgeRad = r.rad;
+          r.badge.setAttribute("x", r.rad * 0.78 + 8);
+          r.badge.setAttribute("y", -r.rad * 0.78 + 4);
+        }
+        if (r.g.classList.contains("collapsed") !== n > 0) {
+          r.g.classList.toggle("collapsed", n > 0);
+          r.cls = r.g.getAttribute("class");
+        }
       }
     }
     const proxies = new Map();
@@ -352,9 +359,10 @@ export class Renderer {
         this.proxyEls.set(key, pr);
         this.gEdges.appendChild(pr.line);
       }
-      pr.line.setAttribute("class", want.relation === OWNERSHIP ? "edge rel-ownership bundle-link"
-        : `edge proxy ${want.relation === LAYER2 ? "rel-layer2" : "rel-other"}`);
-      pr.line.setAttribute("data-links", String(want.n));
+      const cls = want.relation === OWNERSHIP ? "edge rel-ownership bundle-link"
+        : `edge proxy ${want.relation === LAYER2 ? "rel-layer2" : "rel-other"}`;
+      if (cls !== pr.cls) { pr.cls = cls; pr.line.setAttribute("class", cls); }
+      if (want.n !== pr.n) { pr.n = want.n; pr.line.setAttribute("data-links", String(want.n)); }
       pr.lx = NaN;
     }
   }
@@ -393,7 +401,10 @@ export class Renderer {
       if (!p) continue;
       if (force || Math.abs(p.x - r.lx) > 0.25 || Math.abs(p.y - r.ly) > 0.25 || Number.isNaN(r.lx)) {
         r.lx = p.x; r.ly = p.y;
-        r.g.setAttribute("transform", `translate(${p.x.toFixed(1)},${p.y.toFixed(1)})`);
+        const tf = `translate(${p.x.toFixed(1)},${p.y.toFixed(1)})`;
+        if (tf === r.tf) continue;
+        r.tf = tf;
+        r.g.setAttribute("transform", tf);
         movedIds.add(id);
         moved = true;
       }
@@ -403,7 +414,8 @@ export class Renderer {
       const a = this.layout.point(pr.a), b = this.layout.point(pr.b);
       if (!a || !b) continue;
       pr.lx = a.x;
-      pr.line.setAttribute("d", `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`);
+      const d = `M${a.x.toFixed(1)} ${a.y.toFixed(1)}L${b.x.toFixed(1)} ${b.y.toFixed(1)}`;
+      if (d !== pr.d) { pr.d = d; pr.line.setAttribute("d", d); }
     }
     if (moved || force) { this._drawGroups(); this.labelsDirty = true; }
     // auto-fit while the whole picture is laid out; a local layout (new nodes) leaves the view alone
