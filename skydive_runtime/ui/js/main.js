@@ -55,10 +55,15 @@ function selectedQuery() {
   return tid ? `G.V().Has('TID', ${tid})` : `G.V('${n.ID}')`;
 }
 
+// Saving writes every position to localStorage (tens of ms at 5,000 nodes): at most every
+// SAVE_EVERY_MS while the graph keeps changing; a page hide saves at once.
+const SAVE_EVERY_MS = 3000;
 let saveTimer = null;
+let savedAt = 0;
 function saveSoon() {
   clearTimeout(saveTimer);
-  saveTimer = setTimeout(() => { if (!pastView) layout.save(); }, 300);
+  const wait = Math.max(300, savedAt + SAVE_EVERY_MS - Date.now());
+  saveTimer = setTimeout(() => { if (!pastView) { layout.save(); savedAt = Date.now(); } }, wait);
 }
 window.addEventListener("pagehide", () => { if (!pastView) layout.save(); });
 const svg = $("graph");
