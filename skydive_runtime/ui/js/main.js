@@ -22,11 +22,7 @@ import { LEGEND } from "./style.js";
 const $ = (id) => document.getElementById(id);
 const LAYOUT_BUDGET_MS = 12;
 const MAX_QUEUE = 200000;
-// Nodes and edges added or removed cost a pass over the structure (visibility, groups, links)
-// and a browser layout of the SVG: they are applied at most this often, together; metric and
-// state updates queued before them are applied every frame.
-const STRUCTURE_EVERY_MS = 400;
-const STRUCTURAL = new Set(["NodeAdded", "NodeDeleted", "EdgeAdded", "EdgeDeleted", "EdgeUpdated", "EdgePartiallyUpdated", "SyncReply", "Sync"]);          // beyond this (hidden tab...), drop the backlog and re-sync
+          // beyond this (hidden tab...), drop the backlog and re-sync
 
 const store = new GraphStore();
 const layout = new Layout(store);
@@ -284,17 +280,6 @@ let drawStart = 0;          // when the last position write happened (0: none pe
 let renderCost = 0;         // measured: write + style + paint of the last draw, ms
 let nextDrawAt = 0;
 let nextApplyAt = 0;        // events are applied in batches no closer than this
-let nextStructureAt = 0;    // structural events are applied in batches no closer than this
-
-// the queued messages to apply now: all of them, or (a structural batch being held) those
-// before the first structural one
-function takeQueued(now) {
-  const q = subscriber.queue;
-  if (now >= nextStructureAt) return subscriber.drain();
-  let i = 0;
-  while (i < q.length && !STRUCTURAL.has(q[i].Type)) i++;
-  return subscriber.drain(i);
-}
 
 function frame(now) {
   frameRequested = false;
@@ -312,7 +297,7 @@ function frame(now) {
   if ((subscriber.queue.length && !pastView && now >= nextApplyAt) || !store.changes.empty) {
     const t0 = performance.now();
     if (!pastView) {
-      const msgs = takeQueued(now);
+      const msgs = subscriber.drain();
       for (const m of msgs) store.apply(m);
       if (msgs.length) lastEventAt = Date.now();
     }
@@ -325,7 +310,6 @@ function frame(now) {
       details.changed(changes);
       updateCounters();
       structural = changes.structure;
-      if (structural && !changes.reset) nextStructureAt = now + STRUCTURE_EVERY_MS;
       if (changes.reset && !perf.firstApplied) perf.firstApplied = -1;
       const tab = tabs.current;
       if (tab === "tab-captures") captures.updateCounters();
