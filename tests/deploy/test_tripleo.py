@@ -224,6 +224,18 @@ TEST_ENV = {"parameter_defaults": {
                     "analyzers": {}, "agents": {}}}}
 
 
+# an overcloud running Neutron with ML2/OVN (THT's default NeutronMechanismDrivers, set as its
+# neutron-ovn environments do): the OVN DBs on the VIP of their network (ctlplane, the only network
+# of tripleoclient's render), the neutron service user with TripleO's generated NeutronPassword.
+# Their own steps are not run here (no containers).
+OVERCLOUD_SERVICES = ["OS::TripleO::Services::NeutronApi", "OS::TripleO::Services::OVNDBs"]
+# container images as `openstack tripleo container image prepare` would set them
+OVERCLOUD_ENV = {"parameter_defaults": dict({"NeutronMechanismDrivers": "ovn"}, **{
+    "Container%sImage" % name: "quay.io/tripleowallaby/openstack-%s:current-tripleo" % image for name, image in (
+        ("NeutronApi", "neutron-server"), ("NeutronConfig", "neutron-server"), ("OvnNbDb", "ovn-nb-db-server"),
+        ("OvnSbDb", "ovn-sb-db-server"), ("OvnNorthd", "ovn-northd"))})}
+
+
 @pytest.fixture(scope="module")
 def config_download(tht):
     """`openstack tripleo deploy --output-only`: Heat creates the stack of our Controller and
@@ -242,17 +254,31 @@ def config_download(tht):
 
 def _render(tht, base):
     roles = [r for r in tr.load_yaml(os.path.join(tr.OUR, "roles_data.yaml")) if r["name"] in ("Controller", "Compute")]
+    # the Neutron API and the OVN DBs on the controllers, from THT's own registry (ML2/OVN)
+    roles[0]["ServicesDefault"] += OVERCLOUD_SERVICES
     (base / "roles.yaml").write_text(yaml.safe_dump(roles))
     (base / "servers.yaml").write_text(yaml.safe_dump(tr.deployed_servers_env()))
     (base / "test.yaml").write_text(yaml.safe_dump(TEST_ENV))
+    (base / "neutron-ovn.yaml").write_text(yaml.safe_dump(OVERCLOUD_ENV))
     envs = [os.path.join(tht, "environments", "standalone", "standalone-tripleo.yaml"), os.path.join(tht, tr.ENV_NAME),
-            str(base / "servers.yaml"), str(base / "test.yaml")]
+            str(base / "servers.yaml"), str(base / "neutron-ovn.yaml"), str(base / "test.yaml")]
     out = base / "out"
     res = tr.tripleo_deploy_output_only(tht, str(base / "roles.yaml"), envs, str(out), str(base / "home"))
     assert res.returncode == 0, res.stdout[-6000:]
     (cd,) = [p for p in out.iterdir() if p.name.startswith("overcloud-ansible-")]
     passwords = tr.load_yaml(str(out / "tripleo-overcloud-passwords.yaml"))["parameter_defaults"]
+    _keep_skydive_steps(str(cd))
     return {"dir": str(cd), "out": str(out), "log": res.stdout, "passwords": passwords}
+
+
+def _keep_skydive_steps(cd):
+    """<role>/skydive_steps_step<N>.yaml: the Skydive tasks of `<role>/deploy_steps_tasks_step<N>.yaml`
+    (Neutron's and OVN's own tasks need their containers and TripleO's roles: not run here)."""
+    for role in ("Controller", "Compute"):
+        for step in range(1, 6):
+            tasks = tr.load_yaml(os.path.join(cd, role, "deploy_steps_tasks_step%d.yaml" % step)) or []
+            with open(os.path.join(cd, role, "skydive_steps_step%d.yaml" % step), "w") as fh:
+                yaml.safe_dump([t for t in tasks if "Skydive" in t.get("name", "")], fh, sort_keys=False)
 
 
 def test_tripleoclient_renders_our_steps(config_download):
@@ -273,7 +299,7 @@ def test_tripleoclient_renders_our_steps(config_download):
     # TripleO's generated AdminPassword reached the tasks; TLS everywhere is off here
     shared = next(t for t in ctl if t["name"] == "Record the Skydive settings of this overcloud node")
     assert shared["vars"]["_skydive_secret"] == config_download["passwords"]["AdminPassword"]
-    assert not any("certificate" in t["name"] for t in ctl)
+    assert not any("certificate" in t["name"] for t in ctl if "Skydive" in t["name"])
     fw = tr.load_yaml(os.path.join(cd, "Controller", "firewall_rules.yaml"))
     assert fw["150 skydive_analyzer"] == {"dport": [8082]} and fw["151 skydive_agent"] == {"dport": [8081]}
     haproxy = tr.load_yaml(os.path.join(cd, "Controller", "service_config_settings.yaml"))["haproxy"]
@@ -332,7 +358,8 @@ def _inventory(cluster, cd):
 def _steps_playbook(cd):
     """The deploy steps of config-download's deploy_steps_playbook.yaml that concern these
     services: global_vars and service VIPs first, then steps 1-5 on the overcloud, each running
-    `<role>/deploy_steps_tasks_step<N>.yaml` (TripleO's strategy tripleo_free is free's)."""
+    the Skydive tasks of `<role>/deploy_steps_tasks_step<N>.yaml` (TripleO's strategy
+    tripleo_free is free's)."""
     plays = [{"hosts": "all", "name": "Include the deployment's global variables", "gather_facts": False, "tasks": [
         {"ansible.builtin.include_vars": "global_vars.yaml", "no_log": True},
         {"ansible.builtin.include_vars": {"file": "{{ playbook_dir }}/service_vip_vars.yaml", "name": "service_vip_vars"},
@@ -340,7 +367,7 @@ def _steps_playbook(cd):
     for step in range(1, 6):
         plays.append({"hosts": "overcloud", "name": "Deploy step tasks for %d" % step, "strategy": "free",
                       "gather_facts": False, "any_errors_fatal": True, "vars": {"step": str(step)}, "tasks": [
-                          {"ansible.builtin.include_tasks": "{{ tripleo_role_name }}/deploy_steps_tasks_step{{ step }}.yaml"}]})
+                          {"ansible.builtin.include_tasks": "{{ tripleo_role_name }}/skydive_steps_step{{ step }}.yaml"}]})
     path = os.path.join(cd, "sim-deploy-steps.yaml")
     with open(path, "w") as fh:
         yaml.safe_dump(plays, fh, sort_keys=False)
@@ -404,6 +431,57 @@ def test_rendered_steps_deploy_three_controllers_and_two_computes(config_downloa
         assert "analyzer" not in cfg and "etcd" not in cfg
         assert cfg["agent"]["listen"] == overcloud.nodes[cmp]["ip"] + ":8081"
         assert cfg["analyzers"] == [ip + ":8082" for ip in analyzer_ips]
+    _check_neutron_and_ovn(config_download, overcloud, auth)
+
+
+def _check_neutron_and_ovn(config_download, overcloud, auth):
+    """The overcloud runs Neutron (ML2/OVN) and the OVN DBs: every agent has the neutron probe
+    as the neutron service user against the overcloud's internal Keystone, every analyzer the
+    OVN probe on the OVN DB VIP. Neither service runs here: the agents log them unreachable
+    once and keep running, the analyzers' status shows the OVN probe's state."""
+    import time
+    from tests.deploy.simnodes import http_json
+    g = tr.load_yaml(os.path.join(config_download["dir"], "global_vars.yaml"))
+    assert {"neutron_api", "ovn_dbs"} <= set(g["enabled_services"])
+    vip = g["net_vip_map"][g["service_net_map"]["ovn_dbs_network"]]
+    step1 = tr.load_yaml(os.path.join(config_download["dir"], "Controller", "skydive_steps_step1.yaml"))
+    keystone = step1[0]["vars"]["_skydive_keystone_url"] + "/v3"      # EndpointMap KeystoneInternal
+    assert keystone.startswith("http://" + vip + ":"), keystone
+    for name in CONTROLLERS + COMPUTES:
+        cfg = _config(overcloud, name)
+        assert "neutron" in cfg["agent"]["topology"]["probes"], cfg["agent"]["topology"]
+        neutron = cfg["agent"]["topology"]["neutron"]
+        assert neutron == dict(neutron, auth_url=keystone, username="neutron", password=config_download["passwords"]["NeutronPassword"],
+                               tenant_name="service", region_name="regionOne", endpoint_type="internal")
+        if name in CONTROLLERS:
+            ovn = cfg["analyzer"]["topology"]
+            assert ovn["probes"] == ["ovn"], ovn
+            assert (ovn["ovn"]["address"], ovn["ovn"]["sb_address"]) == ("tcp:%s:6641" % vip, "tcp:%s:6642" % vip)
+    deadline = time.time() + 20
+    while True:
+        logs = {n: _journal(overcloud, n, "agent") for n in CONTROLLERS + COMPUTES}
+        missing = [n for n, text in logs.items() if "neutron: Keystone %s unreachable" % keystone not in text]
+        if not missing or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert not missing, {n: logs[n][-2000:] for n in missing}
+    time.sleep(2)      # a retry in between would log again if the probe did not remember it
+    for name in CONTROLLERS + COMPUTES:
+        text = _journal(overcloud, name, "agent")
+        assert text.count("neutron: Keystone %s unreachable" % keystone) == 1, text[-2000:]
+        assert "agent" in overcloud.service_pids(name), name
+    for ctl in CONTROLLERS:
+        status = http_json("http://%s:8082/api/status" % overcloud.nodes[ctl]["internal_api_ip"], auth=auth)
+        probe = status["Probes"]["ovn"]
+        assert probe["Address"] == "tcp:%s:6641" % vip and probe["State"] != "connected", probe
+        assert probe["Southbound"]["Address"] == "tcp:%s:6642" % vip, probe
+        assert "analyzer" in overcloud.service_pids(ctl), ctl
+
+
+def _journal(cluster, name, service):
+    path = os.path.join(cluster.nodes[name]["root"], "var", "log", "journal", "skydive-%s.service.log" % service)
+    with open(path, errors="replace") as fh:
+        return fh.read()
 
 
 def test_uninstall_removes_the_rendered_deployment(config_download, overcloud):
@@ -442,7 +520,7 @@ def _step1_facts(cd, tmp_path, extra):
             "skydive_os_service_username", "_skydive_tripleo_probes", "skydive_etcd_servers", "skydive_tls_ca_cert", "skydive_tls_server_cert", "_skydive_tripleo_config",
             "skydive_analyzer_listen_ip", "skydive_agent_listen_ip"]
     plays = [{"hosts": "overcloud", "gather_facts": False, "vars": {"step": "1"}, "tasks": [
-        {"ansible.builtin.include_tasks": os.path.join(cd, "{{ tripleo_role_name }}", "deploy_steps_tasks_step1.yaml")},
+        {"ansible.builtin.include_tasks": os.path.join(cd, "{{ tripleo_role_name }}", "skydive_steps_step1.yaml")},
         {"ansible.builtin.copy": {"dest": str(out) + "/{{ inventory_hostname }}.json",
                                   "content": "{{ dict(%s) | to_json }}" % ", ".join(
                                       "%s=hostvars[inventory_hostname]['%s'] | default(None)" % (k.lstrip("_"), k) for k in keep)}}]}]
