@@ -475,8 +475,10 @@ def test_many_similar_interfaces_fold_into_a_bundle(stack, net, page, artifacts)
                      " return !e || e.getAttribute('display') === 'none'; })" % js(ids)
         page.wait_for("%s !== null && Number(%s.dataset.count) >= 50 && %s" % (bundle, bundle, all_hidden), timeout=30,
                       message="the 50 veths in one bundle")
-        count = int(page.eval(bundle + ".dataset.count"))
-        assert page.eval(bundle + ".querySelector('.label').textContent") == "%d veth" % count
+        # count and label read in one go: the host's other veths (the machine's) may come and go
+        count, label = page.eval("(() => { const b = %s; return [Number(b.dataset.count), "
+                                 "b.querySelector('.label').textContent]; })()" % bundle)
+        assert label == "%d veth" % count, (label, count)
         settle(page)
         shot(page, artifacts, "12-bundle")
         page.eval("window.skydive.renderer.centerOn(%s)" % js("bundle:%s:veth" % host))
