@@ -17,6 +17,7 @@ import re
 import struct
 import subprocess
 import threading
+import time
 import uuid
 import zlib
 
@@ -760,9 +761,17 @@ def test_labels_do_not_overlap_at_500_nodes(analyzer, page):
     publish(base, msgs, "ui-labels")
     page.wait_for("document.querySelectorAll('#layer-nodes .node:not([display=none])').length >= 500", timeout=60)
     page.eval("window.skydive.renderer.userView = false; window.skydive.renderer.fit(false)")
-    page.wait_for("!window.skydive.layout.running && document.body.dataset.layout === 'stable' && !window.skydive.renderer.labelsDirty",
-                  timeout=90, message="layout and labels settled")
-    n, shown = label_overlaps(page)
+    settled = "!window.skydive.layout.running && document.body.dataset.layout === 'stable' && !window.skydive.renderer.labelsDirty"
+    page.wait_for(settled, timeout=90, message="layout and labels settled")
+    # the agent's live nodes of the machine may still arrive and move a neighbour: the labels are
+    # re-placed once it settles again, so the check is on the settled picture, within 20 s
+    deadline = time.time() + 20
+    while True:
+        n, shown = label_overlaps(page)
+        if n == 0 or time.time() > deadline:
+            break
+        time.sleep(0.5)
+        page.wait_for(settled, timeout=30, message="layout and labels settled again")
     assert n == 0 and shown > 0, (n, shown, [c for c in page.console if "OVERLAP" in c])
     # zoomed in (every node's label is a candidate): still none overlaps, most are shown
     page.eval("window.skydive.renderer.zoom(1 / window.skydive.renderer.view.k)")
