@@ -348,7 +348,9 @@ def test_alerts_tab(stack, net, page, artifacts):
     page.wait_for("document.querySelector('#alert-feed li[data-alert=%s]') !== null" % js(aid), timeout=20, message="alert fired")
     li = "document.querySelector('#alert-feed li[data-alert=%s]')" % js(aid)
     assert page.eval(li + ".querySelector('time').getAttribute('datetime')")
-    assert net["root1"] in page.eval(li + ".innerText") and "ui-alert" in page.eval(li + ".innerText")
+    # fired at registration, maybe before the list knew it: the name replaces the UUID once it does
+    page.wait_for("%s.innerText.includes('ui-alert')" % li, timeout=10, message="the fired alert named in the feed")
+    assert net["root1"] in page.eval(li + ".innerText")
     page.eval(li + ".querySelector('button').click()")
     assert page.eval(q_node(rid) + ".classList.contains('highlighted')")
     page.eval("window.skydive.renderer.highlight([])")
