@@ -31,6 +31,8 @@ from ..flow.capabilities import CaptureStartError
 from ..flow.capture import CaptureRunner, FilteredTable
 from ..flow.erspan import ERSPANSender, MirroredTable
 from ..flow.netflow import NetFlowExporter
+from ..flow.ovs_stale import remove_stale
+from ..flow.ovssflow import DEFAULT_OVSDB
 from ..flow.table import FlowTable, FlowTableError
 from .ondemand import OnDemandError, OnDemandHandler, OnDemandTask
 
@@ -73,6 +75,7 @@ class _Context(object):
             (LAYERS_HEADER_SIZE if probe.capture.get("ExtraLayers") or capabilities.packet_target(probe.capture)
              else DEFAULT_HEADER_SIZE)
         self.max_entries = captures.max_entries
+        self.host_id = captures.agent.host_id
         self._agent = captures.agent
 
     def locate(self):
@@ -120,6 +123,7 @@ class AgentCaptures(OnDemandHandler):
         self.types = ()             # the capture types this host can run
         self.refresh_s = self.stats_ms / 1000.0
         self.flows_sent = 0
+        self._stale = None           # the removal of a killed agent's OVS rows, awaited before any start
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def start(self):
@@ -132,6 +136,21 @@ class AgentCaptures(OnDemandHandler):
         if host is not None:
             self.graph.update_metadata(host, {HOST_KEY: list(self.types)})
         OnDemandHandler.start(self)
+        if any(t in self.types for t in ("ovsmirror", "ovssflow", "ovsnetflow")):
+            self._stale = self.loop.run_in_executor(None, self._remove_stale)
+
+    def _remove_stale(self):
+        ovsdb = self.agent.config.get_string("ovs.ovsdb") or DEFAULT_OVSDB
+        try:
+            for what in remove_stale(ovsdb, self.agent.host_id):
+                log.warning("removed %s left by an earlier run of this agent", what)
+        except Exception as exc:      # OVSDB unreachable: the captures' own calls will say so
+            log.warning("cannot look for OVS mirrors/sFlow/NetFlow left by an earlier run: %s", exc)
+
+    async def start_task(self, node_id, uid, resource):
+        if self._stale is not None:
+            await asyncio.shield(self._stale)
+        return await OnDemandHandler.start_task(self, node_id, uid, resource)
 
     def task_status(self, task):
         return {"Type": task.type, "State": task.entry.get("State"), "PacketsReceived": task.entry.get("PacketsReceived", 0)}

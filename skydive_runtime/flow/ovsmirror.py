@@ -2,7 +2,8 @@
 port of its bridge, read there by AF_PACKET; the mirror and the port go when the capture stops.
 
 The mirror is made in the capture's own thread (`MirrorSource.open`, ovs-vsctl against
-`ovs.ovsdb`): interface `mir<8 hex>` (type internal, `external_ids:skydive-probe-id`), a Mirror
+`ovs.ovsdb`): interface `mir<8 hex>` (type internal, `external_ids:skydive-probe-id`, and the agent's
+`skydive-agent` tag: flow/ovs_stale.py), a Mirror
 of the same name selecting the port as source and destination, output to that interface, added to
 the port's bridge. The interface is set UP in the agent's namespace (where ovs-vswitchd makes its
 internal ports) and captured there; `close()` removes the mirror and the port. Flows carry the
@@ -18,7 +19,7 @@ import time
 
 from .afpacket import AFPacketSource
 from .capabilities import CaptureStartError, Opened
-from .ovssflow import DEFAULT_OVSDB, available as vsctl_available, vsctl
+from .ovssflow import DEFAULT_OVSDB, agent_tag, available as vsctl_available, vsctl
 
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 
@@ -47,9 +48,10 @@ def _set_up(ifname):
 class MirrorSource(AFPacketSource):
     """AFPacketSource on the mirror's output port, which open() creates and close() removes."""
 
-    def __init__(self, ovsdb, port, name, capture_id, **kw):
+    def __init__(self, ovsdb, port, name, capture_id, host_id="", **kw):
         AFPacketSource.__init__(self, name, **kw)
         self.ovsdb = ovsdb
+        self.host_id = host_id
         self.port = port
         self.capture_id = capture_id
         self.bridge = None
@@ -59,9 +61,10 @@ class MirrorSource(AFPacketSource):
         name = self.ifname
         vsctl(self.ovsdb, "--", "--may-exist", "add-port", bridge, name,
               "--", "set", "interface", name, "type=internal", "external_ids:skydive-probe-id=%s" % self.capture_id,
+              agent_tag(self.host_id),
               "--", "--id=@out", "get", "port", name, "--", "--id=@src", "get", "port", self.port,
               "--", "--id=@m", "create", "mirror", "name=%s" % name, "select-src-port=@src", "select-dst-port=@src",
-              "output-port=@out", "external_ids:skydive-capture=%s" % self.capture_id,
+              "output-port=@out", "external_ids:skydive-capture=%s" % self.capture_id, agent_tag(self.host_id),
               "--", "add", "bridge", bridge, "mirrors", "@m")
         self.bridge = bridge
         try:
@@ -103,7 +106,7 @@ def open_capture(ctx):
     ovsdb = ctx.config.get_string("ovs.ovsdb") or DEFAULT_OVSDB
     try:
         src = MirrorSource(ovsdb, port, mirror_name(ctx.capture.get("UUID", ""), port_uuid), ctx.capture.get("UUID", ""),
-                           bpf_filter=ctx.capture.get("BPFFilter") or None, header_size=ctx.header_size)
+                           host_id=ctx.host_id, bpf_filter=ctx.capture.get("BPFFilter") or None, header_size=ctx.header_size)
     except (ValueError, OSError) as exc:
         raise CaptureStartError(400, str(exc)) from None
     return Opened(src)

@@ -13,7 +13,7 @@ import json
 from .capabilities import Opened
 from .netflow import NetFlowError, NetFlowSource, NetFlowTable
 from .ovsmirror import available
-from .ovssflow import DEFAULT_OVSDB, vsctl
+from .ovssflow import DEFAULT_OVSDB, agent_tag, vsctl
 
 __all__ = ["available", "open_capture"]
 
@@ -31,7 +31,7 @@ def open_capture(ctx):
     def setup():
         try:
             vsctl(ovsdb, "--", "--id=@n", "create", "netflow", 'targets="%s"' % src.address, "active_timeout=1",
-                  "external_ids:skydive-capture=%s" % json.dumps(uuid), "--", "set", "bridge", bridge, "netflow=@n")
+                  "external_ids:skydive-capture=%s" % json.dumps(uuid), agent_tag(ctx.host_id), "--", "set", "bridge", bridge, "netflow=@n")
         except Exception as exc:
             raise RuntimeError("cannot configure NetFlow on %s: %s" % (bridge, exc)) from None
 

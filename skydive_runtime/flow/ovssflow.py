@@ -26,6 +26,11 @@ def ovsdb_remote(addr):
     return "tcp:" + addr
 
 
+def agent_tag(host_id):
+    """The ovs-vsctl column setting that marks a row as this agent's (flow/ovs_stale.py)."""
+    return "external_ids:skydive-agent=%s" % json.dumps(host_id)
+
+
 def vsctl(ovsdb, *args):
     exe = shutil.which("ovs-vsctl")
     if exe is None:
@@ -52,7 +57,7 @@ def open_capture(ctx):
             vsctl(ovsdb, "--", "--id=@s", "create", "sflow", "agent=lo", 'target="%s"' % src.address,
                   "header=%d" % int(c.get("HeaderSize") or 128), "sampling=%d" % int(c.get("SamplingRate") or 1),
                   "polling=%d" % int(c.get("PollingInterval") or 10),
-                  "external_ids:skydive-capture=%s" % json.dumps(c.get("UUID", "")),
+                  "external_ids:skydive-capture=%s" % json.dumps(c.get("UUID", "")), agent_tag(ctx.host_id),
                   "--", "set", "bridge", bridge, "sflow=@s")
         except Exception as exc:
             raise RuntimeError("cannot configure sFlow on %s: %s" % (bridge, exc)) from None

@@ -3,7 +3,9 @@ the mirror and its internal port exist while the capture runs, the flow counts e
 through the port, and nothing is left on the switch after the capture is deleted; OVS's NetFlow
 export gives one flow per conversation with the pings' counts."""
 
+import os
 import random
+import signal
 
 import pytest
 
@@ -97,4 +99,37 @@ def test_ovsnetflow_flows_match_the_pings(ovs_stack, ovs, net, names):
                    message="NetFlow removed from the bridge")
         assert ovs.vsctl("--bare", "--columns=_uuid", "list", "netflow").stdout.strip() == ""
     finally:
+        ovs.del_bridge(br)
+
+
+def test_killed_agent_mirror_removed_at_next_start(ovs_stack, ovs, net, names):
+    """kill -9 leaves the mirror and its port; the next start of that agent removes them (its
+    `skydive-agent` tag), before any capture runs, and leaves an untagged mirror alone."""
+    stack = ovs_stack
+    prefix = "10.%d.%d" % (random.randint(1, 250), random.randint(1, 250))
+    br = names("kb")
+    ovs.add_bridge(br)
+    foreign = names("fm")
+    try:
+        _ns, outer = _two_hosts(ovs, net, names, br, prefix)
+        # somebody else's mirror on the same bridge (no skydive-agent tag): must survive
+        ovs.vsctl("--", "--id=@src", "get", "port", outer[1], "--", "--id=@m", "create", "mirror",
+                  "name=%s" % foreign, "select-src-port=@src", "--", "add", "bridge", br, "mirrors", "@m")
+        pq = "G.V().Has('Type','ovsport','Name','%s')" % outer[0]
+        stack.wait_q(pq + ".Count()", 1)
+        cid = stack.capture(GremlinQuery=pq)
+        stack.wait_active(cid, pq)
+        assert len(_ours(ovs, "mirror", cid)) == 1
+        os.killpg(stack.agent.proc.pid, signal.SIGKILL)
+        stack.agent.proc.wait(10)
+        assert len(_ours(ovs, "mirror", cid)) == 1 and len(_ours(ovs, "interface", cid)) == 1
+        assert stack.delete_capture(cid).status_code == 200      # so that the new agent is not asked for it
+        stack.start_agent()
+        wait_until(lambda: not _ours(ovs, "mirror", cid) and not _ours(ovs, "interface", cid), timeout=20,
+                   message="the killed agent's mirror and port removed by its next start")
+        assert ovs.vsctl("--bare", "--columns=name", "list", "mirror").stdout.split() == [foreign]
+        assert "left by an earlier run of this agent" in open(stack.agent.log_path).read()
+    finally:
+        if stack.agent is None or stack.agent.proc is None or stack.agent.proc.poll() is not None:
+            stack.start_agent()          # the module's other tests need their agent
         ovs.del_bridge(br)
