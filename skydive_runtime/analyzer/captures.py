@@ -21,7 +21,6 @@ nodes where it failed in `Errors` (`[{"NodeID", "Host", "Name", "Error"}]`, omit
 import logging
 import time
 
-from ..api import graph_ws
 from ..api.kinds import CaptureKind
 from ..api.query import QueryError
 from ..api.resources import ResourceError
@@ -191,7 +190,7 @@ class CaptureManager(OnDemandManager):
             key = (cid, node.ID)
             if key in self.pending:
                 continue
-            conn = self.server.get(graph_ws.AGENT, node.Host)
+            conn = self.agent(node.Host)
             if conn is None:
                 continue
             why = why_not(capture, node, hosts)
@@ -216,6 +215,4 @@ class CaptureManager(OnDemandManager):
         for k in [k for k in self.pending if k[0] == cid]:
             del self.pending[k]
         self.errors.pop(cid, None)
-        if self.flows is not None:
-            self.flows.capture_stopped(cid)
         await self.stop_on_nodes(obj, self.nodes_carrying(cid))

@@ -115,6 +115,9 @@ class MasterOnly:
             self.running = False
             self.part.stop()
 
+    def status(self):
+        return self.part.status()
+
     def stop(self):
         self.started = False
         if self._changed in self.cluster.elections.listeners:

@@ -5,8 +5,9 @@ tries to create `/skydive/masters/<duty>` = its host ID with that lease; the ana
 created it is the master of the duty until its lease ends (it stops, or dies and stops keeping
 the lease alive: etcd then deletes the key, and the next campaign of another analyzer wins,
 within LEASE_TTL_S + CAMPAIGN_S). Duties: `alerts` (only the master fires alert actions),
-`rules` (only the master applies node/edge rules; the others get their result by replication).
-Captures and injections need no master: each analyzer drives them on its own agents.
+`rules` (only the master applies node/edge rules; the others get their result by replication),
+`captures` and `injections` (only the master matches them against the graph and starts them,
+on every agent of the cluster through the analyzer it is linked to: analyzer/relay.py).
 """
 
 import asyncio
@@ -18,7 +19,7 @@ from ..storage.etcd import EtcdError
 
 log = logging.getLogger(__name__)
 
-DUTIES = ("alerts", "rules")
+DUTIES = ("alerts", "rules", "captures", "injections")
 PREFIX = "/skydive/masters/"
 LEASE_TTL_S = 3
 KEEPALIVE_S = 0.8

@@ -232,8 +232,11 @@ class FlowService:
     # ---- lifecycle --------------------------------------------------------------------------
     def start(self):
         self._task = asyncio.ensure_future(self._expiry_loop())
+        self.analyzer.resources.watchers.append(self)   # deleted captures: their live flows go
 
     def stop(self):
+        if self in self.analyzer.resources.watchers:
+            self.analyzer.resources.watchers.remove(self)
         if self._task is not None:
             self._task.cancel()
             self._task = None
@@ -273,6 +276,12 @@ class FlowService:
 
     def capture_stopped(self, cid):
         self.cache.drop_capture(cid)
+
+    def on_resource_deleted(self, kind, obj):
+        """A capture deleted here or on another analyzer of the cluster (only the master of
+        the captures duty stops it on the agents)."""
+        if kind == "capture" and isinstance(obj, dict):
+            self.capture_stopped(obj.get("UUID", ""))
 
     def on_agent_message(self, conn, msg):
         if conn.path != graph_ws.AGENT:

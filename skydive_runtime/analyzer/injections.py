@@ -17,18 +17,25 @@ X-Resource-TTL, sends `Stop` to every node carrying the injection in its `Packet
 `InjectionKind` replaces the API's `injectpacket` kind in the analyzer: the API's validation plus
 the whole per-node resolution for the first source node, so that what cannot run is a 400 at
 create time; TCP/UDP ports left at 0 are drawn in [1024, 65535) when the resource is stored.
+
+In a cluster (etcd.servers) only the master of the `injections` duty runs injections, on every
+agent of the cluster (analyzer/relay.py), and it records in etcd the nodes each injection was
+sent to (`/skydive/ondemand/injectpacket/<uuid>`, before the Start goes out): a new master
+takes every live injection over from that record, so no node gets one twice.
 """
 
+import asyncio
 import ipaddress
+import json
 import logging
 import random
 
-from ..api import graph_ws
 from ..api.kinds import InjectPacketKind
 from ..api.query import QueryError
 from ..api.resources import ResourceError
 from ..flow import forge
 from ..gremlin.topology import next_hop
+from ..storage.base import StoreError
 from .ondemand import OnDemandManager
 
 log = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ NOTIFICATION = "OnDemandPacketInjectionNotification"
 KIND = "injectpacket"
 _IGNORED_KEYS = ("PacketInjections", "Captures", "Metric", "LastUpdateMetric")
 _rng = random.SystemRandom()
+LEDGER = "/skydive/ondemand/injectpacket/"
 
 
 def _quote(s):
@@ -219,6 +227,45 @@ class InjectionManager(OnDemandManager):
     def __init__(self, analyzer, debounce=None):
         OnDemandManager.__init__(self, analyzer, debounce)
         self.states = {}        # injection uuid -> _State (injections created by this process)
+        shared = getattr(getattr(analyzer, "cluster", None), "shared", None)
+        self.ledger = shared.client if shared is not None else None   # etcd: where each one was sent
+
+    def start(self):
+        OnDemandManager.start(self)
+        if self.ledger is not None:      # master (again): take the live injections over
+            self._spawn(self._take_over())
+
+    async def _take_over(self):
+        loop = asyncio.get_running_loop()
+        injections = self.resources.list(KIND)
+        for uid, inj in (injections.items() if isinstance(injections, dict) else ()):
+            if uid in self.states:
+                continue
+            try:
+                text = await loop.run_in_executor(None, self.ledger.get, LEDGER + uid)
+                started = json.loads(text) if text else {}
+            except (StoreError, ValueError) as exc:
+                log.warning("injection %s: its record in etcd cannot be read (%s): not taken over", uid, exc)
+                continue
+            if not self.running or uid in self.states:
+                return
+            st = _State(inj)
+            st.started = started if isinstance(started, dict) else {}
+            st.index = len(st.started)
+            self.states[uid] = st
+            log.info("injection %s taken over (sent to %d nodes before)", uid, len(st.started))
+        self._schedule(0)
+
+    async def _record(self, uid, st):
+        if self.ledger is None:
+            return True
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.ledger.put, LEDGER + uid,
+                                                             json.dumps(st.started))
+            return True
+        except StoreError as exc:
+            log.warning("injection %s: cannot record it in etcd (%s): not sent", uid, exc)
+            return False
 
     def has_work(self):
         return bool(self.states)
@@ -255,7 +302,7 @@ class InjectionManager(OnDemandManager):
             key = node.Metadata.get("TID") or node.ID
             if key in st.started or not node.Host:
                 continue
-            conn = self.server.get(graph_ws.AGENT, node.Host)
+            conn = self.agent(node.Host)
             if conn is None:
                 continue
             try:
@@ -272,6 +319,9 @@ class InjectionManager(OnDemandManager):
         return n
 
     async def _start(self, conn, st, key, node_id, req):
+        if not await self._record(st.inj.get("UUID", ""), st):
+            st.started.pop(key, None)
+            return
         status, message = await self.send_start(conn, node_id, req)
         if status is None:
             st.started.pop(key, None)            # the agent went away: retried when it is back
@@ -288,6 +338,11 @@ class InjectionManager(OnDemandManager):
                 if node is not None and nid not in st.errors:
                     targets.setdefault(nid, node.Host)
         await self.stop_on_nodes(obj, targets)
+        if self.ledger is not None and uid:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.ledger.delete, LEDGER + uid)
+            except StoreError as exc:
+                log.warning("injection %s: its record stays in etcd: %s", uid, exc)
 
 
 __all__ = ["InjectionKind", "InjectionManager", "injection_query", "resolve_request", "destination_mac",

@@ -59,6 +59,17 @@ class OnDemandManager(GraphListener):
         """Called before matching is scheduled for a newly created resource."""
 
     # ---- requests to the agents -------------------------------------------------------------
+    def _relay(self):
+        cluster = getattr(self.analyzer, "cluster", None)
+        rep = getattr(cluster, "replication", None)
+        return rep.relay if rep is not None else None
+
+    def agent(self, host):
+        """The connection of `host`'s agent: ours, or through the analyzer it is linked to when
+        this one is the master of a cluster (analyzer/relay.py); None when unknown."""
+        relay = self._relay()
+        return relay.agent(host) if relay is not None else self.server.get(graph_ws.AGENT, host)
+
     async def send_start(self, conn, node_id, resource):
         """Start `resource` on a node: (status, message), status None when the agent did not
         answer. A started resource is notified to the subscribers."""
@@ -90,7 +101,7 @@ class OnDemandManager(GraphListener):
         """Send Stop for `obj` to the agent of every {node id: host} of `targets`."""
         uid = obj.get("UUID", "")
         for nid, host in targets.items():
-            conn = self.server.get(graph_ws.AGENT, host)
+            conn = self.agent(host)
             if conn is None:
                 continue
             self.stops += 1
@@ -103,7 +114,7 @@ class OnDemandManager(GraphListener):
                 log.warning("%s %s: Stop on %s failed: %s", self.kind, uid, nid, exc)
 
     def status(self):
-        """No election between analyzers: each drives its own requests while it runs."""
+        """Running: alone, or the elected master of its duty in a cluster (analyzer/cluster.py)."""
         return {"IsMaster": self.running}
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -112,6 +123,9 @@ class OnDemandManager(GraphListener):
         self.resources.watchers.append(self)
         self.graph.add_listener(self)
         self.server.listeners.append(self)
+        relay = self._relay()
+        if relay is not None:       # a peer's agent connected: it may carry work
+            relay.listeners.append(self._schedule)
         if self.schedule_at_start:
             self._schedule(0)
 
@@ -122,6 +136,9 @@ class OnDemandManager(GraphListener):
         self.graph.remove_listener(self)
         if self in self.server.listeners:
             self.server.listeners.remove(self)
+        relay = self._relay()
+        if relay is not None and self._schedule in relay.listeners:
+            relay.listeners.remove(self._schedule)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -12,6 +12,8 @@ analyzer (their Sync replaces them).
 
 Live flows travel the same links (namespace `PeerFlow`, type `Flows`, {"Host", "Flows"}), so
 `G.V().Flows()` on any analyzer sees the flows of every agent; an upstream peer ignores them.
+So do the requests of a duty's master to the agents of the others (namespace `PeerAgent`,
+analyzer/relay.py).
 """
 
 import asyncio
@@ -27,6 +29,7 @@ from ..api import graph_ws
 from ..api.ws import Endpoint, envelope
 from ..common.timeutil import rfc3339_now
 from ..graph import Edge, GraphListener, Node
+from . import relay
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +115,7 @@ class OutgoingPeer:
             self.connected, self.connect_time, self.last_error = True, rfc3339_now(), ""
             log.info("replication: linked to %s (%s)", remote, self.address)
             await ws.send_str(self.rep.sync_frame().decode())
+            await ws.send_str(self.rep.relay.agents_frame().decode())
             reader = asyncio.ensure_future(self._reader(ws))
             try:
                 while not ws.closed and not reader.done():
@@ -157,6 +161,7 @@ class ReplicationEndpoint(Endpoint):
             return False
         log.info("replication: %s linked to us", conn.host_id)
         conn.send_frame(self.rep.sync_frame())
+        conn.send_frame(self.rep.relay.agents_frame())
         return True
 
     def on_message(self, conn, msg):
@@ -184,6 +189,7 @@ class Replication(GraphListener):
         self.http = None
         self._applying = False
         self.received = self.sent = 0
+        self.relay = relay.AgentRelay(self)
 
     def mount(self, app):
         self.server.add_endpoint(app, self.endpoint)
@@ -199,12 +205,16 @@ class Replication(GraphListener):
         self.running = True
         self.http = aiohttp.ClientSession()
         self.graph.add_listener(self)
+        self.server.listeners.append(self)
         for peer in self.outgoing:
             peer.task = asyncio.ensure_future(peer.run())
 
     async def stop(self):
         self.running = False
         self.graph.remove_listener(self)
+        if self in self.server.listeners:
+            self.server.listeners.remove(self)
+        self.relay.stop()
         for peer in self.outgoing:
             if peer.ws is not None:
                 try:
@@ -236,6 +246,7 @@ class Replication(GraphListener):
         if self.links.get(host) is not link:
             return
         del self.links[host]
+        self.relay.peer_gone(host)
         log.info("replication: %s gone, its own elements removed", host)
         self._applying = True
         try:
@@ -246,7 +257,7 @@ class Replication(GraphListener):
     def sync_frame(self):
         return envelope("Graph", "Sync", self.graph.to_dict())
 
-    def _broadcast(self, frame):
+    def broadcast(self, frame):
         for link in list(self.links.values()):
             link.send_frame(frame)
             self.sent += 1
@@ -259,6 +270,9 @@ class Replication(GraphListener):
         ns, type_ = msg.get("Namespace"), msg.get("Type")
         if ns == FLOW_NAMESPACE and type_ == PEER_FLOWS:
             self._peer_flows(msg.get("Obj"))
+            return
+        if ns == relay.NAMESPACE:
+            self.relay.handle(host, msg)
             return
         if ns != "Graph":
             return
@@ -304,14 +318,23 @@ class Replication(GraphListener):
     def flows_received(self, host, flows):
         """Flows from one of our agents: to the peers' live caches (they are stored by us)."""
         if self.links:
-            self._broadcast(envelope(FLOW_NAMESPACE, PEER_FLOWS, {"Host": host, "Flows": flows}))
+            self.broadcast(envelope(FLOW_NAMESPACE, PEER_FLOWS, {"Host": host, "Flows": flows}))
+
+    # ---- our agents come and go (the peers are told, analyzer/relay.py) --------------------------
+    def on_ws_connect(self, conn):
+        if conn.path == graph_ws.AGENT:
+            self.relay.announce()
+
+    def on_ws_disconnect(self, conn):
+        if conn.path == graph_ws.AGENT:
+            self.relay.announce()
 
     # ---- local changes to the peers ----------------------------------------------------------
     def _emit(self, type_, element, ops=None):
         if self._applying or not self.links:
             return
         obj = graph_ws.partial_obj(element, ops) if ops is not None else element.to_dict()
-        self._broadcast(envelope("Graph", type_, obj))
+        self.broadcast(envelope("Graph", type_, obj))
 
     def on_node_added(self, node):
         self._emit("NodeAdded", node)

@@ -5,8 +5,9 @@ history in ClickHouse) and two real agents, each in its own network namespace.
 One module-scoped cluster; the test walks the whole life: capture created on one analyzer runs
 on the agents linked to the two others, flows live and stored from every analyzer, the graph of
 any analyzer holds both agents, kill -9 of the master (another is master within 10 s, the
-capture keeps counting, an alert fires exactly once, the agent moves), restart (it rejoins and
-catches up), nothing stored is lost.
+capture keeps counting, an alert fires exactly once, an injection is not run again, the agent
+moves), restart (it rejoins and catches up), nothing stored is lost. The master of the captures
+and injections duties starts them on every agent (the one linked to another analyzer through it).
 """
 
 import os
@@ -77,7 +78,7 @@ def env(tmp_path_factory):
             net.ip("link", "set", ns_if, "up", netns=ns)
             net.ip("link", "set", "lo", "up", netns=ns)
             net.ip("route", "add", "default", "via", hip, netns=ns)
-            agents.append({"netns": ns, "ifname": ns_if, "ip": nip, "peer": hip})
+            agents.append({"netns": ns, "ifname": ns_if, "ip": nip, "peer": hip, "host_if": host_if})
         d = tmp_path_factory.mktemp("cluster")
         yield {"address": address, "agents": agents, "dir": d, "net": net}
     finally:
@@ -121,15 +122,19 @@ def test_three_analyzers_two_agents_failover(env, cluster):
     agents = []
     hook = Webhook(env["address"])
     try:
-        a0, a1, a2 = cluster.names
+        a0 = cluster.names[0]
         addr = dict(zip(cluster.names, cluster.addresses()))
         # everyone agrees on the masters, and the peers are the real ones
         master = wait_until(lambda: len({cluster.masters(n)["alerts"] for n in cluster.names}) == 1
                             and cluster.masters(a0)["alerts"], message="one alerts master")
-        assert cluster.masters(a1) == cluster.masters(a2) == {"alerts": master, "rules": master}
+        duties = ("alerts", "rules", "captures", "injections")
+        wait_until(lambda: all(cluster.masters(n) == cluster.masters(a0) for n in cluster.names)
+                   and all(cluster.masters(a0)[d] for d in duties), message="one master per duty")
+        masters = cluster.masters(a0)
         for n in cluster.names:
             st = cluster.status(n)
             assert st["Alerts"]["IsMaster"] is (n == master)
+            assert st["Captures"]["IsMaster"] is (n == masters["captures"])
             assert cluster.linked_peers(n) == set(cluster.names) - {n}
         # two agents: the first prefers the master, the second another analyzer
         others = [n for n in cluster.names if n != master]
@@ -176,6 +181,16 @@ def test_three_analyzers_two_agents_failover(env, cluster):
                           json={"ID": trigger + "-1", "Metadata": {"Name": trigger + "-1", "Type": "device"}})
         assert r.status_code == 201, r.text
         wait_until(lambda: len(hook.posts) == 1, timeout=10, message="one alert firing")
+        # an injection from agent 1's interface, created on another analyzer, run once by the master
+        with open("/sys/class/net/%s/address" % env["agents"][0]["host_if"]) as f:
+            gw_mac = f.read().strip()
+        r = requests.post(cluster.url(others[1]) + "/api/injectpacket", timeout=10,
+                          json={"Src": "G.V().Has('Name', '%s')" % env["agents"][0]["ifname"], "Type": "icmp4",
+                                "DstIP": env["agents"][0]["peer"], "DstMAC": gw_mac, "Count": 3, "Interval": 50,
+                                "ICMPID": 4242})
+        assert r.status_code == 201, r.text
+        injected = live + ".Has('ICMP.ID', 4242).Values('Metric.ABPackets')"
+        wait_until(lambda: cluster.q(others[0], injected) == [3], timeout=20, message="3 injected packets, once")
         stored_before = set(cluster.q(others[0], stored + ".Values('UUID')"))
         packets_before = max(cluster.q(others[0], live + ".Has('NodeTID', '%s').Values('Metric.ABPackets')"
                                        % _tid(cluster, others[0], env["agents"][0]["ifname"], names[0])))
@@ -189,6 +204,8 @@ def test_three_analyzers_two_agents_failover(env, cluster):
                          and cluster.masters(others[0])["alerts"], timeout=10, message="a new master")
         assert time.monotonic() - t_kill < 10
         wait_until(lambda: cluster.masters(others[1])["alerts"] == new, timeout=5, message="agreement on the new master")
+        wait_until(lambda: all(cluster.masters(others[0])[d] in others for d in duties), timeout=10,
+                   message="every duty taken over")
         # the master's agent moved to the next analyzer of its list
         wait_until(lambda: any(names[0] in cluster.status(n)["Agents"] for n in others), timeout=15, message="agent 1 moved")
         # the capture keeps counting (seen from the analyzer that did not hold it)
@@ -202,6 +219,9 @@ def test_three_analyzers_two_agents_failover(env, cluster):
         wait_until(lambda: len(hook.posts) >= 2, timeout=10, message="second firing")
         time.sleep(1.5)
         assert len(hook.posts) == 2
+        # the new master took the injection over from its record: agent 1's interface (now linked
+        # to a live analyzer, in the graph again) did not get it a second time
+        assert cluster.q(others[1], injected) == [3]
         # nothing stored is lost
         after = set(cluster.q(others[1], stored + ".Values('UUID')"))
         assert stored_before <= after
