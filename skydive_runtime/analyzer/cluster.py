@@ -1,6 +1,7 @@
 """Several analyzers as one (docs/scale-out.md): what the cluster keys of the configuration turn on.
 
-- `etcd.servers` (an existing etcd cluster): the API resources (captures, alerts, injections,
+- `etcd.servers` (an existing etcd cluster) or `etcd.embedded` (a member run by the analyzer,
+  analyzer/etcd_member.py): the API resources (captures, alerts, injections,
   node/edge rules, workflows) live in etcd, every analyzer watches them (`ResourceStore.follow`),
   TTLs are etcd leases; one master per duty by election (analyzer/election.py).
 - `analyzers` (on an analyzer: the addresses of the cluster's analyzers, its own included):
@@ -16,28 +17,37 @@ from ..config import ConfigError
 from ..storage.etcd import EtcdClient, EtcdResources, wait_ready
 from ..storage.base import StoreError
 from .election import DUTIES, Elections
+from .etcd_member import EmbeddedEtcd
 from .replication import Replication
 
 log = logging.getLogger(__name__)
 
 
 def etcd_resources(config):
-    """EtcdResources when `etcd.servers` is set, else None (resources stay in the store)."""
+    """EtcdResources when `etcd.servers` is set or `etcd.embedded` (then `.member` is the
+    EmbeddedEtcd this analyzer runs, analyzer/etcd_member.py), else None (resources stay in the store)."""
+    member = None
     if config.get_bool("etcd.embedded", False):
-        raise ConfigError("etcd.embedded: this analyzer does not embed an etcd server; run etcd (Debian etcd-server) "
-                          "and list its client URLs in etcd.servers (docs/scale-out.md)")
-    servers = config.get_list("etcd.servers")
-    if not servers:
-        return None
-    timeout = config.get_float("etcd.client_timeout", 5.0)
-    if timeout <= 0:
-        raise ConfigError("etcd.client_timeout: must be > 0")
+        member = EmbeddedEtcd.from_config(config).start()
     try:
-        client = EtcdClient([str(s) for s in servers], timeout=timeout)
-        wait_ready(client, timeout=max(timeout * 3, 15.0))
-    except StoreError as exc:
-        raise ConfigError("etcd.servers: %s" % exc) from None
-    return EtcdResources(client)
+        servers = config.get_list("etcd.servers") or ([member.client_url] if member is not None else [])
+        if not servers:
+            return None
+        timeout = config.get_float("etcd.client_timeout", 5.0)
+        if timeout <= 0:
+            raise ConfigError("etcd.client_timeout: must be > 0")
+        try:
+            client = EtcdClient([str(s) for s in servers], timeout=timeout)
+            wait_ready(client, timeout=max(timeout * 3, 15.0))
+        except StoreError as exc:
+            raise ConfigError("etcd.servers: %s" % exc) from None
+    except BaseException:
+        if member is not None:
+            member.stop()
+        raise
+    shared = EtcdResources(client)
+    shared.member = member
+    return shared
 
 
 class Cluster:
@@ -87,7 +97,12 @@ class Cluster:
 
     def status(self):
         """Masters: {duty: host} with etcd (a standalone analyzer keeps upstream's status keys)."""
-        return {"Masters": self.masters()} if self.elections is not None else {}
+        if self.elections is None:
+            return {}
+        st = {"Masters": self.masters()}
+        if self.shared.member is not None:
+            st["Etcd"] = self.shared.member.status()
+        return st
 
 
 class MasterOnly:

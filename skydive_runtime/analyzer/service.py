@@ -96,6 +96,7 @@ class Analyzer:
         self.kinds = {}            # kind name -> its ResourceKind
         self.ws = None
         self.rules = None
+        self.etcd_member = None    # etcd.embedded: analyzer/etcd_member.py
         self.cluster = None        # analyzer/cluster.py: etcd, elections, replication (docs/scale-out.md)
         self.flows = None          # analyzer/flows.py FlowService (captures, flows, /api/pcap)
         self.injections = None     # analyzer/injections.py InjectionManager (OnDemandPacketInjection)
@@ -136,7 +137,8 @@ class Analyzer:
         self.store, history = self._open_store()
         self.store.attach(self.graph, restore=restorable_origin)
         self.engine = QueryEngine(self.graph, history=history).configure(self.config)
-        shared = etcd_resources(self.config)     # etcd.servers: resources shared by the cluster
+        shared = etcd_resources(self.config)     # etcd.servers / etcd.embedded: resources shared by the cluster
+        self.etcd_member = getattr(shared, "member", None)
         self.resources = ResourceStore(shared if shared is not None else self.store)
         kinds = [cls(self.engine) for cls in KINDS]
         self.resources.load([k.name for k in kinds if k.backend == "stored"])
@@ -284,6 +286,9 @@ class Analyzer:
             except Exception:
                 log.exception("closing the store failed")
             self.store = None
+        if self.etcd_member is not None:     # after the cluster part let go of it
+            await asyncio.get_running_loop().run_in_executor(None, self.etcd_member.stop)
+            self.etcd_member = None
         self.app = None
 
     async def run_forever(self):
