@@ -7,7 +7,8 @@ the lease alive: etcd then deletes the key, and the next campaign of another ana
 within LEASE_TTL_S + CAMPAIGN_S). Duties: `alerts` (only the master fires alert actions),
 `rules` (only the master applies node/edge rules; the others get their result by replication),
 `captures` and `injections` (only the master matches them against the graph and starts them,
-on every agent of the cluster through the analyzer it is linked to: analyzer/relay.py).
+on every agent of the cluster through the analyzer it is linked to: analyzer/relay.py),
+`history` (only the master applies the retention of a store the analyzers share: ClickHouse).
 """
 
 import asyncio
@@ -19,7 +20,7 @@ from ..storage.etcd import EtcdError
 
 log = logging.getLogger(__name__)
 
-DUTIES = ("alerts", "rules", "captures", "injections")
+DUTIES = ("alerts", "rules", "captures", "injections", "history")
 PREFIX = "/skydive/masters/"
 LEASE_TTL_S = 3
 KEEPALIVE_S = 0.8

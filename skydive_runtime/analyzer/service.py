@@ -187,6 +187,10 @@ class Analyzer:
             self.parts.add(self.flows.captures, "Captures")
             self.parts.add(self.injections)
         self.alerts = self.parts.add(AlertManager(self), "Alerts")
+        if shared is not None:    # a store the cluster shares (ClickHouse) is pruned by one analyzer
+            for store in {id(s): s for s in (self.store, self.flows.store) if s is not None}.values():
+                if hasattr(store, "prune_gate"):
+                    store.prune_gate = lambda: self.cluster.is_master("history")
         self.alerts.is_master = lambda: self.cluster.is_master("alerts")
         mount_workflows(self, app, guard)
         mount_pingmesh(self, app, guard)

@@ -12,7 +12,10 @@ analyzer answers `G.At`/`G.Context` from its own record, as the embedded store d
 
 Writes are queued and inserted by one writer thread (JSONEachRow over HTTP, batched); reads
 see every write queued before them. ClickHouse 18.16 (Debian 12) has no table TTL: retention is
-applied by prune() (ALTER ... DELETE, every prune_interval).
+applied by prune() every prune_interval: the day partitions whose rows are all past retention
+are dropped (ALTER TABLE ... DROP PARTITION, no rewrite), the few expired rows of younger days
+are deleted (ALTER ... DELETE). Several analyzers share the tables: `prune_gate` (a callable,
+set by the analyzer to "master of the history duty") lets only one of them run it.
 """
 
 import datetime
@@ -235,6 +238,8 @@ class ClickHouseStore(Store):
         self._pruner = None
         self._ver = itertools.count(time.time_ns())
         self._last_prune = time.monotonic()
+        self.prune_gate = None      # callable: False while another analyzer of the cluster prunes
+        self.partitions_dropped = 0
         self._create_schema()
         self._writer = threading.Thread(target=self._run, name="clickhouse-store-writer", daemon=True)
         self._writer.start()
@@ -285,10 +290,17 @@ class ClickHouseStore(Store):
             if stop:
                 return
             due = (time.monotonic() - self._last_prune) * 1000 >= self.prune_interval_ms
-            if self.retention_ms and due and (self._pruner is None or not self._pruner.is_alive()):
+            if self.retention_ms and due and (self._pruner is None or not self._pruner.is_alive()) and self._may_prune():
                 self._last_prune = time.monotonic()   # reads wait for this thread: prune from another one
                 self._pruner = threading.Thread(target=self._periodic_prune, name="clickhouse-store-prune", daemon=True)
                 self._pruner.start()
+
+    def _may_prune(self):
+        try:
+            return self.prune_gate is None or bool(self.prune_gate())
+        except Exception:      # the gate is the analyzer's: never let it stop the writer
+            log.exception("storage: retention gate failed")
+            return False
 
     def _periodic_prune(self):
         try:
@@ -663,6 +675,43 @@ class ClickHouseStore(Store):
             time.sleep(0.05)
         raise StoreError("retention on store %s: deletes not done after %ds" % (self.location, timeout))
 
+    def _expired_days(self, cutoff):
+        """{table: [day, ...]}: the partitions every row of which is past retention."""
+        live_revs = "SELECT day FROM revisions WHERE (%s) NOT IN (SELECT %s FROM archives WHERE archived_at < %d)" % (
+            _KEY, _KEY, cutoff)
+        live_metrics = ("SELECT day FROM flow_metrics WHERE (uuid, start) IN "
+                        "(SELECT uuid, mstart FROM flows FINAL WHERE last >= %d)" % cutoff)
+        sql = {   # in this order: the archives say which revisions are gone, the flows which metrics
+            "revisions": "SELECT day FROM revisions GROUP BY day HAVING max(updated_at) < %d AND day NOT IN (%s)"
+                         % (cutoff, live_revs),
+            "flow_metrics": "SELECT day FROM flow_metrics GROUP BY day HAVING max(last) < %d AND day NOT IN (%s)"
+                            % (cutoff, live_metrics),
+            "flows": "SELECT day FROM flows GROUP BY day HAVING max(last) < %d" % cutoff,
+            "archives": "SELECT day FROM archives GROUP BY day HAVING max(archived_at) < %d" % cutoff,
+        }
+        return {t: [r[0] for r in self._read(q)] for t, q in sql.items()}
+
+    def _drop_partitions(self, cutoff):
+        """Whole days past retention: DROP PARTITION (counted in what prune() returns)."""
+        counts = {"revisions": 0, "flows": 0, "metrics": 0}
+        for table, days in self._expired_days(cutoff).items():
+            for day in days:
+                if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+                    continue
+                if table == "revisions":
+                    counts["revisions"] += self._rows("SELECT count() FROM archives FINAL WHERE day = %s AND "
+                                                      "archived_at < %d" % (quote(day), cutoff))[0][0]
+                elif table in ("flows", "flow_metrics"):
+                    key = "flows" if table == "flows" else "metrics"
+                    counts[key] += self._rows("SELECT count() FROM %s FINAL WHERE day = %s" % (table, quote(day)))[0][0]
+                try:
+                    self.http.execute("ALTER TABLE %s DROP PARTITION %s" % (table, quote(day)))
+                except ClickHouseError as exc:
+                    raise StoreError("retention on store %s failed: %s" % (self.location, exc)) from None
+                self.partitions_dropped += 1
+                log.info("storage: retention dropped the %s partition of %s", table, day)
+        return counts
+
     def prune(self, now_ms=None):
         now = _now() if now_ms is None else now_ms
         self._last_prune = time.monotonic()
@@ -670,20 +719,22 @@ class ClickHouseStore(Store):
         if not self.retention_ms:
             return {"revisions": 0, "flows": 0, "metrics": 0}
         cutoff = now - self.retention_ms
+        counts = self._drop_partitions(cutoff)
         old_revs = "(%s) IN (SELECT %s FROM archives WHERE archived_at < %d)" % (_KEY, _KEY, cutoff)
         old_flows = "uuid IN (SELECT uuid FROM flows FINAL WHERE last < %d)" % cutoff
         old_metrics = "(%s OR (last < %d AND (uuid, start) NOT IN (SELECT uuid, mstart FROM flows FINAL)))" % (old_flows, cutoff)
-        counts = {"revisions": self._rows("SELECT count() FROM archives FINAL WHERE archived_at < %d" % cutoff)[0][0],
-                  "flows": self._rows("SELECT count() FROM flows FINAL WHERE last < %d" % cutoff)[0][0],
-                  "metrics": self._rows("SELECT count() FROM flow_metrics FINAL WHERE %s" % old_metrics)[0][0]}
-        if counts["revisions"]:
+        left = {"revisions": self._rows("SELECT count() FROM archives FINAL WHERE archived_at < %d" % cutoff)[0][0],
+                "flows": self._rows("SELECT count() FROM flows FINAL WHERE last < %d" % cutoff)[0][0],
+                "metrics": self._rows("SELECT count() FROM flow_metrics FINAL WHERE %s" % old_metrics)[0][0]}
+        counts = {k: counts[k] + left[k] for k in counts}
+        if left["revisions"]:
             self._mutate("revisions", old_revs)
             self._wait_mutations()
             self._mutate("archives", "archived_at < %d" % cutoff)
-        if counts["metrics"]:
+        if left["metrics"]:
             self._mutate("flow_metrics", old_metrics)
             self._wait_mutations()
-        if counts["flows"]:
+        if left["flows"]:
             self._mutate("flows", "last < %d" % cutoff)
         self._wait_mutations()
         if any(counts.values()):

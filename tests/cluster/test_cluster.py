@@ -127,7 +127,7 @@ def test_three_analyzers_two_agents_failover(env, cluster):
         # everyone agrees on the masters, and the peers are the real ones
         master = wait_until(lambda: len({cluster.masters(n)["alerts"] for n in cluster.names}) == 1
                             and cluster.masters(a0)["alerts"], message="one alerts master")
-        duties = ("alerts", "rules", "captures", "injections")
+        duties = ("alerts", "rules", "captures", "injections", "history")
         wait_until(lambda: all(cluster.masters(n) == cluster.masters(a0) for n in cluster.names)
                    and all(cluster.masters(a0)[d] for d in duties), message="one master per duty")
         masters = cluster.masters(a0)

@@ -59,7 +59,7 @@ def test_embedded_member(tmp_path):
         st = requests.get(an.url + "/api/status", timeout=10).json()
         assert st["Etcd"]["ClientURL"] == "http://127.0.0.1:%d" % client_port and st["Etcd"]["Running"]
         wait_until(lambda: requests.get(an.url + "/api/status", timeout=10).json()["Masters"]
-                   == dict.fromkeys(("alerts", "rules", "captures", "injections"), "emb1"), timeout=10,
+                   == dict.fromkeys(("alerts", "rules", "captures", "injections", "history"), "emb1"), timeout=10,
                    message="master of every duty")
         r = requests.post(an.url + "/api/alert", json={"Expression": "G.V().Has('Name', 'nothing-here')"}, timeout=10)
         assert r.status_code == 201, r.text

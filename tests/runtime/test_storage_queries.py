@@ -132,3 +132,58 @@ def test_two_analyzers_share_flows_and_resources(clickhouse):  # noqa: F811
         a.close()
         b.close()
         clickhouse.query("DROP DATABASE IF EXISTS %s" % database)
+
+
+def test_clickhouse_retention_drops_old_days(clickhouse):  # noqa: F811
+    """ClickHouse 18.16 has no table TTL: whole days past retention are dropped as partitions (no
+    row mutation), the younger days keep what is not expired; prune_gate holds the periodic
+    prune of an analyzer that is not the history master."""
+    import time
+    from tests.fixtures.processes import wait_until
+    database = "r_" + uuid.uuid4().hex[:12]
+    now = int(time.time() * 1000)
+    old, day = now - 5 * 86_400_000, 86_400_000
+    s = open_store(dict(clickhouse.settings(database, flush_interval=20), retention="2d"), name="ch")
+    try:
+        g = Graph("hr")
+        s.attach(g)
+        n = g.new_node({"Name": "a", "Type": "veth"}, t=old)
+        g.add_metadata(n, "X", 1, t=old + 1000)          # the first revisions, 5 days ago: archived then
+        gone = g.new_node({"Name": "gone", "Type": "veth"}, t=old)
+        g.del_node(gone, t=old + 5)
+        g.add_metadata(n, "X", 2, t=now - 1000)          # its revision of 5 days ago archived now: kept
+        gone2 = g.new_node({"Name": "gone2", "Type": "veth"}, t=old - day)   # a day with only expired revisions
+        g.del_node(gone2, t=old - day + 5)
+        s.store_flows([mkflow(1, start=old, last=old + 5000), mkflow(2, start=now - 5000, last=now)])
+        s.flush()
+
+        def parts(table):
+            return set(clickhouse.query("SELECT DISTINCT partition FROM system.parts WHERE database = '%s' AND "
+                                        "table = '%s' AND active" % (database, table)).split())
+        old_day = time.strftime("%Y-%m-%d", time.gmtime(old / 1000))
+        old2_day = time.strftime("%Y-%m-%d", time.gmtime((old - day) / 1000))
+        assert old_day in parts("flows") and old_day in parts("flow_metrics") and old2_day in parts("revisions")
+        counts = s.prune()
+        assert counts["flows"] == 1 and counts["metrics"] == 1 and counts["revisions"] == 3, counts
+        assert old_day not in parts("flows") and old_day not in parts("flow_metrics")
+        assert old2_day not in parts("revisions") and old2_day not in parts("archives")
+        assert s.partitions_dropped >= 4
+        assert [f["UUID"] for f in s.query_flows()] == [flows_uuid(2)]
+        assert s.graph_at(now).nodes[n.ID].Metadata["X"] == 2
+        # the day still holding n's revision 2 (created 5 days ago, live until now) is not dropped
+        assert old_day in parts("revisions")
+        assert int(clickhouse.query("SELECT count() FROM system.mutations WHERE database = '%s' AND table = 'flows'"
+                                    % database)) == 0
+        # periodic prune: held by the gate, run once it opens
+        s.prune_interval_ms = 50
+        s.prune_gate = lambda: False
+        s.store_flows([mkflow(3, start=old - day, last=old - day + 5000)])
+        s.flush()
+        time.sleep(0.5)
+        assert flows_uuid(3) in [f["UUID"] for f in s.query_flows()]
+        s.prune_gate = lambda: True
+        wait_until(lambda: flows_uuid(3) not in [f["UUID"] for f in s.query_flows()], timeout=10,
+                   message="periodic prune once the gate opens")
+    finally:
+        s.close()
+        clickhouse.query("DROP DATABASE IF EXISTS %s" % database)
