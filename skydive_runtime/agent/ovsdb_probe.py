@@ -1,4 +1,5 @@
-"""ovsdb probe: the PyPI `ovs` IDL in its own thread, snapshots handed to the loop.
+"""ovsdb probe: the Open_vSwitch database watched by common/ovsdb_idl.py (the PyPI `ovs` IDL in its
+own thread); the rows it hands to the loop make whole snapshots, applied as diffs to the graph.
 
 Graph (spec §3.2): host -ownership-> ovsbridge -ownership+layer2-> ovsport -layer2-> interface.
 An interface netlink also sees (system ports by name in the host namespace, internal ports by
@@ -11,10 +12,9 @@ When ovsdb is unreachable the thread retries every second; the status says so me
 
 import asyncio
 import logging
-import os
-import threading
 
 from ..common.ids import gen_id
+from ..common.ovsdb_idl import IdlWatcher
 from ..common.parts import Probe
 from ..flow.ovssflow import ovsdb_remote as ovs_remote
 from .nlmonitor import ROOT
@@ -33,119 +33,29 @@ def _opt(v):
     return v
 
 
-def _uuids(rows):
-    return [str(r.uuid) for r in (rows or [])]
+TABLES = ("Bridge", "Port", "Interface")
 
 
-class OvsMonitor(threading.Thread):
-    def __init__(self, loop, remote, sink, on_state):
-        threading.Thread.__init__(self, name="ovsdb-monitor", daemon=True)
-        self.loop = loop
-        self.remote = remote
-        self.sink = sink
-        self.on_state = on_state
-        self.running = True
-        self.rpipe, self.wpipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self.stop_event = threading.Event()
-
-    def stop(self):
-        self.running = False
-        self.stop_event.set()
-        try:
-            os.write(self.wpipe, b"x")
-        except OSError:
-            pass
-
-    def _post(self, fn, *args):
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            self.running = False
-
-    def run(self):
-        import ovs.db.idl
-        import ovs.jsonrpc
-        import ovs.poller
-        import ovs.stream
-        while self.running:
-            try:
-                err, stream = ovs.stream.Stream.open_block(ovs.stream.Stream.open(self.remote), 2000)
-                if err or stream is None:
-                    raise OSError(err, "cannot connect to %s: %s" % (self.remote, os.strerror(err) if err else "timeout"))
-                rpc = ovs.jsonrpc.Connection(stream)
-                err, resp = rpc.transact_block(ovs.jsonrpc.Message.create_request("get_schema", ["Open_vSwitch"]))
-                rpc.close()
-                if err or resp is None or resp.result is None:
-                    raise OSError(err or 0, "get_schema failed on %s" % self.remote)
-                helper = ovs.db.idl.SchemaHelper(schema_json=resp.result)
-                for table in ("Open_vSwitch", "Bridge", "Port", "Interface"):
-                    helper.register_table(table)
-                idl = ovs.db.idl.Idl(self.remote, helper)
-            except Exception as exc:
-                self._post(self.on_state, "waiting", str(exc))
-                self.stop_event.wait(1.0)
-                continue
-            try:
-                self._monitor(idl, ovs.poller)
-            except Exception as exc:
-                log.exception("ovsdb: monitor failed")
-                self._post(self.on_state, "error", str(exc))
-            finally:
-                idl.close()
-            if self.running:
-                self._post(self.sink, None)
-                self.stop_event.wait(1.0)
-
-    def _monitor(self, idl, poller_mod):
-        seqno = None
-        connected = False
-        down_since = None
-        while self.running:
-            idl.run()
-            is_conn = idl._session.is_connected()
-            if is_conn and not connected:
-                connected = True
-                down_since = None
-                self._post(self.on_state, "connected", "")
-            elif not is_conn and connected:
-                connected = False
-                down_since = self.loop.time()
-                self._post(self.on_state, "waiting", "connection to %s lost" % self.remote)
-            if not is_conn and down_since is not None and self.loop.time() - down_since > 3:
-                return   # drop the IDL: start over (schema and all)
-            if is_conn and idl.change_seqno != seqno and idl.has_ever_connected():
-                seqno = idl.change_seqno
-                self._post(self.sink, self._snapshot(idl))
-            p = poller_mod.Poller()
-            idl.wait(p)
-            p.fd_wait(self.rpipe, poller_mod.POLLIN)
-            p.timer_wait(1000)
-            p.block()
-            try:
-                while os.read(self.rpipe, 4096):
-                    pass
-            except OSError:
-                pass
-
-    @staticmethod
-    def _snapshot(idl):
-        t = idl.tables
-        bridges, ports, ifaces = {}, {}, {}
-        for r in t["Bridge"].rows.values():
-            bridges[str(r.uuid)] = {"name": r.name, "ports": _uuids(r.ports), "external_ids": dict(r.external_ids),
-                                    "other_config": dict(r.other_config), "protocols": list(r.protocols),
-                                    "datapath_type": r.datapath_type}
-        for r in t["Port"].rows.values():
-            ports[str(r.uuid)] = {"name": r.name, "interfaces": _uuids(r.interfaces),
-                                  "external_ids": dict(r.external_ids), "other_config": dict(r.other_config),
-                                  "tag": _opt(r.tag), "trunks": list(r.trunks), "bond_mode": _opt(r.bond_mode),
-                                  "lacp": _opt(r.lacp)}
-        for r in t["Interface"].rows.values():
-            ifaces[str(r.uuid)] = {"name": r.name, "type": r.type, "ofport": _opt(r.ofport),
-                                   "mac": _opt(r.mac_in_use) or _opt(r.mac) or "",
-                                   "external_ids": dict(r.external_ids), "options": dict(r.options),
-                                   "other_config": dict(r.other_config), "error": _opt(r.error)}
-        return {"bridges": bridges, "ports": ports, "interfaces": ifaces}
+def _snapshot(rows):
+    """The IDL rows (table -> uuid -> row dict, common/ovsdb_idl.py) as the probe's snapshot."""
+    bridges, ports, ifaces = {}, {}, {}
+    for uuid, r in rows["Bridge"].items():
+        bridges[uuid] = {"name": r.get("name", ""), "ports": list(r.get("ports", [])),
+                         "external_ids": dict(r.get("external_ids", {})),
+                         "other_config": dict(r.get("other_config", {})), "protocols": list(r.get("protocols", [])),
+                         "datapath_type": r.get("datapath_type", "")}
+    for uuid, r in rows["Port"].items():
+        ports[uuid] = {"name": r.get("name", ""), "interfaces": list(r.get("interfaces", [])),
+                       "external_ids": dict(r.get("external_ids", {})),
+                       "other_config": dict(r.get("other_config", {})),
+                       "tag": _opt(r.get("tag")), "trunks": list(r.get("trunks", [])),
+                       "bond_mode": _opt(r.get("bond_mode")), "lacp": _opt(r.get("lacp"))}
+    for uuid, r in rows["Interface"].items():
+        ifaces[uuid] = {"name": r.get("name", ""), "type": r.get("type", ""), "ofport": _opt(r.get("ofport")),
+                        "mac": _opt(r.get("mac_in_use")) or _opt(r.get("mac")) or "",
+                        "external_ids": dict(r.get("external_ids", {})), "options": dict(r.get("options", {})),
+                        "other_config": dict(r.get("other_config", {})), "error": _opt(r.get("error"))}
+    return {"bridges": bridges, "ports": ports, "interfaces": ifaces}
 
 
 def create(agent):
@@ -173,11 +83,13 @@ class OvsdbProbe(Probe):
         self.iface_rows = {}  # uuid -> row dict
         self.port_of = {}    # iface uuid -> port uuid
         self.bridge_of = {}  # port uuid -> bridge uuid
+        self.rows = {t: {} for t in TABLES}    # the IDL's rows: table -> uuid -> row dict
         self.snapshots = 0
         self.synced = asyncio.Event()
 
     def start(self):
-        self.monitor = OvsMonitor(asyncio.get_running_loop(), self.remote, self._on_snapshot, self._on_state)
+        self.monitor = IdlWatcher(asyncio.get_running_loop(), self.remote, "Open_vSwitch", TABLES,
+                                  self._on_rows, self._on_state, on_lost=self._on_lost)
         self.monitor.start()
 
     def stop(self):
@@ -231,6 +143,21 @@ class OvsdbProbe(Probe):
         return None
 
     # ---- snapshots ---------------------------------------------------------------------------------
+    def _on_rows(self, full, changes):
+        if full:
+            self.rows = {t: {} for t in TABLES}
+        for table, uuid, row in changes:
+            if row is None:
+                self.rows[table].pop(uuid, None)
+            else:
+                self.rows[table][uuid] = row
+        self._on_snapshot(_snapshot(self.rows))
+
+    def _on_lost(self):
+        """The IDL session was given up: nothing is known of OVS until the next one syncs."""
+        self.rows = {t: {} for t in TABLES}
+        self._on_snapshot(None)
+
     def _on_snapshot(self, snap):
         try:
             self._apply(snap or {"bridges": {}, "ports": {}, "interfaces": {}})

@@ -12,7 +12,7 @@ whose host is the port's chassis in the Southbound Port_Binding (Chassis hostnam
 bound port carries `Chassis` (its name); without it, every interface naming the port is mapped
 (upstream's behaviour).
 
-Both databases are monitored (analyzer/ovn_idl.py, one thread each); changes reach the graph on
+Both databases are monitored (common/ovsdb_idl.py, one thread each); changes reach the graph on
 the loop. Unreachable, the probe retries every second and its status says why.
 """
 
@@ -24,7 +24,7 @@ from ..common.parts import Probe
 from ..config import ConfigError
 from ..flow.ovssflow import ovsdb_remote
 from ..graph.events import GraphListener
-from .ovn_idl import IdlWatcher
+from ..common.ovsdb_idl import IdlWatcher
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,14 @@
-"""An OVSDB database watched through the PyPI `ovs` IDL (monitor protocol) in its own thread.
+"""An OVSDB database watched through the PyPI `ovs` IDL (monitor protocol) in its own thread:
+the agent's ovsdb probe (Open_vSwitch) and the analyzer's ovn probe (OVN NB/SB) share it.
 
 `IdlWatcher(loop, remote, database, tables, sink, on_state)` fetches the server's schema, monitors
 the `tables` it has (all their columns) and posts to the loop `sink(full, changes)`:
 `changes` is a list of `(table, uuid, row)`, `row` a dict column -> value (None: the row is gone);
 `full` is True when it is the whole content (the first sync and each resync after a reconnection:
 rows the receiver knows and this list lacks are gone). Values are JSON-able: maps as dicts, sets and
-optional columns as lists, references as UUID strings.
+optional columns as lists, references as UUID strings. `on_state(state, error)` gets "waiting",
+"connected" and "error"; `on_lost()`, when given, is posted each time a monitored session is given
+up (the server gone for more than 3 s, or the monitor failed) before the watcher starts over.
 """
 
 import logging
@@ -33,7 +36,7 @@ def row_dict(row, columns):
 
 
 class IdlWatcher(threading.Thread):
-    def __init__(self, loop, remote, database, tables, sink, on_state, ssl_files=None):
+    def __init__(self, loop, remote, database, tables, sink, on_state, ssl_files=None, on_lost=None):
         threading.Thread.__init__(self, name="ovsdb-%s" % database, daemon=True)
         self.loop = loop
         self.remote = remote
@@ -41,6 +44,7 @@ class IdlWatcher(threading.Thread):
         self.tables = tables
         self.sink = sink
         self.on_state = on_state
+        self.on_lost = on_lost
         self.ssl_files = ssl_files or {}
         self.running = True
         self.rpipe, self.wpipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
@@ -106,14 +110,16 @@ class IdlWatcher(threading.Thread):
             finally:
                 idl.close()
             if self.running:
+                if self.on_lost is not None:
+                    self._post(self.on_lost)
                 self.stop_event.wait(1.0)
 
     def _monitor(self, idl, pending, poller_mod):
         seqno = None
         session_seqno = None     # changes on each (re)connection: the next post is a full one
         full = True
-        was_connected = None
-        down_since = None
+        was_connected = False
+        down_since = self.loop.time()    # not connected within 3 s: start over
         while self.running:
             idl.run()
             connected = idl._session.is_connected()
