@@ -8,8 +8,9 @@ Three parts, each printing a table (and the load average it ran at):
 
 live     A C sendmmsg sender blasts 60-byte UDP over --flows flows at --pps from namespace A over
          a veth into namespace B, where one meter at a time captures (the meters in turn inside a
-         round, the order rotated each round): none, ours-afpacket, ours-ebpf (each a child
-         process running a CaptureRunner), softflowd, pmacctd (Debian packages) and
+         round, the order rotated each round): none, ours-afpacket, ours-ebpf (on tcx),
+         ours-ebpf-socket (the same program as a socket filter on an AF_PACKET socket; each a
+         child process running a CaptureRunner), softflowd, pmacctd (Debian packages) and
          `tcpdump -w /dev/null` (the floor: AF_PACKET delivery and nothing else).  For each run:
          packets counted vs sent, the meter's process CPU, and the traffic-path CPU: the
          sender's own CPU (its softirq work included) + the ksoftirqd threads + the meter's
@@ -23,7 +24,7 @@ offline  User space of the afpacket probe without the kernel: synthetic TPACKET_
          FlowTable.process) and by whole blocks (read_blocks -> FlowTable.process_block):
          CPU-s per million packets (medians of interleaved rounds) and, when valgrind is
          installed, instructions per packet (callgrind; load-independent).
-program  The ebpf socket filter alone: BPF_PROG_TEST_RUN ns per run on IPv4 UDP/TCP and IPv6
+program  The ebpf program alone (the tcx one, on the lo of a namespace of its own): BPF_PROG_TEST_RUN ns per run on IPv4 UDP/TCP and IPv6
          UDP frames (the run loop's own cost, an empty program, printed beside).
 attach   (--only attach) The attach point: a count-only program (one per-CPU counter) on the
          AF_PACKET tap as a socket filter vs on tcx ingress + egress, beside ours-ebpf, in the
@@ -57,8 +58,8 @@ from skydive_runtime.flow.table import FlowTable  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLK = os.sysconf("SC_CLK_TCK")
-OURS = ("ours-afpacket", "ours-ebpf", "count-socket", "count-tcx")
-ALL_METERS = ("ours-afpacket", "ours-ebpf", "softflowd", "pmacctd", "tcpdump")
+OURS = ("ours-afpacket", "ours-ebpf", "ours-ebpf-socket", "count-socket", "count-tcx")
+ALL_METERS = ("ours-afpacket", "ours-ebpf", "ours-ebpf-socket", "softflowd", "pmacctd", "tcpdump")
 
 
 def sh(*cmd, check=True):
@@ -172,8 +173,8 @@ def child_main(kind, dev, ns, stats):
     if kind.startswith("count-"):
         return count_child(kind, dev, ns)
     final = {}
-    if kind == "ours-ebpf":
-        src = EBPFSource(dev, netns=ns, max_flows=100000)
+    if kind.startswith("ours-ebpf"):
+        src = EBPFSource(dev, netns=ns, max_flows=100000, attach="socket" if kind == "ours-ebpf-socket" else "tcx")
         table = EBPFFlowTable(src, FlowTable(max_entries=100000))
     else:
         src = AFPacketSource(dev, netns=ns, block_nr=64)
@@ -185,7 +186,7 @@ def child_main(kind, dev, ns, stats):
     print("ready", flush=True)
     while not stop:
         time.sleep(0.05)
-    prog = prog_run_stats(src.prog_fd) if stats and kind == "ours-ebpf" else (0, 0)
+    prog = prog_run_stats(src.prog_fd) if stats and kind.startswith("ours-ebpf") else (0, 0)
     runner.stop()
     udp = [f for f in final.values() if f.get("Transport", {}).get("B") == 9000]
     print(json.dumps({"counted": sum(f["Metric"]["ABPackets"] for f in udp), "flows": len(udp),
@@ -491,25 +492,29 @@ def program(args):
     ip6 = struct.pack("!IHBB", 0x60000000, 26, 17, 64) + b"\xfd" + b"\0" * 14 + b"\x01" + b"\xfd" + b"\0" * 14 + b"\x02"
     frames = {"IPv4 UDP (fast path)": eth + b"\x08\x00" + ip + udp, "IPv4 TCP (fast path)": eth + b"\x08\x00" + ipt + tcp,
               "IPv6 UDP (general path)": eth + b"\x86\xdd" + ip6 + udp}
-    src = EBPFSource("lo", max_flows=1000)
-    src.open()
+    ns = "flp%s" % secrets.token_hex(3)          # the tcx program on a quiet lo of its own
+    sh("ip", "netns", "add", ns)
+    src = EBPFSource("lo", netns=ns, max_flows=1000)
     a = bpfasm.Asm()
     a.mov64_imm(bpfasm.R0, 0)
     a.exit()
-    empty = load_program(a.assemble())
+    empty = load_program(a.assemble(), prog_type=3)
     res = {k: [] for k in list(frames) + ["empty program (run loop)"]}
     loads = [loadavg()]
     try:
+        src.open()
+        tc = src.attach_mode == "tcx"
         for _r in range(args.rounds):
             for k, f in frames.items():
-                res[k].append(prog_test_run(src.prog_fd, f, 200000)[1])
-            res["empty program (run loop)"].append(prog_test_run(empty, frames["IPv4 UDP (fast path)"], 200000)[1])
+                res[k].append(prog_test_run(src.prog_fd, f, 200000, tc=tc)[1])
+            res["empty program (run loop)"].append(prog_test_run(empty, frames["IPv4 UDP (fast path)"], 200000, tc=True)[1])
     finally:
         os.close(empty)
         src.close()
+        sh("ip", "netns", "del", ns, check=False)
     loads.append(loadavg())
-    print("\nprogram: BPF_PROG_TEST_RUN, 200k runs x %d rounds, known entries; load average %.2f-%.2f" % (
-        args.rounds, min(loads), max(loads)))
+    print("\nprogram (%s): BPF_PROG_TEST_RUN, 200k runs x %d rounds, known entries; load average %.2f-%.2f" % (
+        "tcx" if tc else "socket filter", args.rounds, min(loads), max(loads)))
     print("| frame | ns per run (median, min-max) |")
     print("|---|---|")
     for k, v in res.items():
@@ -545,7 +550,7 @@ def main():
     if args.only in (None, "live"):
         live(args)
     if args.only == "attach":
-        args.meters = "count-socket,count-tcx,ours-ebpf"
+        args.meters = "count-socket,count-tcx,ours-ebpf,ours-ebpf-socket"
         args.stats_rounds = 0
         live(args)
 

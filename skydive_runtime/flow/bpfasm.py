@@ -40,6 +40,9 @@ FN_map_lookup_elem = 1
 FN_map_update_elem = 2
 FN_ktime_get_ns = 5
 FN_skb_load_bytes = 26
+FN_ringbuf_reserve = 131
+FN_ringbuf_submit = 132
+FN_ringbuf_discard = 133
 FN_ktime_get_coarse_ns = 160
 
 _INSN = struct.Struct("<BBhi")

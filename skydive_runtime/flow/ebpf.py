@@ -4,14 +4,20 @@
     table = EBPFFlowTable(src, FlowTable(node_tid=tid, capture_id=cid, ...))
     runner = CaptureRunner(src, table, on_flows=..., update_ms=1000)   # the usual runner
 
-A hand-assembled eBPF socket filter (bpfasm.py, built here as bytes: no clang,
-no libbpf) is loaded with the bpf() syscall through ctypes and attached with
-SO_ATTACH_BPF to an AF_PACKET socket bound to the interface (inside its
-namespace).  For every frame it builds a per-direction key and counts the frame
+A hand-assembled eBPF program (bpfasm.py, built here as bytes: no clang, no
+libbpf) is loaded with the bpf() syscall through ctypes and attached (inside the
+interface's namespace) either on the interface's tcx ingress and egress hooks
+(BPF_LINK_CREATE, kernel 6.6+: no AF_PACKET tap, nothing delivered to a socket
+per packet; the default where the kernel takes it) or, as a socket filter, with
+SO_ATTACH_BPF to an AF_PACKET socket bound to the interface (the fallback;
+EBPFSource(attach=...), the one running in `attach_mode`, shown as the capture's
+`EBPFAttach`).  Both see the same frames: both directions, offloaded VLAN tags
+out of band.  For every frame it builds a per-direction key and counts the frame
 in the slot of the running CPU of a BPF_MAP_TYPE_PERCPU_HASH value {packets,
 bytes, first_ns, last_ns, TCP flags OR-ed} (plain adds: no atomics, no line
-shared between CPUs), then returns 0: nothing is queued on the socket, nothing
-is copied to user space.  A known entry costs one map lookup, the coarse clock
+shared between CPUs), then lets the frame go (tcx: TCX_NEXT; socket: 0, nothing
+queued): nothing is copied to user space.  A tcx link dies with its fd, so a
+stopped, crashed or killed agent leaves no program on the interface.  A known entry costs one map lookup, the coarse clock
 (last_ns to one kernel tick) and the adds; a new entry takes the precise clock
 (first_ns: Start, RTT).
 
@@ -38,6 +44,11 @@ conversation (and, in L3 key mode, every MAC pair) merge into one FlowTable
 flow; A is the side whose first packet came first.  Flows the table removes
 (expired, finished) have their kernel entries deleted.
 
+Frames the kernel key cannot describe (tunnels, IPv6 extension headers...) go
+to user space whole (up to the header size): through the socket's TPACKET_V3
+ring, or with tcx as BPF ring buffer records (tcx.RingReader: time, length,
+offloaded VLAN tag, the bytes), every one of them, decoded as afpacket's.
+
 Map full: the program counts the packets it could not insert in a one-slot
 array map (atomically: the rare path); they are reported as PacketsDropped (and the flows as FlowDropped
 once per sync when that counter moves).
@@ -53,8 +64,10 @@ import time
 
 from . import bpfasm as A
 from . import decode as _dec
+from . import tcx as _tcx
 from .afpacket import AFPacketSource, CaptureError, DEFAULT_HEADER_SIZE, validate_header_size
 from .capabilities import CaptureStartError, Opened
+from .netns import in_netns
 from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB,
                    F_LAST, F_RTT, F_RTT0, F_STATE, FINISH_TCP_FIN, FINISH_TCP_RST)
 
@@ -65,13 +78,16 @@ BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 
 BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = 4, 5
 BPF_MAP_LOOKUP_BATCH = 24
 BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_HASH = 1, 2, 5
-BPF_PROG_TYPE_SOCKET_FILTER = 1
+BPF_PROG_TYPE_SOCKET_FILTER, BPF_PROG_TYPE_SCHED_CLS = 1, 3
+BPF_MAP_TYPE_RINGBUF = 27
 BPF_F_NO_PREALLOC = 1
 BPF_NOEXIST = 1
 SO_ATTACH_BPF = 50
 # the ring of the frames handed to user space (tunnels, IPv6 extension headers...): 4 MiB
 RING_BLOCK_SIZE = 1 << 19
 RING_BLOCKS = 8
+RINGBUF_SIZE = 1 << 22       # tcx: the same 4 MiB as a BPF ring buffer
+ATTACH_MODES = ("auto", "tcx", "socket")
 
 KEY_SIZE = 56
 KEY4_SIZE = 28
@@ -200,7 +216,7 @@ def _emit_update(a, map_fd, key_off, tag):
     a.ja(tag + "bump")
 
 
-def build_program(flow_map_fd, drop_map_fd, flow4_map_fd, snaplen=256):
+def build_program(flow_map_fd, drop_map_fd, flow4_map_fd, snaplen=256, ring_fd=None):
     """The socket filter as bytes (see the module docstring for the key layouts).
 
     Frames whose flow the kernel key cannot describe as decode() would (tunnels, IPv6 extension
@@ -210,7 +226,10 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd, snaplen=256):
     IPv4 frames without VLAN tag in the data, IP options or non-first fragment, carrying TCP, UDP,
     SCTP or ICMP and at least FAST_LOAD bytes long, are read with one bpf_skb_load_bytes and
     counted in `flow4_map_fd` (28-byte key); every other frame takes the general path (the 56-byte
-    key of `flow_map_fd`).  Both maps are per-CPU hashes; `drop_map_fd` counts map-full drops."""
+    key of `flow_map_fd`).  Both maps are per-CPU hashes; `drop_map_fd` counts map-full drops.
+
+    With `ring_fd` (a ring buffer map) the program is a tcx one (SCHED_CLS): it returns TCX_NEXT
+    and hands the frames user space decodes over as ring records (_emit_ring_output)."""
     a = A.Asm()
     R0, R1, R2, R3, R4, R6, R7, R8, R9, FP = A.R0, A.R1, A.R2, A.R3, A.R4, A.R6, A.R7, A.R8, A.R9, A.R10
     W, H, B, DW = A.W, A.H, A.B, A.DW
@@ -407,29 +426,113 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd, snaplen=256):
     a.mov64_imm(R1, 1)
     a.atomic(DW, A.ADD, R0, 0, R1)
     a.label("out")
-    a.mov64_imm(R0, 0)                            # nothing reaches the socket
+    if ring_fd is None:
+        a.mov64_imm(R0, 0)                        # nothing reaches the socket
+    else:
+        a.mov64_imm(R0, _tcx.TCX_NEXT)            # tcx: on to the next program, the packet passes
     a.exit()
     a.label("user")
-    a.mov64_imm(R0, snaplen)                      # the whole frame (up to snaplen) to the ring
-    a.exit()
+    if ring_fd is None:
+        a.mov64_imm(R0, snaplen)                  # the whole frame (up to snaplen) to the ring
+        a.exit()
+    else:
+        _emit_ring_output(a, ring_fd, snaplen)
     return a.assemble()
+
+
+REC_HDR = 24      # ring record: ts_ns u64, len u32, caplen u32, vlan_present u32, vlan_tci u16, vlan_proto u16
+_REC = struct.Struct("=QIIIHH")
+
+
+def ring_tiers(snaplen):
+    """Record data sizes the tc program reserves (a reservation's size is a constant)."""
+    cap = min(snaplen, 65535)
+    return [t for t in (128, 512, 2048) if t < cap] + [cap]
+
+
+def _emit_ring_output(a, ring_fd, snaplen):
+    """tc mode's hand-off: the first min(len, snaplen) bytes of the frame, its length, time and
+    offloaded VLAN tag as one ring buffer record (the smallest tier that holds it); a full ring
+    counts the frame as dropped."""
+    R0, R1, R2, R3, R4, R6, R7, R8, R9 = A.R0, A.R1, A.R2, A.R3, A.R4, A.R6, A.R7, A.R8, A.R9
+    W, H, DW = A.W, A.H, A.DW
+    tiers = ring_tiers(snaplen)
+    a.ldx(W, R9, R6, 0)                           # skb->len
+    a.mov64_reg(R7, R9)
+    a.jmp_imm(A.JLE, R7, tiers[-1], "rb_capped")
+    a.mov64_imm(R7, tiers[-1])
+    a.label("rb_capped")
+    a.jmp_imm(A.JLT, R7, 1, "out")
+    for t in tiers:
+        a.jmp_imm(A.JLE, R7, t, "rb%d" % t)
+    a.ja("out")
+    for t in tiers:
+        a.label("rb%d" % t)
+        a.ld_map_fd(R1, ring_fd)
+        a.mov64_imm(R2, (REC_HDR + t + 7) & ~7)
+        a.mov64_imm(R3, 0)
+        a.call(A.FN_ringbuf_reserve)
+        a.jmp_imm(A.JEQ, R0, 0, "drop")
+        a.mov64_reg(R8, R0)
+        a.mov64_reg(R1, R6)
+        a.mov64_imm(R2, 0)
+        a.mov64_reg(R3, R8)
+        a.alu64_imm(A.ADD, R3, REC_HDR)
+        a.mov64_reg(R4, R7)
+        a.call(A.FN_skb_load_bytes)
+        a.jmp_imm(A.JNE, R0, 0, "rb_discard")
+        a.ja("rb_fill")
+    a.label("rb_fill")
+    a.call(A.FN_ktime_get_ns)
+    a.stx(DW, R8, 0, R0)
+    a.stx(W, R8, 8, R9)
+    a.stx(W, R8, 12, R7)
+    a.ldx(W, R1, R6, 20)                          # vlan_present
+    a.stx(W, R8, 16, R1)
+    a.ldx(W, R1, R6, 24)                          # vlan_tci
+    a.stx(H, R8, 20, R1)
+    a.ldx(W, R1, R6, 28)                          # vlan_proto (network order)
+    a.stx(H, R8, 22, R1)
+    a.mov64_reg(R1, R8)
+    a.mov64_imm(R2, 0)
+    a.call(A.FN_ringbuf_submit)
+    a.ja("out")
+    a.label("rb_discard")
+    a.mov64_reg(R1, R8)
+    a.mov64_imm(R2, 0)
+    a.call(A.FN_ringbuf_discard)
+    a.ja("out")
 
 
 # ----------------------------------------------------------------------------- the source
 
 class EBPFSource(object):
-    """In-kernel flow aggregation on `ifname` (optionally inside network namespace `netns`)."""
+    """In-kernel flow aggregation on `ifname` (optionally inside network namespace `netns`).
+
+    attach "tcx": the program on the interface's tcx ingress and egress hooks (no AF_PACKET tap:
+    nothing is delivered to a socket per packet), frames for user space through a BPF ring
+    buffer; "socket": a socket filter on an AF_PACKET socket (its ring for those frames);
+    "auto" (default): tcx where the kernel takes it, else the socket filter.  `attach_mode`
+    says which one runs, `attach_fallback` why tcx was not used."""
 
     linktype = 1
 
-    def __init__(self, ifname, netns=None, max_flows=DEFAULT_MAX_FLOWS, batch=4096, header_size=DEFAULT_HEADER_SIZE):
+    def __init__(self, ifname, netns=None, max_flows=DEFAULT_MAX_FLOWS, batch=4096, header_size=DEFAULT_HEADER_SIZE,
+                 attach="auto"):
         if not ifname or not isinstance(ifname, str) or len(ifname) > 15:
             raise CaptureError("invalid interface name %r" % (ifname,))
         if not isinstance(max_flows, int) or max_flows < 1:
             raise CaptureError("invalid max_flows %r" % (max_flows,))
+        if attach not in ATTACH_MODES:
+            raise CaptureError("invalid attach %r: one of %s" % (attach, ", ".join(ATTACH_MODES)))
         validate_header_size(header_size)
         self.header_size = header_size or 65535
-        self.ring = None              # AFPacketSource: the frames handed to user space
+        self.attach = attach
+        self.attach_mode = None       # "tcx" or "socket" once open
+        self.attach_fallback = None
+        self.ring = None              # socket: AFPacketSource, the frames handed to user space
+        self.rb = None                # tcx: RingReader of the ring buffer map
+        self.links = []               # tcx: the ingress and egress link fds
         self._ring_stats = {"PacketsReceived": 0, "PacketsDropped": 0, "PacketsIfDropped": 0}
         self.ifname = ifname
         self.netns = netns
@@ -441,16 +544,20 @@ class EBPFSource(object):
         self.map4_fd = -1             # IPv4 fast path map, KEY4_SIZE keys
         self.drop_fd = -1
         self.prog_fd = -1
+        self.rb_fd = -1
         self._use_batch = True
         self.mono_offset_ns = 0       # wall clock - CLOCK_MONOTONIC (ktime_get_ns)
         self.received = 0             # packets seen in the maps (live + retired entries)
         self.map_full_drops = 0
         self.syncs = 0
         self._bufs = {}
+        self._devstat = None
+        self._ifdrop0 = 0
+        self._link_check = 0.0
 
     # ---------------------------------------------------------------- lifecycle
     def open(self):
-        if self.sock is not None:
+        if self.attach_mode is not None:
             return
         try:
             self.map_fd = map_create(BPF_MAP_TYPE_PERCPU_HASH, KEY_SIZE, VALUE_SIZE, self.max_flows,
@@ -458,16 +565,55 @@ class EBPFSource(object):
             self.map4_fd = map_create(BPF_MAP_TYPE_PERCPU_HASH, KEY4_SIZE, VALUE_SIZE, self.max_flows,
                                       BPF_F_NO_PREALLOC, b"skydive_flows4")
             self.drop_fd = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, 0, b"skydive_drops")
-            self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd, self.map4_fd, self.header_size))
-            ring = AFPacketSource(self.ifname, netns=self.netns, header_size=self.header_size,
-                                  block_size=RING_BLOCK_SIZE, block_nr=RING_BLOCKS, attach=self._attach)
-            ring.open()
+            if self.attach != "socket":
+                try:
+                    self._open_tcx()
+                except EBPFError as e:
+                    if self.attach == "tcx":
+                        raise
+                    self._close_tcx()
+                    self.attach_fallback = str(e)
+            if self.attach_mode is None:
+                self._open_socket()
         except BaseException:
+            self._close_tcx()
             self._close_fds()
             raise
+        self.mono_offset_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+    def _open_socket(self):
+        self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd, self.map4_fd, self.header_size))
+        ring = AFPacketSource(self.ifname, netns=self.netns, header_size=self.header_size,
+                              block_size=RING_BLOCK_SIZE, block_nr=RING_BLOCKS, attach=self._attach)
+        ring.open()
         self.ring = ring
         self.sock = ring.sock
-        self.mono_offset_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        self.attach_mode = "socket"
+
+    def _open_tcx(self):
+        """The SCHED_CLS program on tcx ingress + egress; EBPFError when the kernel refuses it,
+        CaptureError when the interface does not exist."""
+        self.rb_fd = map_create(BPF_MAP_TYPE_RINGBUF, 0, 0, RINGBUF_SIZE, 0, b"skydive_frames")
+        self.prog_fd = load_program(build_program(self.map_fd, self.drop_fd, self.map4_fd, self.header_size,
+                                                  ring_fd=self.rb_fd), prog_type=BPF_PROG_TYPE_SCHED_CLS)
+        with in_netns(self.netns):
+            try:
+                ifindex = socket.if_nametoindex(self.ifname)
+            except OSError as e:
+                raise CaptureError(e.errno or _errno.ENODEV, "cannot capture on %s%s: %s" % (
+                    self.ifname, " in netns %s" % self.netns if self.netns else "", e.strerror or "No such device"))
+            for where in (_tcx.TCX_INGRESS, _tcx.TCX_EGRESS):
+                try:
+                    self.links.append(_tcx.attach(self.prog_fd, ifindex, where))
+                except OSError as e:
+                    raise EBPFError(e.errno, "tcx attach failed: %s" % e.strerror)
+            try:
+                self._devstat = open("/proc/thread-self/net/dev", "rb")
+            except OSError:
+                self._devstat = None
+        self.rb = _tcx.RingReader(self.rb_fd, RINGBUF_SIZE)
+        self._ifdrop0 = self._read_ifdrop()
+        self.attach_mode = "tcx"
 
     def _attach(self, sock):
         try:
@@ -475,8 +621,30 @@ class EBPFSource(object):
         except OSError as e:
             raise EBPFError(e.errno, "SO_ATTACH_BPF failed: %s" % e.strerror)
 
+    def _close_tcx(self):
+        for fd in self.links:                     # closing a link detaches the program
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.links = []
+        if self.rb is not None:
+            self._ring_stats = dict(self._ring_stats, PacketsReceived=self.rb.records)
+            self.rb.close()
+            self.rb = None
+        if self._devstat is not None:
+            self._devstat.close()
+            self._devstat = None
+        for name in ("rb_fd", "prog_fd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
+        if self.attach_mode == "tcx":
+            self.attach_mode = None
+
     def _close_fds(self):
-        for name in ("prog_fd", "map_fd", "map4_fd", "drop_fd"):
+        for name in ("prog_fd", "map_fd", "map4_fd", "drop_fd", "rb_fd"):
             fd = getattr(self, name)
             if fd >= 0:
                 try:
@@ -491,20 +659,59 @@ class EBPFSource(object):
             self.ring.close()
             self.ring = None
         self.sock = None
+        if self.rb is not None:
+            self._ring_stats["PacketsIfDropped"] = max(0, self._read_ifdrop() - self._ifdrop0)
+        self._close_tcx()
         self._close_fds()
+        self.attach_mode = None
 
     def fileno(self):
-        return self.sock.fileno()
+        return self.rb_fd if self.rb is not None else self.sock.fileno()
 
     def read_packets(self, handler, timeout_ms=100):
         """The frames the program handed to user space (see build_program), to `handler` like
-        afpacket's; waits up to `timeout_ms`; a socket error (interface down or gone) raises."""
+        afpacket's; waits up to `timeout_ms`; the interface going away (tcx) or a socket error
+        (interface down or gone) raises."""
+        rb = self.rb
+        if rb is not None:
+            off = self.mono_offset_ns
+
+            def record(rec):
+                ts, wlen, cap, vp, tci, tpid = _REC.unpack_from(rec, 0)
+                data = rec[REC_HDR:REC_HDR + cap]
+                if vp:                              # the offloaded tag back in, as on the wire
+                    tpid = ((tpid & 0xFF) << 8) | (tpid >> 8) or 0x8100
+                    data = data[:12] + struct.pack("!HH", tpid, tci) + data[12:]
+                    wlen += 4
+                handler(data, ts + off, wlen)
+            n = rb.read(record, timeout_ms)
+            now = time.monotonic()
+            if now - self._link_check >= 0.5:
+                self._link_check = now
+                if not all(_tcx.attached(fd) for fd in self.links):
+                    raise CaptureError(_errno.ENODEV, "capture on %s failed: the interface is gone" % self.ifname)
+            return n
         if self.ring is None:
             raise CaptureError("capture is not open")
         return self.ring.read_packets(handler, timeout_ms)
 
+    def handed_off(self):
+        """Frames handed to user space so far (those the kernel key cannot describe)."""
+        if self.rb is not None:
+            return self.rb.records
+        if self.ring is not None:
+            return self.ring.stats()["PacketsReceived"]
+        return self._ring_stats["PacketsReceived"]
+
+    def _read_ifdrop(self):
+        return AFPacketSource._read_ifdrop(self)
+
     def stats(self):
-        ring = self.ring.stats() if self.ring is not None else self._ring_stats
+        if self.rb is not None:
+            ring = {"PacketsReceived": self.rb.records, "PacketsDropped": 0,
+                    "PacketsIfDropped": max(0, self._read_ifdrop() - self._ifdrop0)}
+        else:
+            ring = self.ring.stats() if self.ring is not None else self._ring_stats
         return {"PacketsReceived": self.received + ring["PacketsReceived"],
                 "PacketsDropped": self.map_full_drops + ring["PacketsDropped"],
                 "PacketsIfDropped": ring["PacketsIfDropped"]}
@@ -874,11 +1081,12 @@ BPF_OBJ_GET_INFO_BY_FD = 15
 BPF_PROG_TEST_RUN = 10
 
 
-def prog_test_run(prog_fd, frame, repeat=1):
-    """Run the loaded socket filter `repeat` times on Ethernet frame `frame` in the kernel
-    (BPF_PROG_TEST_RUN, on the calling CPU) -> (return value, mean ns per run).  The kernel
-    takes the first 14 bytes of the test input as its own link header, so a dummy one goes first."""
-    data = b"\0" * 12 + b"\x08\x00" + bytes(frame)
+def prog_test_run(prog_fd, frame, repeat=1, tc=False):
+    """Run the loaded program `repeat` times on Ethernet frame `frame` in the kernel
+    (BPF_PROG_TEST_RUN, on the calling CPU) -> (return value, mean ns per run).  For a socket
+    filter the kernel takes the first 14 bytes of the test input as its own link header, so a
+    dummy one goes first; a tc program (`tc`) sees the input from its Ethernet header."""
+    data = bytes(frame) if tc else b"\0" * 12 + b"\x08\x00" + bytes(frame)
     din = ctypes.create_string_buffer(data, len(data))
     attr = struct.pack("=IIIIQQII", prog_fd, 0, len(data), 0, ctypes.addressof(din), 0, repeat, 0).ljust(80, b"\0")
     buf = _bpf(BPF_PROG_TEST_RUN, attr)[1]
@@ -919,4 +1127,6 @@ def open_capture(ctx):
         src = EBPFSource(ifname, netns=netns, max_flows=ctx.max_entries, header_size=ctx.header_size)
     except (ValueError, OSError) as exc:
         raise CaptureStartError(400, str(exc)) from None
-    return Opened(src, table=EBPFFlowTable(src, ctx.table))
+    def shown():        # after the source opened: which attach runs, on the node's Captures entry
+        ctx.entry["EBPFAttach"] = src.attach_mode
+    return Opened(src, table=EBPFFlowTable(src, ctx.table), setup=shown)

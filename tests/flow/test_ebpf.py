@@ -5,7 +5,9 @@ The reference for every flow is the afpacket probe capturing the same interface 
 
 import ctypes
 import os
+import socket
 import struct
+import sys
 import threading
 import time
 
@@ -13,9 +15,11 @@ import pytest
 
 from skydive_runtime.flow import bpfasm as A
 from skydive_runtime.flow.afpacket import AFPacketSource, CaptureError
+from skydive_runtime.flow import tcx
 from skydive_runtime.flow.capture import CaptureRunner
 from skydive_runtime.flow.ebpf import (BPF_MAP_LOOKUP_ELEM, EBPFError, EBPFFlowTable, EBPFSource, KEY4_SIZE, _bpf,
                                        _elem_attr, load_program, merge_percpu, prog_test_run, widen_key4)
+from skydive_runtime.flow.netns import in_netns
 from skydive_runtime.flow.table import FlowTable
 from tests.flow.conftest import udp_send
 
@@ -62,8 +66,11 @@ def tcp_conversation(pair, port):
             srv.wait()
 
 
-def ebpf_runner(pair, flows, **table_kw):
-    src = EBPFSource(pair.dev_b, netns=pair.ns_b)
+ATTACHES = ("tcx", "socket")
+
+
+def ebpf_runner(pair, flows, attach="auto", **table_kw):
+    src = EBPFSource(pair.dev_b, netns=pair.ns_b, attach=attach)
     table = EBPFFlowTable(src, FlowTable(node_tid="tid-ebpf", **table_kw))
     return CaptureRunner(src, table, on_flows=lambda fl: flows.extend(fl), update_ms=200)
 
@@ -86,9 +93,9 @@ def final_by_tracking(flows):
     return out
 
 
-def _compare(veth_pair, layer_key_mode):
+def _compare(veth_pair, layer_key_mode, attach="auto"):
     ours, ref = [], []
-    r_ebpf = ebpf_runner(veth_pair, ours, layer_key_mode=layer_key_mode, extra_tcp_metric=True)
+    r_ebpf = ebpf_runner(veth_pair, ours, attach=attach, layer_key_mode=layer_key_mode, extra_tcp_metric=True)
     r_afp = afpacket_runner(veth_pair, ref, layer_key_mode=layer_key_mode)
     r_afp.start()
     r_ebpf.start()
@@ -103,6 +110,7 @@ def _compare(veth_pair, layer_key_mode):
         r_ebpf.stop()
         r_afp.stop()
     assert r_ebpf.error is None and r_afp.error is None
+    assert attach == "auto" or r_ebpf.source.attach_fallback is None
     mine = final_by_tracking(ours)
     theirs = final_by_tracking(ref)
     subnet = veth_pair.subnet + "."
@@ -126,8 +134,10 @@ def _compare(veth_pair, layer_key_mode):
     return ours_ip
 
 
-def test_same_flows_as_afpacket_l2(veth_pair):
-    flows = _compare(veth_pair, "L2")
+@pytest.mark.parametrize("attach", ATTACHES)
+def test_same_flows_as_afpacket_l2(veth_pair, attach):
+    """Known packet counts in both directions, identical to afpacket's, on either attach point."""
+    flows = _compare(veth_pair, "L2", attach)
     by_path = {}
     for f in flows.values():
         by_path.setdefault(f["LayersPath"], []).append(f)
@@ -169,11 +179,12 @@ for i in range(int(sys.argv[4])):
 """
 
 
-def test_vlan_tagged_traffic(veth_pair):
+@pytest.mark.parametrize("attach", ATTACHES)
+def test_vlan_tagged_traffic(veth_pair, attach):
     """802.1Q frames (the kernel moves the tag out of band on receive: vlan_present); the same
     flow as afpacket: Dot1Q in LayersPath, Link.ID, bytes with the tag."""
     ours, ref = [], []
-    r_ebpf = ebpf_runner(veth_pair, ours)
+    r_ebpf = ebpf_runner(veth_pair, ours, attach=attach)
     r_afp = afpacket_runner(veth_pair, ref)
     r_afp.start()
     r_ebpf.start()
@@ -227,27 +238,87 @@ def _fds():
     return set(os.listdir("/proc/self/fd"))
 
 
-def test_fds_closed_on_stop_and_on_failed_open(veth_pair):
+def tcx_programs(pair):
+    """Programs on dev_b's tcx (ingress, egress), asked of the kernel in its namespace."""
+    with in_netns(pair.ns_b):
+        idx = socket.if_nametoindex(pair.dev_b)
+        return tcx.query(idx, tcx.TCX_INGRESS), tcx.query(idx, tcx.TCX_EGRESS)
+
+
+@pytest.mark.parametrize("attach", ATTACHES)
+def test_fds_closed_on_stop_and_on_failed_open(veth_pair, attach):
     before = _fds()
     flows = []
-    r = ebpf_runner(veth_pair, flows)
+    r = ebpf_runner(veth_pair, flows, attach=attach)
     r.start()
     src = r.source
-    assert src.map_fd >= 0 and src.map4_fd >= 0 and src.prog_fd >= 0 and src.drop_fd >= 0 and src.sock is not None
-    links = {os.readlink("/proc/self/fd/%d" % fd) for fd in (src.map_fd, src.map4_fd, src.prog_fd, src.drop_fd)}
-    assert links == {"anon_inode:bpf-map", "anon_inode:bpf-prog"}
+    assert src.attach_mode == attach
+    assert src.map_fd >= 0 and src.map4_fd >= 0 and src.prog_fd >= 0 and src.drop_fd >= 0
+    fds = [src.map_fd, src.map4_fd, src.prog_fd, src.drop_fd]
+    if attach == "tcx":
+        assert src.sock is None and len(src.links) == 2 and src.rb_fd >= 0
+        assert tcx_programs(veth_pair) == (1, 1)
+        fds += src.links + [src.rb_fd]
+    else:
+        assert src.sock is not None and not src.links
+        assert tcx_programs(veth_pair) == (0, 0)
+    links = {os.readlink("/proc/self/fd/%d" % fd) for fd in fds}
+    assert links == {"anon_inode:bpf-map", "anon_inode:bpf-prog"} | ({"anon_inode:bpf_link"} if attach == "tcx" else set())
     veth_pair.exec_a("ping", "-c", "2", "-i", "0.05", "-W", "1", veth_pair.ip_b)
     r.stop()
     assert not r.running and r.error is None
-    assert src.map_fd == src.map4_fd == src.prog_fd == src.drop_fd == -1 and src.sock is None
+    assert src.map_fd == src.map4_fd == src.prog_fd == src.drop_fd == src.rb_fd == -1 and src.sock is None
+    assert not src.links and src.attach_mode is None
     assert _fds() - before == set()
+    assert tcx_programs(veth_pair) == (0, 0)          # stopping detached the program
     assert any(f.get("ICMP", {}).get("Type") == "ECHO" and f["Metric"]["ABPackets"] == 2 for f in flows)
     # a failed open (no such interface) leaves nothing open either
-    bad = EBPFSource("nosuchif0", netns=veth_pair.ns_b)
+    bad = EBPFSource("nosuchif0", netns=veth_pair.ns_b, attach=attach)
     with pytest.raises(CaptureError):
         bad.open()
-    assert bad.map_fd == bad.map4_fd == bad.prog_fd == bad.drop_fd == -1
+    assert bad.map_fd == bad.map4_fd == bad.prog_fd == bad.drop_fd == bad.rb_fd == -1 and not bad.links
     assert _fds() - before == set()
+
+
+HOLD_CAPTURE = """
+import sys, time
+sys.path.insert(0, sys.argv[3])
+from skydive_runtime.flow.ebpf import EBPFSource
+src = EBPFSource(sys.argv[1], netns=sys.argv[2])
+src.open()
+print(src.attach_mode, flush=True)
+time.sleep(60)
+"""
+
+
+def test_killed_agent_leaves_no_program_on_the_interface(veth_pair):
+    """SIGKILL of the process holding a tcx capture: the kernel drops its links, nothing stays
+    attached, and a new capture attaches as the only program and counts exactly."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.Popen([sys.executable, "-c", HOLD_CAPTURE, veth_pair.dev_b, veth_pair.ns_b, root],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "tcx"
+        assert tcx_programs(veth_pair) == (1, 1)
+    finally:
+        p.kill()
+        p.wait()
+    deadline = time.monotonic() + 10            # links are released when the dead process's files are
+    while tcx_programs(veth_pair) != (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert tcx_programs(veth_pair) == (0, 0)
+    src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b, attach="tcx")
+    src.open()
+    try:
+        assert tcx_programs(veth_pair) == (1, 1)
+        t = EBPFFlowTable(src, FlowTable())
+        udp_send(veth_pair, 4, dport=7061, sport=7062)
+        udp_send(veth_pair, 2, dport=7062, sport=7061, from_a=False)
+        (f,) = [f for f in t.get_flows() if f.get("Transport", {}).get("B") == 7061]
+        assert (f["Metric"]["ABPackets"], f["Metric"]["BAPackets"]) == (4, 2)
+    finally:
+        src.close()
 
 
 def test_map_full_counts_dropped_packets_and_flows(veth_pair):
@@ -302,9 +373,25 @@ def test_expired_flows_leave_the_kernel_map(veth_pair):
         src.close()
 
 
-def test_interface_removed_ends_the_capture(veth_pair):
+def test_interface_removed_ends_the_tcx_capture(veth_pair):
     errors = []
-    src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b)
+    src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b, attach="tcx")
+    ev = threading.Event()
+    r = CaptureRunner(src, EBPFFlowTable(src, FlowTable()), update_ms=200,
+                      on_error=lambda e: (errors.append(e), ev.set()))
+    r.start()
+    try:
+        veth_pair.exec_b("ip", "link", "del", veth_pair.dev_b)
+        assert ev.wait(5)
+        assert isinstance(errors[0], CaptureError) and "the interface is gone" in str(errors[0])
+    finally:
+        r.stop()
+    assert src.map_fd == -1 and not src.links
+
+
+def test_interface_down_ends_the_socket_capture(veth_pair):
+    errors = []
+    src = EBPFSource(veth_pair.dev_b, netns=veth_pair.ns_b, attach="socket")
     ev = threading.Event()
     r = CaptureRunner(src, EBPFFlowTable(src, FlowTable()), update_ms=200,
                       on_error=lambda e: (errors.append(e), ev.set()))
@@ -328,14 +415,15 @@ def _frame(sport, dport=9000, proto=17, size=60):
     return frame + b"x" * (size - len(frame))
 
 
-def test_per_cpu_slots_merge_exactly():
+def test_per_cpu_slots_merge_exactly(veth_pair):
     """The program counts into the running CPU's slot; dump() sums the slots, keeps the
     earliest first and latest last time, ORs the TCP flags (BPF_PROG_TEST_RUN pinned on each CPU)."""
     if os.geteuid() != 0:
         pytest.skip("needs root (bpf)")
     cpus = sorted(os.sched_getaffinity(0))
-    src = EBPFSource("lo", max_flows=16)
+    src = EBPFSource("lo", netns=veth_pair.ns_b, max_flows=16)
     src.open()
+    assert src.attach_mode == "tcx"
     before = os.sched_getaffinity(0)
     try:
         runs = {}
@@ -343,7 +431,7 @@ def test_per_cpu_slots_merge_exactly():
             os.sched_setaffinity(0, {cpu})
             n = 1000 + 300 * i
             for frame in (_frame(10001), _frame(10002, proto=6, size=70), _frame(10003, size=47)):
-                assert prog_test_run(src.prog_fd, frame, n)[0] == 0        # nothing reaches the socket
+                assert prog_test_run(src.prog_fd, frame, n, tc=True)[0] == 0xFFFFFFFF     # TCX_NEXT
             runs[cpu] = n
         total = sum(runs.values())
         got = {}
@@ -443,12 +531,13 @@ for i in range(int(sys.argv[4])):
 """
 
 
-def test_frames_the_kernel_key_cannot_describe_reach_user_space(veth_pair):
+@pytest.mark.parametrize("attach", ATTACHES)
+def test_frames_the_kernel_key_cannot_describe_reach_user_space(veth_pair, attach):
     """VXLAN and Geneve (inner flows with ParentUUID), GRE, an IPv6 hop-by-hop header and 802.1ad+802.1Q tags go
     to the socket's ring and the user-space decoder; plain UDP stays in the kernel: the same flows
     as afpacket, every packet counted once."""
     ours, ref = [], []
-    r_ebpf = ebpf_runner(veth_pair, ours)
+    r_ebpf = ebpf_runner(veth_pair, ours, attach=attach)
     r_afp = afpacket_runner(veth_pair, ref)
     r_afp.start()
     r_ebpf.start()
@@ -457,7 +546,7 @@ def test_frames_the_kernel_key_cannot_describe_reach_user_space(veth_pair):
                          veth_pair.mac(veth_pair.ns_b, veth_pair.dev_b),
                          veth_pair.mac(veth_pair.ns_a, veth_pair.dev_a), "3")
         time.sleep(0.3)
-        handed = r_ebpf.source.ring.stats()["PacketsReceived"]
+        handed = r_ebpf.source.handed_off()
         kernel = r_ebpf.source.received
     finally:
         r_ebpf.stop()
