@@ -246,10 +246,10 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd, snaplen=256, ring_fd=N
         a.call(A.FN_skb_load_bytes)
         a.jmp_imm(A.JNE, R0, 0, fail)
 
-    def tunnel_ports(ports_off, target):
-        """Jump to `target` when the UDP ports at fp+ports_off are a tunnel's (decode.TUNNEL_UDP_PORTS)."""
-        a.ldx(H, R1, FP, ports_off)
-        a.ldx(H, R2, FP, ports_off + 2)
+    def tunnel_ports(ports_off, target, base=FP):
+        """Jump to `target` when the UDP ports at base+ports_off are a tunnel's (decode.TUNNEL_UDP_PORTS)."""
+        a.ldx(H, R1, base, ports_off)
+        a.ldx(H, R2, base, ports_off + 2)
         for port in _dec.TUNNEL_UDP_PORTS:
             le = ((port & 0xFF) << 8) | (port >> 8)          # network order read as LE
             a.jmp_imm(A.JEQ, R1, le, target)
@@ -260,42 +260,56 @@ def build_program(flow_map_fd, drop_map_fd, flow4_map_fd, snaplen=256, ring_fd=N
     a.ldx(W, R9, R6, 0)                           # skb->len (from the MAC header)
     # ---- IPv4 fast path: one load, 28-byte key
     a.jmp_imm(A.JLT, R9, FAST_LOAD, "general")
+    # R7: the first FAST_LOAD bytes of the frame, read in place on tc when they are in the linear
+    # part (direct packet access: no helper call, no copy), else copied to the stack
+    if ring_fd is not None:
+        a.ldx(W, R7, R6, 76)                      # __sk_buff.data
+        a.ldx(W, R1, R6, 80)                      # __sk_buff.data_end
+        a.mov64_reg(R2, R7)
+        a.alu64_imm(A.ADD, R2, FAST_LOAD)
+        a.jmp_reg(A.JGT, R2, R1, "f4copy")
+        a.ja("f4hdr")
+        a.label("f4copy")
     load_bytes(0, _HDR, FAST_LOAD, "general")
-    a.ldx(H, R1, FP, _HDR + 12)
+    a.mov64_reg(R7, FP)
+    a.alu64_imm(A.ADD, R7, _HDR)
+    if ring_fd is not None:
+        a.label("f4hdr")
+    a.ldx(H, R1, R7, 12)
     a.jmp_imm(A.JNE, R1, 0x0008, "general")      # IPv4 (network order read as LE)
-    a.ldx(B, R1, FP, _HDR + 14)
+    a.ldx(B, R1, R7, 14)
     a.jmp_imm(A.JNE, R1, 0x45, "general")        # no IP options
-    a.ldx(H, R1, FP, _HDR + 20)
+    a.ldx(H, R1, R7, 20)
     a.alu64_imm(A.AND, R1, 0xFF1F)
     a.jmp_imm(A.JNE, R1, 0, "general")           # a non-first fragment
-    a.ldx(B, R8, FP, _HDR + 23)
+    a.ldx(B, R8, R7, 23)
     a.jmp_imm(A.JEQ, R8, 17, "f4udp")
     a.jmp_imm(A.JEQ, R8, 6, "f4tcp")
     a.jmp_imm(A.JEQ, R8, 1, "f4icmp")
     a.jmp_imm(A.JEQ, R8, 132, "f4ports")
     a.ja("general")
     a.label("f4udp")
-    tunnel_ports(_HDR + 34, "user")
+    tunnel_ports(34, "user", R7)
     a.ja("f4ports")
     a.label("f4tcp")
-    a.ldx(B, R1, FP, _HDR + 47)
+    a.ldx(B, R1, R7, 47)
     a.stx(DW, FP, _V + 32, R1)
     a.label("f4ports")
-    a.ldx(W, R1, FP, _HDR + 34)
+    a.ldx(W, R1, R7, 34)
     a.stx(W, FP, _K4 + 24, R1)
     a.ja("f4key")
     a.label("f4icmp")
-    a.ldx(H, R1, FP, _HDR + 34)                   # type, code
+    a.ldx(H, R1, R7, 34)                   # type, code
     a.stx(H, FP, _K4 + 24, R1)
-    a.ldx(H, R1, FP, _HDR + 38)                   # echo identifier
+    a.ldx(H, R1, R7, 38)                   # echo identifier
     a.stx(H, FP, _K4 + 26, R1)
     a.label("f4key")
     for o in range(0, 12, 2):                     # MACs
-        a.ldx(H, R1, FP, _HDR + o)
+        a.ldx(H, R1, R7, o)
         a.stx(H, FP, _K4 + o, R1)
-    a.ldx(W, R1, FP, _HDR + 26)
+    a.ldx(W, R1, R7, 26)
     a.stx(W, FP, _K4 + 16, R1)
-    a.ldx(W, R1, FP, _HDR + 30)
+    a.ldx(W, R1, R7, 30)
     a.stx(W, FP, _K4 + 20, R1)
     a.stx(B, FP, _K4 + 14, R8)
     a.ldx(W, R1, R6, 20)                          # __sk_buff.vlan_present (tag offloaded)

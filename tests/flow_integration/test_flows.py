@@ -409,6 +409,10 @@ def test_ebpf_capture_end_to_end(stack, net, names):
         caps = v[0]["Metadata"].get("Captures") or []
         return any(c["ID"] == ce and c["Type"] == "ebpf" and c.get("PacketsReceived", 0) >= 13 for c in caps)
     stack.wait_q(qa, received)
+    # the attach point as run: tcx where the kernel has it (6.6+), else the socket filter
+    tcx = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2]) >= (6, 6)
+    (entry,) = [c for c in stack.node(p.a)["Metadata"]["Captures"] if c["ID"] == ce]
+    assert entry["EBPFAttach"] == ("tcx" if tcx else "socket")
     assert stack.delete_capture(ce).status_code == 200
     assert stack.delete_capture(ca).status_code == 200
     stack.wait_q("G.Flows().Has('CaptureID','%s').Count()" % ce, 0)
