@@ -16,7 +16,8 @@ live     A C sendmmsg sender blasts 60-byte UDP over --flows flows at --pps from
          sender's own CPU (its softirq work included) + the ksoftirqd threads + the meter's
          process, per million packets sent.  "Added" is that minus the no-meter run of the
          same round: what the meter costs the traffic's own path, charged alike to every meter.
-         Medians and min-max over the rounds.  A separate short round per ours-ebpf with
+         Medians and min-max over the rounds.  --side egress captures on the sender's veth end
+         instead (where an AF_PACKET tap clones every frame sent).  A separate short round per ours-ebpf with
          kernel.bpf_stats_enabled on gives the program's run time per packet (the sysctl
          itself costs ~150 ns a packet, so it is off in the measured rounds).
 offline  User space of the afpacket probe without the kernel: synthetic TPACKET_V3 blocks of the
@@ -205,6 +206,8 @@ class Lab(object):
         self.ns_a, self.ns_b, self.dev_a, self.dev_b = "fl%sa" % tag, "fl%sb" % tag, "fl%sx" % tag, "fl%sy" % tag
         self.created = []
         self.sink = None
+        # the meters capture where the traffic arrives (ingress) or where it leaves (egress)
+        self.cap_ns, self.cap_dev = (self.ns_a, self.dev_a) if args.side == "egress" else (self.ns_b, self.dev_b)
 
     def setup(self):
         for ns in (self.ns_a, self.ns_b):
@@ -236,7 +239,7 @@ class Lab(object):
     # -- meters
     def start(self, name, stats=False):
         """-> (popen, pids to charge); the meter is capturing when this returns."""
-        t, ns, dev = self.tmp, self.ns_b, self.dev_b
+        t, ns, dev = self.tmp, self.cap_ns, self.cap_dev
         if name in OURS:
             p = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--child", name, dev, ns] +
                                  (["--child-stats"] if stats else []), stdout=subprocess.PIPE, text=True)
@@ -274,7 +277,7 @@ class Lab(object):
                 if line.startswith("Packets processed:"):
                     counted = int(line.split(":")[1])
         elif name == "pmacctd":
-            out = sh("ip", "netns", "exec", self.ns_b, "pmacct", "-p", self.tmp + "/pm.pipe", "-s", check=False).stdout
+            out = sh("ip", "netns", "exec", self.cap_ns, "pmacct", "-p", self.tmp + "/pm.pipe", "-s", check=False).stdout
             counted = 0
             for line in out.splitlines():
                 cols = line.split()
@@ -363,8 +366,8 @@ def live(args):
     finally:
         lab.teardown()
     sent = [x["sent"] for x in res["none"]]
-    print("\nlive: %d rounds, %.0f s each, %d-byte UDP over %d flows, sender at %s pps (median %.0f pps sent); "
-          "load average %.2f-%.2f" % (args.rounds, args.seconds, args.payload + 42, args.flows,
+    print("\nlive (%s): %d rounds, %.0f s each, %d-byte UDP over %d flows, sender at %s pps (median %.0f pps sent); "
+          "load average %.2f-%.2f" % (args.side, args.rounds, args.seconds, args.payload + 42, args.flows,
                                       args.pps or "max", med(sent) / args.seconds, min(loads), max(loads)))
     print("| meter | counted | traffic-path CPU-s/M added (median, min-max) | process CPU-s/M (median) | added / softflowd | added / pmacctd |")
     print("|---|---|---|---|---|---|")
@@ -530,6 +533,8 @@ def main():
     ap.add_argument("--only", choices=("live", "offline", "program", "attach"),
                     help="one part (default: program, offline, live; attach only when asked)")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--side", choices=("ingress", "egress"), default="ingress",
+                    help="the meters capture on the receiving veth end (ingress) or the sending one (egress)")
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--pps", type=int, default=200000, help="sender rate cap (0 = as fast as it goes)")
     ap.add_argument("--flows", type=int, default=100)

@@ -57,6 +57,7 @@ once per sync when that counter moves).
 import ctypes
 import ctypes.util
 import errno as _errno
+import logging
 import os
 import socket
 import struct
@@ -70,6 +71,8 @@ from .capabilities import CaptureStartError, Opened
 from .netns import in_netns
 from .flow import (packet_key, FlowExtra, TCP_INDEX, TCP_FIELDS, F_ABP, F_ABB, F_BAP, F_BAB,
                    F_LAST, F_RTT, F_RTT0, F_STATE, FINISH_TCP_FIN, FINISH_TCP_RST)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EBPFSource", "EBPFFlowTable", "EBPFError", "build_program", "load_program"]
 
@@ -1143,4 +1146,6 @@ def open_capture(ctx):
         raise CaptureStartError(400, str(exc)) from None
     def shown():        # after the source opened: which attach runs, on the node's Captures entry
         ctx.entry["EBPFAttach"] = src.attach_mode
+        if src.attach_fallback:
+            log.info("ebpf capture on %s: socket filter (tcx refused: %s)", ifname, src.attach_fallback)
     return Opened(src, table=EBPFFlowTable(src, ctx.table), setup=shown)

@@ -578,3 +578,39 @@ def test_frames_the_kernel_key_cannot_describe_reach_user_space(veth_pair, attac
     assert "Ethernet/IPv6/IPv6HopByHop/UDP" in paths and "Ethernet/Dot1Q/Dot1Q/IPv4/UDP" in paths
     # 5 of the 6 frames (x3) handed over, the plain one counted in the kernel
     assert handed >= 15 and kernel >= 3
+
+
+FALLBACK = """
+import sys
+sys.path.insert(0, sys.argv[2])
+from skydive_runtime.flow.ebpf import EBPFSource
+src = EBPFSource(sys.argv[1])
+src.open()
+print(src.attach_mode)
+print(src.attach_fallback)
+src.close()
+"""
+
+
+def test_without_cap_net_admin_the_socket_filter_runs():
+    """The kernel refuses tcx programs without CAP_NET_ADMIN: `auto` falls back to the socket
+    filter and says why; `tcx` asked for explicitly fails with the kernel's reason."""
+    import secrets
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        pytest.skip("needs root and setpriv")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    dev = "fl%sd" % secrets.token_hex(3)
+    subprocess.run(["ip", "link", "add", dev, "type", "veth", "peer", "name", dev[:-1] + "e"], check=True)
+    try:
+        drop = ["setpriv", "--bounding-set", "-net_admin,-sys_admin", sys.executable, "-c"]
+        out = subprocess.run(drop + [FALLBACK, dev, root], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        mode, why = out.stdout.splitlines()
+        assert mode == "socket" and "Operation not permitted" in why, out.stdout
+        forced = FALLBACK.replace("EBPFSource(sys.argv[1])", "EBPFSource(sys.argv[1], attach='tcx')")
+        out = subprocess.run(drop + [forced, dev, root], capture_output=True, text=True, timeout=30)
+        assert out.returncode != 0 and "EBPFError" in out.stderr and "Operation not permitted" in out.stderr
+    finally:
+        subprocess.run(["ip", "link", "del", dev], check=False)
