@@ -373,7 +373,11 @@ btnLayout.addEventListener("click", () => {
 $("btn-collapse").addEventListener("click", () => { renderer.foldAll("all"); saveSoon(); });
 $("btn-expand").addEventListener("click", () => { renderer.foldAll(null); saveSoon(); });
 $("btn-relayout").addEventListener("click", () => { layout.relayout(); renderer.userView = false; schedule(); });
-$("chk-labels").addEventListener("change", (ev) => svg.classList.toggle("no-labels", !ev.target.checked));
+$("chk-labels").addEventListener("change", (ev) => {
+  svg.classList.toggle("no-labels", !ev.target.checked);
+  renderer.labelsDirty = true;             // labels shown again: placed on the current picture
+  schedule();
+});
 $("chk-ownership").addEventListener("change", (ev) => svg.classList.toggle("no-ownership", !ev.target.checked));
 document.addEventListener("keydown", (ev) => {
   if (ev.key !== "Escape" || (ev.target.closest && ev.target.closest("input, textarea, select, dialog"))) return;

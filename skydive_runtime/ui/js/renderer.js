@@ -46,7 +46,6 @@ export class Renderer {
     this.forceDraw = true;
     this.labelsDirty = true;
     this.viewChangedAt = 0;
-    this._measure = null;                  // canvas context measuring label widths
     this._bindEvents();
   }
 
@@ -473,52 +472,26 @@ export class Renderer {
   // ------------------------------------------------------------------ labels
   // Labels never overlap: once the layout is still (and after a zoom), labels are placed
   // greedily by priority (selected, hosts, groups, most linked) and the ones that would cover
-  // an already placed label are hidden (the node's tooltip still names it).
+  // an already placed label are hidden (the node's tooltip still names it). The boxes are the
+  // rendered ones (getBoundingClientRect: what is painted, whatever the browser's font scaling
+  // and rounding at this zoom; a hidden label is `visibility: hidden`, so it keeps its box).
   declutter() {
     this.labelsDirty = false;
-    const k = this.view.k;
     const zoomedOut = this.svg.classList.contains("zoomed-out");
-    if (!this._measure) {
-      const c = document.createElement("canvas").getContext("2d");
-      const probe = this.gNodes.querySelector(".label");
-      const family = probe ? getComputedStyle(probe).fontFamily : "sans-serif";
-      this._measure = { c, family, font: "" };
-    }
-    const m = this._measure;
-    const items = [];
+    const cand = [];
     for (const [id, r] of this.nodeEls) {
       if (r.hidden || !r.name) continue;
       if (zoomedOut && !r.group) continue;
-      const p = this.layout.point(id);
-      if (!p) continue;
-      const fs = zoomedOut ? 16 : 11;
-      const key = fs + "|" + r.label.textContent;
-      if (r.lwKey !== key) {
-        const font = `${r.group ? "600 " : ""}${fs}px ${m.family}`;
-        if (m.font !== font) { m.c.font = font; m.font = font; }
-        r.lw = m.c.measureText(r.label.textContent).width;
-        r.lwKey = key;
-      }
       const sel = this.selected && this.selected.id === id;
-      const prio = (sel ? 1e9 : 0) + (r.type === "host" ? 1e8 : 0) + (r.group ? 1e7 : 0) + this.store.edgesOf(id).size;
-      const cx = this.view.tx + p.x * k, by = this.view.ty + (p.y + r.rad + 12) * k;
-      const w = r.lw * k / 2 + 2, fsk = fs * k;
-      items.push({ r, prio, x0: cx - w, x1: cx + w, y0: by - fsk * 0.95 - 1, y1: by + fsk * 0.3 + 1 });
+      cand.push({ r, prio: (sel ? 1e9 : 0) + (r.type === "host" ? 1e8 : 0) + (r.group ? 1e7 : 0) + this.store.edgesOf(id).size });
     }
-    for (const [id, r] of this.bundleEls) {
-      const p = this.layout.point(id);
-      if (!p) continue;
-      const fs = zoomedOut ? 16 : 11, text = r.label.textContent;
-      const key = fs + "|" + text;
-      if (r.lwKey !== key) {
-        const font = `600 ${fs}px ${m.family}`;
-        if (m.font !== font) { m.c.font = font; m.font = font; }
-        r.lw = m.c.measureText(text).width;
-        r.lwKey = key;
-      }
-      const cx = this.view.tx + p.x * k, by = this.view.ty + (p.y + 28) * k;
-      const w = r.lw * k / 2 + 2, fsk = fs * k;
-      items.push({ r, prio: 5e7, x0: cx - w, x1: cx + w, y0: by - fsk * 0.95 - 1, y1: by + fsk * 0.3 + 1 });
+    for (const r of this.bundleEls.values()) cand.push({ r, prio: 5e7 });
+    // all reads first (one style/layout pass), then the class writes
+    const items = [];
+    for (const c of cand) {
+      const b = c.r.label.getBoundingClientRect();
+      if (!(b.width > 0)) continue;          // not displayed (labels off): left as it is
+      items.push({ r: c.r, prio: c.prio, x0: b.left - 2, x1: b.right + 2, y0: b.top - 1, y1: b.bottom + 1 });
     }
     items.sort((a, b) => b.prio - a.prio);
     const cell = 80, grid = new Map();
