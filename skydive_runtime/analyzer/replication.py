@@ -8,7 +8,9 @@ change made locally (by its agents, the API, the rules) goes to every peer as th
 messages (NodeAdded, NodePartiallyUpdated, ...). Changes received from a peer are applied and
 not forwarded again. When a peer goes away the elements it created itself (Origin
 `analyzer.<peer>`) are deleted; its agents' elements stay until the agents connect to another
-analyzer (their Sync replaces them).
+analyzer (their Sync replaces them); those of its agents that no analyzer of the cluster holds
+`analyzer.cluster.agent_grace` seconds later (default 10: the agent died with it, or cannot
+reach another analyzer) are deleted too, so no ghost host lingers.
 
 Live flows travel the same links (namespace `PeerFlow`, type `Flows`, {"Host", "Flows"}), so
 `G.V().Flows()` on any analyzer sees the flows of every agent; an upstream peer ignores them.
@@ -28,6 +30,7 @@ import aiohttp
 from ..api import graph_ws
 from ..api.ws import Endpoint, envelope
 from ..common.timeutil import rfc3339_now
+from ..config import ConfigError
 from ..graph import Edge, GraphListener, Node
 from . import relay
 
@@ -190,6 +193,11 @@ class Replication(GraphListener):
         self._applying = False
         self.received = self.sent = 0
         self.relay = relay.AgentRelay(self)
+        self.agent_grace = analyzer.config.get_float("analyzer.cluster.agent_grace", 10.0)
+        if self.agent_grace < 0:
+            raise ConfigError("analyzer.cluster.agent_grace: must be >= 0 (seconds)")
+        self._orphans = {}          # agent host -> timer (its analyzer went away)
+        self.ghosts_removed = 0
 
     def mount(self, app):
         self.server.add_endpoint(app, self.endpoint)
@@ -215,6 +223,9 @@ class Replication(GraphListener):
         if self in self.server.listeners:
             self.server.listeners.remove(self)
         self.relay.stop()
+        for timer in self._orphans.values():
+            timer.cancel()
+        self._orphans.clear()
         for peer in self.outgoing:
             if peer.ws is not None:
                 try:
@@ -246,11 +257,37 @@ class Replication(GraphListener):
         if self.links.get(host) is not link:
             return
         del self.links[host]
+        for agent in self.relay.remote.get(host, ()):     # its agents: removed unless they come back
+            if agent not in self._orphans:
+                self._orphans[agent] = asyncio.get_event_loop().call_later(self.agent_grace, self._orphan_expired, agent)
         self.relay.peer_gone(host)
         log.info("replication: %s gone, its own elements removed", host)
         self._applying = True
         try:
             self.graph.del_origin("analyzer.%s" % host)
+        finally:
+            self._applying = False
+
+    def _holder(self, agent):
+        """The analyzer (this one or a linked peer) holding `agent`, or None."""
+        if self.server.get(graph_ws.AGENT, agent) is not None:
+            return self.host_id
+        for peer, agents in self.relay.remote.items():
+            if agent in agents and peer in self.links:
+                return peer
+        return None
+
+    def _orphan_expired(self, agent):
+        self._orphans.pop(agent, None)
+        if not self.running or self._holder(agent) is not None:
+            return
+        origin = "agent.%s" % agent
+        if any(n.Origin == origin for n in self.graph.nodes.values()):
+            log.warning("replication: agent %s is held by no analyzer of the cluster: its elements removed", agent)
+            self.ghosts_removed += 1
+        self._applying = True       # every analyzer does the same on its own
+        try:
+            self.graph.del_origin(origin)
         finally:
             self._applying = False
 

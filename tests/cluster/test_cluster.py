@@ -6,7 +6,7 @@ One module-scoped cluster; the test walks the whole life: capture created on one
 on the agents linked to the two others, flows live and stored from every analyzer, the graph of
 any analyzer holds both agents, kill -9 of the master (another is master within 10 s, the
 capture keeps counting, an alert fires exactly once, an injection is not run again, the agent
-moves), restart (it rejoins and catches up), nothing stored is lost. The master of the captures
+moves, the host of an agent that died with it leaves every graph), restart (it rejoins and catches up), nothing stored is lost. The master of the captures
 and injections duties starts them on every agent (the one linked to another analyzer through it).
 """
 
@@ -85,6 +85,38 @@ def env(tmp_path_factory):
         net.cleanup()
 
 
+class GhostAgent:
+    """A simulated agent linked to one analyzer only: it publishes its host node and stays
+    connected until that analyzer dies (then it is gone for good, like an agent on its machine)."""
+
+    def __init__(self, url, host):
+        import asyncio
+        self.host, self.url = host, url
+        self.loop = asyncio.new_event_loop()
+        self.connected = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._run(),), daemon=True)
+        self.thread.start()
+
+    async def _run(self):
+        import json
+        import aiohttp
+        headers = {"X-Host-ID": self.host, "X-Client-Type": "agent", "X-Client-Protocol": "json",
+                   "X-Persistence-Policy": "DeleteOnDisconnect"}
+        now = int(time.time() * 1000)
+        node = {"ID": self.host + "-node", "Metadata": {"Name": self.host, "Type": "host"}, "Host": self.host,
+                "Origin": "agent." + self.host, "CreatedAt": now, "UpdatedAt": now, "Revision": 1}
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(self.url + "/ws/agent/topology", headers=headers) as ws:
+                    await ws.send_str(json.dumps({"Namespace": "Graph", "Type": "Sync", "UUID": "", "Status": 200,
+                                                  "Obj": {"Nodes": [node], "Edges": []}}))
+                    self.connected.set()
+                    async for _msg in ws:
+                        pass
+        except aiohttp.ClientError:
+            pass
+
+
 def _agent(workdir, name, info, analyzers):
     empty = os.path.join(str(workdir), name + "-netns")     # not the other agent's namespace
     os.makedirs(empty, exist_ok=True)
@@ -143,14 +175,18 @@ def test_three_analyzers_two_agents_failover(env, cluster):
         names = ["kcag1-%s" % uuid.uuid4().hex[:4], "kcag2-%s" % uuid.uuid4().hex[:4]]
         for name, info, order in zip(names, env["agents"], (order1, order2)):
             agents.append(_agent(d, name, info, [addr[n] for n in order]).start())
+        ghost = GhostAgent(cluster.url(master), "kcghost-%s" % uuid.uuid4().hex[:4])
+        assert ghost.connected.wait(10)
+        hosts_q = "G.V().Has('Type','host').Values('Name')"
         for n in cluster.names:     # one graph from any analyzer
+            wait_until(lambda n=n: ghost.host in (cluster.q(n, hosts_q) or []), timeout=20, message="ghost on %s" % n)
             wait_until(lambda n=n: cluster.q(n, "G.V().Has('Type','host').Values('Name')") and
                        set(names) <= set(cluster.q(n, "G.V().Has('Type','host').Values('Name')")),
                        timeout=20, message="both agents' hosts on %s" % n)
         time.sleep(0.5)
         t_seen = int(time.time() * 1000)     # both agents in every graph (and history) from now on
         linked = {n: set(cluster.status(n)["Agents"]) for n in cluster.names}
-        assert linked[master] == {names[0]} and linked[others[0]] == {names[1]} and linked[others[1]] == set()
+        assert linked[master] == {names[0], ghost.host} and linked[others[0]] == {names[1]} and linked[others[1]] == set()
         # traffic in both namespaces, a capture created on the analyzer without agents
         for info in env["agents"]:
             env["net"].spawn(["ping", "-q", "-i", "0.2", info["peer"]], netns=info["netns"])
@@ -208,6 +244,10 @@ def test_three_analyzers_two_agents_failover(env, cluster):
                    message="every duty taken over")
         # the master's agent moved to the next analyzer of its list
         wait_until(lambda: any(names[0] in cluster.status(n)["Agents"] for n in others), timeout=15, message="agent 1 moved")
+        # the agent that died with it leaves every graph after agent_grace (3 s); the moved one stays
+        for n in others:
+            wait_until(lambda n=n: ghost.host not in cluster.q(n, hosts_q), timeout=15, message="ghost gone on %s" % n)
+            assert names[0] in cluster.q(n, hosts_q)
         # the capture keeps counting (seen from the analyzer that did not hold it)
         tid1 = _tid(cluster, others[1], env["agents"][0]["ifname"], names[0])
         wait_until(lambda: max(cluster.q(others[1], live + ".Has('NodeTID', '%s').Values('Metric.ABPackets')" % tid1)
@@ -231,6 +271,7 @@ def test_three_analyzers_two_agents_failover(env, cluster):
         cluster.wait_mesh()
         wait_until(lambda: set(names) <= set(cluster.q(master, "G.V().Has('Type','host').Values('Name')")),
                    timeout=20, message="restarted analyzer sees both agents")
+        assert ghost.host not in cluster.q(master, hosts_q)
         assert cluster.q(master, active) == 2
         assert len(requests.get(cluster.url(master) + "/api/alert", timeout=10).json()) == 1
         assert stored_before <= set(cluster.q(master, stored + ".Values('UUID')"))
