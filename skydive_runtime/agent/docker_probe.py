@@ -18,10 +18,10 @@ import http.client
 import json
 import logging
 import socket
-import threading
 import urllib.parse
 
 from ..common.parts import Probe
+from ..common.source_thread import SourceThread
 from ..config import ConfigError
 
 log = logging.getLogger(__name__)
@@ -74,32 +74,21 @@ def create(agent):
     return DockerProbe(agent.topology, agent.probes["netns"], url)
 
 
-class DockerWatcher(threading.Thread):
+class DockerWatcher(SourceThread):
     def __init__(self, loop, connect, url, probe):
-        threading.Thread.__init__(self, name="docker-events", daemon=True)
-        self.loop = loop
+        SourceThread.__init__(self, loop, "docker-events")
         self.connect = connect
         self.url = url
         self.probe = probe
-        self.running = True
-        self.stop_event = threading.Event()
         self.conn = None
 
-    def stop(self):
-        self.running = False
-        self.stop_event.set()
+    def interrupt(self):
         conn = self.conn
         if conn is not None and conn.sock is not None:
             try:
                 conn.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-    def _post(self, fn, *args):
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            self.running = False
 
     def get(self, path):
         conn = self.connect()
@@ -121,16 +110,10 @@ class DockerWatcher(threading.Thread):
             return None
         return info
 
-    def run(self):
-        while self.running:
-            try:
-                self._follow()
-            except Exception as exc:
-                if self.running:
-                    self._post(self.probe.on_state, "waiting", "%s: %s" % (self.url, exc))
-            self.stop_event.wait(1.0)
+    def failed(self, exc):
+        self.post(self.probe.on_state, "waiting", "%s: %s" % (self.url, exc))
 
-    def _follow(self):
+    def session(self):
         # events first (none is lost between the list and the stream), then the list
         conn = self.conn = self.connect(timeout=None)
         filters = urllib.parse.quote(json.dumps({"type": ["container"]}))
@@ -140,8 +123,8 @@ class DockerWatcher(threading.Thread):
             raise OSError(0, "GET /events: HTTP %d" % resp.status)
         running = [c["Id"] for c in self.get("/containers/json") or []]
         infos = [i for i in (self.inspect(cid) for cid in running) if i is not None]
-        self._post(self.probe.on_sync, infos)
-        self._post(self.probe.on_state, "connected", "")
+        self.post(self.probe.on_sync, infos)
+        self.post(self.probe.on_state, "connected", "")
         while self.running:
             line = resp.readline()
             if not line:
@@ -158,13 +141,13 @@ class DockerWatcher(threading.Thread):
             if not cid:
                 continue
             if action in GONE:
-                self._post(self.probe.on_gone, cid)
+                self.post(self.probe.on_gone, cid)
             elif action in CHANGED:
                 info = self.inspect(cid)
                 if info is None:
-                    self._post(self.probe.on_gone, cid)
+                    self.post(self.probe.on_gone, cid)
                 else:
-                    self._post(self.probe.on_container, info)
+                    self.post(self.probe.on_container, info)
 
 
 class DockerProbe(Probe):

@@ -15,7 +15,6 @@ is the local interface's name (lldpd on the other end describing itself) is igno
 
 import asyncio
 import logging
-import os
 import select
 import socket
 import struct
@@ -23,6 +22,7 @@ import threading
 import time
 
 from ..common.parts import Probe
+from ..common.source_thread import SourceThread
 from ..flow import bpf
 from .lldp import ETH_P_LLDP, decode_frame
 from .nlmonitor import ROOT
@@ -60,41 +60,22 @@ def open_lldp_socket(ifname, ifindex, mac):
     return sock
 
 
-class LLDPReader(threading.Thread):
+class LLDPReader(SourceThread):
     """Reads every LLDP socket; frames go to `sink(ifname, advertisement)` on the loop."""
 
     def __init__(self, loop, sink, on_error):
-        threading.Thread.__init__(self, name="lldp-reader", daemon=True)
-        self.loop = loop
+        SourceThread.__init__(self, loop, "lldp-reader")
         self.sink = sink
         self.on_error = on_error
         self.socks = {}          # ifname -> socket (owned by this thread)
         self.commands = []
         self.lock = threading.Lock()
-        self.rpipe, self.wpipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self.running = True
         self.frames = 0
 
     def command(self, *cmd):
         with self.lock:
             self.commands.append(cmd)
-        self._wake()
-
-    def stop(self):
-        self.running = False
-        self._wake()
-
-    def _wake(self):
-        try:
-            os.write(self.wpipe, b"x")
-        except OSError:
-            pass
-
-    def _post(self, fn, *args):
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:
-            self.running = False
+        self.wake()
 
     def _run_commands(self):
         with self.lock:
@@ -107,31 +88,26 @@ class LLDPReader(threading.Thread):
             if cmd[0] == "open":
                 try:
                     self.socks[name] = open_lldp_socket(name, cmd[2], cmd[3])
-                    self._post(self.on_error, name, None)
+                    self.post(self.on_error, name, None)
                 except (OSError, bpf.BPFError) as exc:
-                    self._post(self.on_error, name, str(exc))
+                    self.post(self.on_error, name, str(exc))
 
-    def run(self):
-        try:
-            while self.running:
-                self._run_commands()
-                by_fd = {s.fileno(): (n, s) for n, s in self.socks.items()}
-                ready, _w, _x = select.select([self.rpipe] + list(by_fd), [], [], 1.0)
-                for fd in ready:
-                    if fd == self.rpipe:
-                        try:
-                            os.read(self.rpipe, 4096)
-                        except OSError:
-                            pass
-                        continue
-                    name, sock = by_fd[fd]
-                    self._read(name, sock)
-        finally:
-            for sock in self.socks.values():
-                sock.close()
-            self.socks = {}
-            os.close(self.rpipe)
-            os.close(self.wpipe)
+    def session(self):
+        while self.running:
+            self._run_commands()
+            by_fd = {s.fileno(): (n, s) for n, s in self.socks.items()}
+            ready, _w, _x = select.select([self.wake_fd] + list(by_fd), [], [], 1.0)
+            for fd in ready:
+                if fd == self.wake_fd:
+                    self.drain()
+                    continue
+                name, sock = by_fd[fd]
+                self._read(name, sock)
+
+    def finish(self):
+        for sock in self.socks.values():
+            sock.close()
+        self.socks = {}
 
     def _read(self, name, sock):
         while True:
@@ -140,14 +116,14 @@ class LLDPReader(threading.Thread):
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:          # the interface went away: the loop closes the socket
-                self._post(self.on_error, name, str(exc))
+                self.post(self.on_error, name, str(exc))
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue
             adv = decode_frame(frame)
             if adv is not None:
                 self.frames += 1
-                self._post(self.sink, name, adv)
+                self.post(self.sink, name, adv)
 
 
 class LLDPProbe(Probe):

@@ -13,8 +13,9 @@ up (the server gone for more than 3 s, or the monitor failed) before the watcher
 
 import logging
 import os
-import threading
 import uuid as uuidlib
+
+from .source_thread import SourceThread
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,9 @@ def row_dict(row, columns):
     return out
 
 
-class IdlWatcher(threading.Thread):
+class IdlWatcher(SourceThread):
     def __init__(self, loop, remote, database, tables, sink, on_state, ssl_files=None, on_lost=None):
-        threading.Thread.__init__(self, name="ovsdb-%s" % database, daemon=True)
-        self.loop = loop
+        SourceThread.__init__(self, loop, "ovsdb-%s" % database)
         self.remote = remote
         self.database = database
         self.tables = tables
@@ -46,23 +46,6 @@ class IdlWatcher(threading.Thread):
         self.on_state = on_state
         self.on_lost = on_lost
         self.ssl_files = ssl_files or {}
-        self.running = True
-        self.rpipe, self.wpipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self.stop_event = threading.Event()
-
-    def stop(self):
-        self.running = False
-        self.stop_event.set()
-        try:
-            os.write(self.wpipe, b"x")
-        except OSError:
-            pass
-
-    def _post(self, fn, *args):
-        try:
-            self.loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:      # the loop is closed
-            self.running = False
 
     def _open(self):
         import ovs.db.idl
@@ -93,26 +76,22 @@ class IdlWatcher(threading.Thread):
 
         return Idl(self.remote, helper), pending
 
-    def run(self):
+    def session(self):
         import ovs.poller
-        while self.running:
-            try:
-                idl, pending = self._open()
-            except Exception as exc:
-                self._post(self.on_state, "waiting", str(exc))
-                self.stop_event.wait(1.0)
-                continue
-            try:
-                self._monitor(idl, pending, ovs.poller)
-            except Exception as exc:
-                log.exception("ovsdb %s: monitor failed", self.database)
-                self._post(self.on_state, "error", str(exc))
-            finally:
-                idl.close()
-            if self.running:
-                if self.on_lost is not None:
-                    self._post(self.on_lost)
-                self.stop_event.wait(1.0)
+        try:
+            idl, pending = self._open()
+        except Exception as exc:
+            self.post(self.on_state, "waiting", str(exc))
+            return
+        try:
+            self._monitor(idl, pending, ovs.poller)
+        except Exception as exc:
+            log.exception("ovsdb %s: monitor failed", self.database)
+            self.post(self.on_state, "error", str(exc))
+        finally:
+            idl.close()
+        if self.running and self.on_lost is not None:
+            self.post(self.on_lost)
 
     def _monitor(self, idl, pending, poller_mod):
         seqno = None
@@ -130,28 +109,24 @@ class IdlWatcher(threading.Thread):
                 was_connected = connected
                 if connected:
                     down_since = None
-                    self._post(self.on_state, "connected", "")
+                    self.post(self.on_state, "connected", "")
                 else:
                     down_since = self.loop.time()
-                    self._post(self.on_state, "waiting", "connection to %s lost" % self.remote)
+                    self.post(self.on_state, "waiting", "connection to %s lost" % self.remote)
             if not connected and down_since is not None and self.loop.time() - down_since > 3:
                 return      # start over: schema and all
             if connected and idl.change_seqno != seqno and idl.has_ever_connected() and \
                     idl.state == idl.IDL_S_MONITORING:
                 seqno = idl.change_seqno
-                self._post(self.sink, full, self._changes(idl, pending, full))
+                self.post(self.sink, full, self._changes(idl, pending, full))
                 pending.clear()
                 full = False
             p = poller_mod.Poller()
             idl.wait(p)
-            p.fd_wait(self.rpipe, poller_mod.POLLIN)
+            p.fd_wait(self.wake_fd, poller_mod.POLLIN)
             p.timer_wait(1000)
             p.block()
-            try:
-                while os.read(self.rpipe, 4096):
-                    pass
-            except OSError:
-                pass
+            self.drain()
 
     @staticmethod
     def _changes(idl, pending, full):
