@@ -19,13 +19,13 @@ in AB or BA; Start is the first record's First, Last the latest Last, on the exp
 """
 
 import ipaddress
-import select
 import socket
 import struct
 import time
 
 from . import decode as _dec
 from .flow import F_ABB, F_ABP, F_BAB, F_BAP, F_LAST, packet_key
+from .udp_collector import UdpCollector
 
 HEADER = struct.Struct("!HHIIIIBBH")             # 24 bytes
 RECORD = struct.Struct("!4s4s4sHHIIIIHHBBBBHHBBH")  # 48 bytes
@@ -102,56 +102,18 @@ def _order(rec):
     return rec["First"], not asks
 
 
-class NetFlowSource(object):
+class NetFlowSource(UdpCollector):
     """UDP NetFlow collector: CaptureRunner reads it; each datagram goes to the handler whole."""
 
     linktype = NETFLOW_DATAGRAM
+    kind = "NetFlow"
+    error = NetFlowError
 
-    def __init__(self, host="127.0.0.1", port=0):
-        self.host = host
-        self.port = port
-        self.sock = None
-        self.datagrams = 0
-
-    def open(self):
-        if self.sock is not None:
-            return
-        s = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            s.bind((self.host, self.port))
-        except OSError as e:
-            s.close()
-            raise NetFlowError("cannot listen for NetFlow on %s:%s: %s" % (self.host, self.port, e.strerror))
-        s.setblocking(False)
-        self.sock = s
-        self.port = s.getsockname()[1]
-
-    @property
-    def address(self):
-        return "%s:%d" % (self.host, self.port)
-
-    def read_packets(self, handler, timeout_ms=100):
-        if self.sock is None:
-            raise NetFlowError("NetFlow collector is not open")
-        if not select.select([self.sock], [], [], timeout_ms / 1000.0)[0]:
-            return 0
-        n = 0
-        for _i in range(256):
-            try:
-                data = self.sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            self.datagrams += 1
-            n += handler(data, time.time_ns(), len(data), NETFLOW_DATAGRAM) or 0
-        return n
+    def handle_datagram(self, data, handler, ts_ns):
+        return handler(data, ts_ns, len(data), NETFLOW_DATAGRAM) or 0
 
     def stats(self):
         return {"PacketsReceived": self.datagrams, "PacketsDropped": 0, "PacketsIfDropped": 0}
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
 
 
 class NetFlowTable(object):

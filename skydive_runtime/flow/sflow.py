@@ -11,12 +11,11 @@ input/output ifIndex (source/destination interface), and `counters` keeps the
 last generic interface counters per ifIndex (the SFlow.Counters of a node).
 """
 
-import select
 import socket
 import struct
-import time
 
 from .capabilities import Opened
+from .udp_collector import UdpCollector
 
 SFLOW_DEFAULT_PORT = 6343
 
@@ -220,63 +219,24 @@ def _counter_sample(r, expanded):
     return s
 
 
-class SFlowSource(object):
+class SFlowSource(UdpCollector):
     """UDP sFlow collector feeding the flow table (upstream `sflow` / `ovssflow` probes)."""
 
     linktype = 1
+    kind = "sFlow"
+    error = SFlowError
+    rcvbuf = 4 << 20
 
     def __init__(self, host="127.0.0.1", port=0, netns=None, on_sample=None):
-        self.host = host
-        self.port = port
-        self.netns = netns
+        UdpCollector.__init__(self, host, port, netns)
         self.on_sample = on_sample
-        self.sock = None
         self.counters = {}          # ifIndex -> {"generic": {...}, "ethernet": {...}, "Timestamp": ms}
-        self.datagrams = 0
         self.errors = 0
         self.last_error = None
-        self._received = 0
         self._sample_drops = 0
-
-    def open(self):
-        if self.sock is not None:
-            return
-        from .netns import in_netns
-        with in_netns(self.netns):
-            s = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-                s.bind((self.host, self.port))
-            except OSError as e:
-                s.close()
-                raise SFlowError("cannot listen for sFlow on %s:%s: %s" % (self.host, self.port, e.strerror))
-        s.setblocking(False)
-        self.sock = s
-        self.port = s.getsockname()[1]
-
-    @property
-    def address(self):
-        return "%s:%d" % (self.host, self.port)
-
-    def read_packets(self, handler, timeout_ms=100):
-        if self.sock is None:
-            raise SFlowError("sFlow collector is not open")
-        r = select.select([self.sock], [], [], timeout_ms / 1000.0)[0]
-        if not r:
-            return 0
-        n = 0
-        for dummy in range(256):
-            try:
-                data = self.sock.recv(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            n += self.handle_datagram(data, handler, time.time_ns())
-        self._received += n
-        return n
 
     def handle_datagram(self, data, handler, ts_ns):
         """Decode one datagram and feed its packets; returns the number of packets."""
-        self.datagrams += 1
         try:
             dg = decode_datagram(data)
         except SFlowError as e:
@@ -308,13 +268,8 @@ class SFlowSource(object):
         return n
 
     def stats(self):
-        return {"PacketsReceived": self._received, "PacketsDropped": self._sample_drops,
+        return {"PacketsReceived": self.received, "PacketsDropped": self._sample_drops,
                 "PacketsIfDropped": 0}
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
 
 
 # ---- capture type `sflow` (flow/capabilities.py) ---------------------------------------------------
