@@ -291,6 +291,11 @@ class Replication(GraphListener):
         finally:
             self._applying = False
 
+    @property
+    def applying(self):
+        """True while a peer's change is applied to the graph (it records it, analyzer/service.py)."""
+        return self._applying
+
     def sync_frame(self):
         return envelope("Graph", "Sync", self.graph.to_dict())
 

@@ -187,16 +187,24 @@ class Analyzer:
             self.parts.add(self.flows.captures, "Captures")
             self.parts.add(self.injections)
         self.alerts = self.parts.add(AlertManager(self), "Alerts")
-        if shared is not None:    # a store the cluster shares (ClickHouse) is pruned by one analyzer
-            for store in {id(s): s for s in (self.store, self.flows.store) if s is not None}.values():
-                if hasattr(store, "prune_gate"):
-                    store.prune_gate = lambda: self.cluster.is_master("history")
+        self._gate_shared_stores(shared)
         self.alerts.is_master = lambda: self.cluster.is_master("alerts")
         mount_workflows(self, app, guard)
         mount_pingmesh(self, app, guard)
         mount_ui(app)
         self.app = app
         return app
+
+    def _gate_shared_stores(self, shared):
+        """A store the cluster shares (ClickHouse): pruned by the history master only; with
+        replication each analyzer records only the changes made on it (not its peers')."""
+        stores = {id(s): s for s in (self.store, self.flows.store) if s is not None}.values()
+        rep = self.cluster.replication
+        for store in stores:
+            if shared is not None and hasattr(store, "prune_gate"):
+                store.prune_gate = lambda: self.cluster.is_master("history")
+            if rep is not None and hasattr(store, "record_gate"):
+                store.record_gate = lambda: not rep.applying
 
     def status(self):
         srv = self.ws.server

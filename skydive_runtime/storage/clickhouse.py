@@ -8,7 +8,11 @@ Every table is a MergeTree partitioned by day (`day`), so that several analyzers
 same rows: a flow is keyed by UUID (ReplacingMergeTree by `Last`: the latest state wins), a flow
 metric by (UUID, Start), a resource by (kind, id) (the latest write wins; a delete is a
 tombstone). Topology revisions are kept per recording analyzer (`recorder` = its host ID): each
-analyzer answers `G.At`/`G.Context` from its own record, as the embedded store does.
+analyzer answers `G.At`/`G.Context` from its own record, as the embedded store does. In a
+cluster (the analyzers replicate one graph) `record_gate` is set: an analyzer records only the
+changes made on it (its agents, its API, its rules), not those a peer sent, and answers from
+every analyzer's record; the live revisions of an analyzer whose heartbeat stopped end at its
+last heartbeat (it died: its agents are recorded by the analyzer they moved to).
 
 Writes are queued and inserted by one writer thread (JSONEachRow over HTTP, batched); reads
 see every write queued before them. ClickHouse 18.16 (Debian 12) has no table TTL: retention is
@@ -158,13 +162,24 @@ class _Recorder:
                                          "revision": rev, "created_at": created, "updated_at": updated,
                                          "archived_at": t, "a_deleted": t if deleted else 0})
 
+    def _ours(self):
+        gate = self.store.record_gate
+        return gate is None or gate()
+
     def record(self, kind, el):
+        if not self._ours():
+            return
         row = self._row(kind, el)
         if row is not None:
             self.live[kind][el.ID] = (row["revision"], row["created_at"], row["updated_at"])
             self.store._enqueue("revisions", row)
 
     def updated(self, kind, el):
+        if not self._ours():       # a peer records the new revision; ours (if any) ends here
+            prev = self.live[kind].pop(el.ID, None)
+            if prev is not None:
+                self._archive(kind, el.ID, prev, el.UpdatedAt, False)
+            return
         prev = self.live[kind].get(el.ID)
         row = self._row(kind, el)
         if row is None:   # the previous revision stays the live one
@@ -175,8 +190,15 @@ class _Recorder:
         self.store._enqueue("revisions", row)
 
     def deleted(self, kind, el):
+        if not self._ours():       # recorded by the peer that deleted it; ours (if any) ends here
+            prev = self.live[kind].pop(el.ID, None)
+            if prev is not None:
+                self._archive(kind, el.ID, prev, el.DeletedAt or _now(), True)
+            return
         t = el.DeletedAt or _now()
         prev = self.live[kind].pop(el.ID, None)
+        if prev is None and self.store.record_gate is not None:
+            return         # cluster record: its recorder (or its last heartbeat) ends it
         if prev is None:   # never seen alive (attached later): keep its last state
             row = self._row(kind, el, deleted_at=max(t, el.UpdatedAt if isinstance(el.UpdatedAt, int) else t))
             if row is not None:
@@ -239,6 +261,7 @@ class ClickHouseStore(Store):
         self._ver = itertools.count(time.time_ns())
         self._last_prune = time.monotonic()
         self.prune_gate = None      # callable: False while another analyzer of the cluster prunes
+        self.record_gate = None     # callable: False while the graph applies a peer's change (cluster)
         self.partitions_dropped = 0
         self._create_schema()
         self._writer = threading.Thread(target=self._run, name="clickhouse-store-writer", daemon=True)
@@ -384,24 +407,37 @@ class ClickHouseStore(Store):
                                  % " and ".join(repr(x) for x in values))
         return [int(v) for v in values]
 
-    def _history_rows(self, where_archived, end=None):
-        """[(kind, eid, revision, created, updated, deleted, host, origin, parent, child, metadata, archived)]
-        of this analyzer's record, updated before `end` when given."""
-        rec = quote(self._recorder_id)
+    def _history_rows(self, where_archived, end=None, own=True):
+        """[(kind, eid, revision, created, updated, deleted, host, origin, parent, child, metadata, archived,
+        recorder)] of this analyzer's record (own) or every analyzer's, updated before `end` when given."""
+        rec = "recorder = %s" % quote(self._recorder_id) if own else "1"
         rbound = abound = ""
         if end is not None:
             rbound = " AND updated_at <= %d AND created_at <= %d" % (end, end)
             abound = " AND updated_at <= %d" % end
         return self._read(
             "SELECT kind, eid, revision, created_at, updated_at, if(a_deleted != 0, a_deleted, deleted_at), host, "
-            "origin, parent, child, metadata, archived_at FROM (SELECT %s, deleted_at, host, origin, parent, child, "
-            "metadata FROM revisions FINAL WHERE recorder = %s%s) ANY LEFT JOIN (SELECT %s, archived_at, a_deleted "
-            "FROM archives FINAL WHERE recorder = %s%s) USING (%s) WHERE %s ORDER BY updated_at, revision, eid"
+            "origin, parent, child, metadata, archived_at, recorder FROM (SELECT %s, deleted_at, host, origin, parent, "
+            "child, metadata FROM revisions FINAL WHERE %s%s) ANY LEFT JOIN (SELECT %s, archived_at, a_deleted "
+            "FROM archives FINAL WHERE %s%s) USING (%s) WHERE %s ORDER BY updated_at, revision, eid"
             % (_KEY, rec, rbound, _KEY, rec, abound, _KEY, where_archived))
 
+    def _dead_recorders(self):
+        """{recorder: its last heartbeat} of the analyzers that stopped beating (cluster record)."""
+        stale = _now() - int(3 * self.heartbeat_interval * 1000) - 1000
+        rows = self._rows("SELECT recorder, max(t) FROM heartbeats FINAL GROUP BY recorder")
+        return {r: int(t) for r, t in rows if int(t) < stale and r != self._recorder_id}
+
     def _alive_rows(self, start, end):
-        rows = self._history_rows("(archived_at = 0 OR archived_at > %d)" % start, end)
-        return [r for r in rows if revision_alive_between(r[3], r[4], r[5] or None, r[11] or None, start, end)]
+        shared = self.record_gate is not None
+        rows = self._history_rows("(archived_at = 0 OR archived_at > %d)" % start, end, own=not shared)
+        dead = self._dead_recorders() if shared else {}
+        out = []
+        for r in rows:
+            archived = r[11] or (dead.get(r[12]) if dead else None)
+            if revision_alive_between(r[3], r[4], r[5] or None, archived or None, start, end):
+                out.append(r)
+        return out
 
     @staticmethod
     def _element(row):

@@ -186,6 +186,12 @@ def test_three_analyzers_two_agents_failover(env, cluster):
         time.sleep(0.5)
         t_seen = int(time.time() * 1000)     # both agents in every graph (and history) from now on
         linked = {n: set(cluster.status(n)["Agents"]) for n in cluster.names}
+        # history recorded once: by the analyzer each agent is linked to, not by every analyzer
+        for name in names:
+            nid = cluster.q(a0, "G.V().Has('Type', 'host', 'Name', '%s')" % name)[0]["ID"]
+            recorders = cluster.clickhouse.query("SELECT DISTINCT recorder FROM %s.revisions WHERE eid = '%s'"
+                                                 % (cluster.database, nid)).split()
+            assert recorders == [master if name == names[0] else others[0]], (name, recorders)
         assert linked[master] == {names[0], ghost.host} and linked[others[0]] == {names[1]} and linked[others[1]] == set()
         # traffic in both namespaces, a capture created on the analyzer without agents
         for info in env["agents"]:
@@ -248,6 +254,11 @@ def test_three_analyzers_two_agents_failover(env, cluster):
         for n in others:
             wait_until(lambda n=n: ghost.host not in cluster.q(n, hosts_q), timeout=15, message="ghost gone on %s" % n)
             assert names[0] in cluster.q(n, hosts_q)
+        # ... and from the history: the dead analyzer's record ends at its last heartbeat
+        at_now = "G.At(%d).V().Has('Type','host').Values('Name')"
+        wait_until(lambda: ghost.host not in (cluster.q(others[1], at_now % int(time.time() * 1000)) or []),
+                   timeout=15, message="ghost out of the history")
+        assert names[0] in cluster.q(others[1], at_now % int(time.time() * 1000))
         # the capture keeps counting (seen from the analyzer that did not hold it)
         tid1 = _tid(cluster, others[1], env["agents"][0]["ifname"], names[0])
         wait_until(lambda: max(cluster.q(others[1], live + ".Has('NodeTID', '%s').Values('Metric.ABPackets')" % tid1)
