@@ -16,6 +16,7 @@ import abc
 import asyncio
 import re
 
+from ..common.jsonutil import dumps
 from ..graph.filters import And, Eq, KeyFilter, Not, Or, Within, Without
 
 NEVER = 2 ** 63 - 1   # ArchivedAt/DeletedAt of a revision that is still alive
@@ -30,6 +31,31 @@ class StoreError(Exception):
 class InvalidWrite(StoreError, ValueError):
     """A write refused before it is queued (a value out of bounds, not serialisable...): it
     harms no other write; the API answers it with a 400."""
+
+
+def check_resource_key(kind, id):
+    """InvalidWrite unless kind and id are non-empty strings (every backend's resource calls)."""
+    if not isinstance(kind, str) or not kind:
+        raise InvalidWrite("resource kind must be a non-empty string, got %r" % (kind,))
+    if not isinstance(id, str) or not id:
+        raise InvalidWrite("resource id must be a non-empty string, got %r" % (id,))
+
+
+def validate_resource(kind, id, obj, ttl_ms=None):
+    """What every backend checks before writing a resource: (its JSON text, ttl_ms as an int or
+    None); InvalidWrite (or StoreError for a non-dict) otherwise."""
+    check_resource_key(kind, id)
+    if not isinstance(obj, dict):
+        raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
+    if ttl_ms is not None:
+        if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or not 0 < ttl_ms <= MAX_TTL_MS:
+            raise InvalidWrite("resource TTL must be a positive number of ms up to %d, got %r" % (MAX_TTL_MS, ttl_ms))
+        ttl_ms = int(ttl_ms)
+    try:
+        text = dumps(obj)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidWrite("resource %s/%s is not JSON serialisable: %s" % (kind, id, exc)) from None
+    return text, ttl_ms
 
 
 class StoreCorrupt(StoreError):

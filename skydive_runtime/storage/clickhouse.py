@@ -36,8 +36,9 @@ from ..common.jsonutil import dumps
 from ..common.timeutil import now_ms as _now
 from ..graph.elements import Edge, Node
 from ..graph.graph import Graph
-from .base import (MAX_TTL_MS, NEVER, InvalidWrite, Store, StoreError, flow_alive_between, flow_matches,
-                   flow_pushdown, normalize_flow_filter, parse_ms, parse_retention, revision_alive_between)
+from .base import (NEVER, InvalidWrite, Store, StoreError, check_resource_key, flow_alive_between, flow_matches,
+                   flow_pushdown, normalize_flow_filter, parse_ms, parse_retention, revision_alive_between,
+                   validate_resource)
 from .clickhouse_http import ClickHouseError, ClickHouseHTTP, parse_host, quote
 
 log = logging.getLogger("skydive.storage")
@@ -70,6 +71,10 @@ _PUSH_COLUMNS = {"UUID": "uuid", "TrackingID": "tracking", "NodeTID": "node", "C
                  "Application": "app", "Network.A": "net_a", "Network.B": "net_b", "Link.A": "link_a",
                  "Link.B": "link_b"}
 _STOP = object()
+
+
+def _always():
+    return True
 
 
 def _day(ms):
@@ -260,7 +265,7 @@ class ClickHouseStore(Store):
         self._pruner = None
         self._ver = itertools.count(time.time_ns())
         self._last_prune = time.monotonic()
-        self.prune_gate = None      # callable: False while another analyzer of the cluster prunes
+        self.prune_gate = _always   # callable: False while another analyzer of the cluster prunes
         self.record_gate = None     # callable: False while the graph applies a peer's change (cluster)
         self.partitions_dropped = 0
         self._create_schema()
@@ -320,7 +325,7 @@ class ClickHouseStore(Store):
 
     def _may_prune(self):
         try:
-            return self.prune_gate is None or bool(self.prune_gate())
+            return bool(self.prune_gate())
         except Exception:      # the gate is the analyzer's: never let it stop the writer
             log.exception("storage: retention gate failed")
             return False
@@ -525,27 +530,12 @@ class ClickHouseStore(Store):
         self.flush()
 
     # ---- resources ---------------------------------------------------------------------------
-    @staticmethod
-    def _check_kind_id(kind, id):
-        if not isinstance(kind, str) or not kind:
-            raise InvalidWrite("resource kind must be a non-empty string, got %r" % (kind,))
-        if not isinstance(id, str) or not id:
-            raise InvalidWrite("resource id must be a non-empty string, got %r" % (id,))
+    _check_kind_id = staticmethod(check_resource_key)
 
     def put_resource(self, kind, id, obj, ttl_ms=None):
         self._check_open()
-        self._check_kind_id(kind, id)
-        if not isinstance(obj, dict):
-            raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
-        expires = 0
-        if ttl_ms is not None:
-            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or not 0 < ttl_ms <= MAX_TTL_MS:
-                raise InvalidWrite("resource TTL must be a positive number of ms up to %d, got %r" % (MAX_TTL_MS, ttl_ms))
-            expires = min(_now() + int(ttl_ms), _I64_MAX)
-        try:
-            text = dumps(obj)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidWrite("resource %s/%s is not JSON serialisable: %s" % (kind, id, exc)) from None
+        text, ttl_ms = validate_resource(kind, id, obj, ttl_ms)
+        expires = 0 if ttl_ms is None else min(_now() + ttl_ms, _I64_MAX)
         self._enqueue("resources", {"kind": kind, "id": id, "obj": text, "expires_at": expires, "deleted": 0,
                                     "ver": next(self._ver)})
 

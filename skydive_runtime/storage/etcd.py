@@ -19,8 +19,7 @@ import threading
 import time
 import urllib.parse
 
-from ..common.jsonutil import dumps
-from .base import MAX_TTL_MS, InvalidWrite, StoreError
+from .base import InvalidWrite, StoreError, validate_resource
 
 log = logging.getLogger("skydive.etcd")
 
@@ -240,17 +239,9 @@ class EtcdResources:
 
     def put_resource(self, kind, id, obj, ttl_ms=None):
         key = self._key(kind, id)
-        if not isinstance(obj, dict):
-            raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
-        lease = None
-        if ttl_ms is not None:
-            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or not 0 < ttl_ms <= MAX_TTL_MS:
-                raise InvalidWrite("resource TTL must be a positive number of ms up to %d, got %r" % (MAX_TTL_MS, ttl_ms))
-            lease = self.client.grant(max(1, -(-int(ttl_ms) // 1000)))   # etcd leases count whole seconds
-        try:
-            text = dumps(obj)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidWrite("resource %s/%s is not JSON serialisable: %s" % (kind, id, exc)) from None
+        text, ttl_ms = validate_resource(kind, id, obj, ttl_ms)
+        # etcd leases count whole seconds
+        lease = self.client.grant(max(1, -(-ttl_ms // 1000))) if ttl_ms is not None else None
         self.client.put(key, text, lease)
 
     def get_resource(self, kind, id):

@@ -9,7 +9,7 @@ import copy
 import threading
 
 from ..common.timeutil import now_ms as _now
-from .base import MAX_TTL_MS, FlowStorageNotConfigured, HistoryNotSupported, InvalidWrite, Store, StoreError
+from .base import FlowStorageNotConfigured, HistoryNotSupported, Store, StoreError, validate_resource
 
 
 class MemoryStore(Store):
@@ -42,15 +42,8 @@ class MemoryStore(Store):
     # resources
     def put_resource(self, kind, id, obj, ttl_ms=None):
         self._check()
-        if not isinstance(kind, str) or not kind or not isinstance(id, str) or not id:
-            raise StoreError("resource kind and id must be non-empty strings, got %r, %r" % (kind, id))
-        if not isinstance(obj, dict):
-            raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
-        expires = None
-        if ttl_ms is not None:
-            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or not 0 < ttl_ms <= MAX_TTL_MS:
-                raise InvalidWrite("resource TTL must be a positive number of ms up to %d, got %r" % (MAX_TTL_MS, ttl_ms))
-            expires = _now() + int(ttl_ms)
+        _text, ttl_ms = validate_resource(kind, id, obj, ttl_ms)
+        expires = None if ttl_ms is None else _now() + ttl_ms
         with self._lock:
             self._resources[(kind, id)] = (copy.deepcopy(obj), expires)
 

@@ -30,8 +30,9 @@ from ..common.timeutil import now_ms as _now
 from ..graph.elements import Edge, Node
 from ..graph.graph import Graph
 from . import flowcodec
-from .base import (MAX_RECORD_BYTES, MAX_TTL_MS, NEVER, InvalidWrite, Store, StoreCorrupt, StoreError,
-                   flow_alive_between, flow_matches, flow_pushdown, normalize_flow_filter, parse_ms, parse_retention)
+from .base import (MAX_RECORD_BYTES, NEVER, InvalidWrite, Store, StoreCorrupt, StoreError, check_resource_key,
+                   flow_alive_between, flow_matches, flow_pushdown, normalize_flow_filter, parse_ms, parse_retention,
+                   validate_resource)
 
 log = logging.getLogger(__name__)
 
@@ -951,27 +952,12 @@ class SQLiteStore(Store):
         return nodes, edges
 
     # ---- resources ---------------------------------------------------------------------------
-    @staticmethod
-    def _check_kind_id(kind, id):
-        if not isinstance(kind, str) or not kind:
-            raise InvalidWrite("resource kind must be a non-empty string, got %r" % (kind,))
-        if not isinstance(id, str) or not id:
-            raise InvalidWrite("resource id must be a non-empty string, got %r" % (id,))
+    _check_kind_id = staticmethod(check_resource_key)
 
     def put_resource(self, kind, id, obj, ttl_ms=None):
         self._check_open()
-        self._check_kind_id(kind, id)
-        if not isinstance(obj, dict):
-            raise StoreError("resource %s/%s must be a dict, got %s" % (kind, id, type(obj).__name__))
-        expires = None
-        if ttl_ms is not None:
-            if isinstance(ttl_ms, bool) or not isinstance(ttl_ms, (int, float)) or not 0 < ttl_ms <= MAX_TTL_MS:
-                raise InvalidWrite("resource TTL must be a positive number of ms up to %d, got %r" % (MAX_TTL_MS, ttl_ms))
-            expires = _now() + int(ttl_ms)
-        try:
-            text = dumps(obj)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise InvalidWrite("resource %s/%s is not JSON serialisable: %s" % (kind, id, exc)) from None
+        text, ttl_ms = validate_resource(kind, id, obj, ttl_ms)
+        expires = None if ttl_ms is None else _now() + ttl_ms
         _check_text("resource %s ID" % kind, id)
         _check_text("resource %s/%s" % (kind, id), text)
         self._enqueue(("rp", (kind, id, text, expires)))
