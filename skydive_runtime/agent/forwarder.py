@@ -21,10 +21,10 @@ import base64
 import collections
 import json
 import logging
-import random
 
 import aiohttp
 
+from ..common.reconnect import reconnect_loop
 from ..common.timeutil import rfc3339_now
 from ..graph import GraphListener
 
@@ -79,31 +79,26 @@ class AnalyzerLink:
         self.wake.set()
 
     async def run(self):
-        delay = 0.2
         await asyncio.sleep(0.3 * self.fw.links.index(self))   # the first address first
-        while self.fw.running:
-            while self.fw.cluster_link not in (None, self) and self.fw.running:
-                await self.fw.cluster_free.wait()   # another analyzer of the cluster has our graph
-                await asyncio.sleep(0.2 * self.fw.links.index(self))   # then the next of the list first
-            try:
-                await self._session()
-                delay = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                log.info("analyzer %s: %s", self.address, self.last_error)
-            finally:
-                if self.fw.cluster_link is self:
-                    self.fw.cluster_link = None
-                    self.fw.cluster_free.set()
-            self.connected = False
-            self.queue = None
-            self.ws = None
-            if not self.fw.running:
-                break
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, 5.0)
+        await reconnect_loop(self._session, lambda: self.fw.running, self._failed, on_end=self._ended,
+                             before=self._wait_turn)
+
+    async def _wait_turn(self):
+        while self.fw.cluster_link not in (None, self) and self.fw.running:
+            await self.fw.cluster_free.wait()   # another analyzer of the cluster has our graph
+            await asyncio.sleep(0.2 * self.fw.links.index(self))   # then the next of the list first
+
+    def _failed(self, exc):
+        self.last_error = str(exc) or type(exc).__name__
+        log.info("analyzer %s: %s", self.address, self.last_error)
+
+    def _ended(self):
+        if self.fw.cluster_link is self:
+            self.fw.cluster_link = None
+            self.fw.cluster_free.set()
+        self.connected = False
+        self.queue = None
+        self.ws = None
 
     async def _session(self):
         url = "%s://%s:%d/ws/agent/topology" % (self.fw.scheme, self.host, self.port)

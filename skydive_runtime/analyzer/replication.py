@@ -23,12 +23,12 @@ import base64
 import collections
 import json
 import logging
-import random
 
 import aiohttp
 
 from ..api import graph_ws
 from ..api.ws import Endpoint, envelope
+from ..common.reconnect import reconnect_loop
 from ..common.timeutil import rfc3339_now
 from ..config import ConfigError
 from ..graph import Edge, GraphListener, Node
@@ -83,23 +83,17 @@ class OutgoingPeer:
             self.wake.set()
 
     async def run(self):
-        delay = 0.2
-        while self.rep.running and not self.is_self:
-            try:
-                await self._session()
-                delay = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.last_error = str(exc) or type(exc).__name__
-                log.debug("replication link %s: %s", self.address, self.last_error)
-            self.connected, self.queue, self.ws = False, None, None
-            if self.remote_host:
-                self.rep.peer_gone(self.remote_host, self)
-            if self.is_self or not self.rep.running:
-                break
-            await asyncio.sleep(delay * (0.8 + 0.4 * random.random()))
-            delay = min(delay * 2, 3.0)
+        await reconnect_loop(self._session, lambda: self.rep.running and not self.is_self, self._failed,
+                             on_end=self._ended, longest=3.0)
+
+    def _failed(self, exc):
+        self.last_error = str(exc) or type(exc).__name__
+        log.debug("replication link %s: %s", self.address, self.last_error)
+
+    def _ended(self):
+        self.connected, self.queue, self.ws = False, None, None
+        if self.remote_host:
+            self.rep.peer_gone(self.remote_host, self)
 
     async def _session(self):
         url = "%s://%s:%d%s" % (self.rep.scheme, self.host, self.port, REPLICATION)
