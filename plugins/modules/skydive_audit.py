@@ -21,17 +21,8 @@ author:
   - Skydive Ansible maintainers (@skydive-project)
 extends_documentation_fragment:
   - skydive.skydive.skydive
-attributes:
-  check_mode:
-    support: full
-    description: The audit runs in check mode too; it changes nothing.
-  diff_mode:
-    support: none
-    description: An audit changes nothing, there is no diff.
-  platform:
-    support: full
-    platforms: all
-    description: Runs anywhere that reaches the analyzer, normally the controller.
+  - skydive.skydive.attributes
+  - skydive.skydive.attributes.read_only
 options:
   rules_files:
     description:

@@ -24,17 +24,11 @@ author:
   - Skydive Ansible maintainers (@skydive-project)
 extends_documentation_fragment:
   - skydive.skydive.skydive
+  - skydive.skydive.attributes
+  - skydive.skydive.attributes.graph
 attributes:
-  check_mode:
-    support: full
-    description: Reports what would change without touching the analyzer.
   diff_mode:
-    support: full
     description: Shows the edge before and after.
-  platform:
-    support: full
-    platforms: all
-    description: Runs anywhere that reaches the analyzer, normally the controller.
 options:
   parent_node:
     description:

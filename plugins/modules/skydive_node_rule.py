@@ -21,17 +21,11 @@ author:
   - Skydive Ansible maintainers (@skydive-project)
 extends_documentation_fragment:
   - skydive.skydive.skydive
+  - skydive.skydive.attributes
+  - skydive.skydive.attributes.resource
 attributes:
-  check_mode:
-    support: full
-    description: Reports what would be created, replaced or deleted without touching the analyzer.
   diff_mode:
-    support: full
     description: Shows the rule before and after.
-  platform:
-    support: full
-    platforms: all
-    description: Runs anywhere that reaches the analyzer, normally the controller.
 options:
   name:
     description:

@@ -19,17 +19,8 @@ author:
   - Skydive Ansible maintainers (@skydive-project)
 extends_documentation_fragment:
   - skydive.skydive.skydive
-attributes:
-  check_mode:
-    support: full
-    description: It only reads.
-  diff_mode:
-    support: none
-    description: It changes nothing.
-  platform:
-    support: full
-    platforms: all
-    description: Runs anywhere that reaches the analyzer, normally the controller.
+  - skydive.skydive.attributes
+  - skydive.skydive.attributes.read_only
 options:
   from:
     description:
