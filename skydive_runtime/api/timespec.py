@@ -4,7 +4,7 @@ plus RFC3339 / ISO 8601 dates (`2026-12-02T01:30:00Z`), the form CI systems prin
 
 import datetime
 
-from ..gremlin.timeparse import parse_duration, parse_rfc1123_ms
+from ..gremlin.timeparse import parse_time_context
 
 
 class TimeSpecError(ValueError):
@@ -27,12 +27,9 @@ def parse_time_ms(value, now_ms, what="time"):
         return now_ms
     if text.isdigit():
         return parse_time_ms(int(text), now_ms, what)
-    t = parse_rfc1123_ms(text)
+    t = parse_time_context(text, now_ms)       # what G.At() takes: RFC1123, now + duration
     if t is not None:
         return t
-    d = parse_duration(text)
-    if d is not None:
-        return now_ms + d
     try:
         dt = datetime.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

@@ -148,15 +148,18 @@ def decode_datagram(data):
     return dg
 
 
+def _source_id(r, expanded):
+    """(source id type, source id index): two words in an expanded sample, one packed word else."""
+    if expanded:
+        return r.u32("source id type"), r.u32("source id index")
+    v = r.u32("source id")
+    return v >> 24, v & 0xFFFFFF
+
+
 def _flow_sample(r, expanded):
     s = FlowSample()
     s.sequence = r.u32("flow sample sequence")
-    if expanded:
-        s.source_id_type = r.u32("source id type")
-        s.source_id = r.u32("source id index")
-    else:
-        v = r.u32("source id")
-        s.source_id_type, s.source_id = v >> 24, v & 0xFFFFFF
+    s.source_id_type, s.source_id = _source_id(r, expanded)
     s.sampling_rate = r.u32("sampling rate")
     s.sample_pool = r.u32("sample pool")
     s.drops = r.u32("drops")
@@ -194,12 +197,7 @@ def _flow_sample(r, expanded):
 def _counter_sample(r, expanded):
     s = CounterSample()
     s.sequence = r.u32("counter sample sequence")
-    if expanded:
-        s.source_id_type = r.u32("source id type")
-        s.source_id = r.u32("source id index")
-    else:
-        v = r.u32("source id")
-        s.source_id_type, s.source_id = v >> 24, v & 0xFFFFFF
+    s.source_id_type, s.source_id = _source_id(r, expanded)
     n = r.u32("counter record count")
     s.records = []
     for dummy in range(n):
