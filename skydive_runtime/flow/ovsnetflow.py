@@ -11,7 +11,7 @@ Collector: `agent.flow.netflow.bind_address` (127.0.0.1) on the first free port 
 import json
 
 from .capabilities import Opened
-from .netflow import NetFlowError, NetFlowSource, NetFlowTable
+from .netflow import NetFlowSource, NetFlowTable
 from .ovsmirror import available
 from .ovssflow import DEFAULT_OVSDB, agent_tag, vsctl
 
@@ -20,10 +20,7 @@ __all__ = ["available", "open_capture"]
 
 def open_capture(ctx):
     cfg = ctx.config
-    host = cfg.get_string("agent.flow.netflow.bind_address") or "127.0.0.1"
-    ports = (cfg.get_int("agent.flow.netflow.port_min", 6365), cfg.get_int("agent.flow.netflow.port_max", 6375))
-    src = ctx.bind(lambda port: NetFlowSource(host, port), ports, NetFlowError, "NetFlow")
-    ctx.entry["NetFlowSocket"] = src.address
+    src = NetFlowSource.bind_for(ctx, "netflow", (6365, 6375), "NetFlowSocket")
     ovsdb = cfg.get_string("ovs.ovsdb") or DEFAULT_OVSDB
     bridge = ctx.node.Metadata.get("Name")
     uuid = ctx.capture.get("UUID", "")

@@ -278,12 +278,7 @@ def available(config):
 
 def collector(ctx):
     """An SFlowSource bound in agent.flow.sflow.port_min..port_max (or on the capture's Port)."""
-    cfg = ctx.config
-    host = cfg.get_string("agent.flow.sflow.bind_address") or "127.0.0.1"
-    ports = (cfg.get_int("agent.flow.sflow.port_min", 6345), cfg.get_int("agent.flow.sflow.port_max", 6355))
-    src = ctx.bind(lambda port: SFlowSource(host, port), ports, SFlowError, "sFlow")
-    ctx.entry["SFlowSocket"] = src.address
-    return src
+    return SFlowSource.bind_for(ctx, "sflow", (6345, 6355), "SFlowSocket")
 
 
 def open_capture(ctx):

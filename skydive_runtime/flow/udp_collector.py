@@ -13,6 +13,19 @@ class UdpCollector(object):
     error = ValueError     # the exception its errors raise
     rcvbuf = None          # SO_RCVBUF to ask for, None: the system's default
 
+    @classmethod
+    def bind_for(cls, ctx, section, ports, entry_key):
+        """The collector of a capture: `agent.flow.<section>.bind_address` (127.0.0.1) on the first
+        free port of `.port_min`..`.port_max` (default `ports`) or the capture's Port; its address
+        goes on the node's Captures entry as `entry_key`."""
+        cfg = ctx.config
+        key = "agent.flow.%s." % section
+        host = cfg.get_string(key + "bind_address") or "127.0.0.1"
+        ports = (cfg.get_int(key + "port_min", ports[0]), cfg.get_int(key + "port_max", ports[1]))
+        src = ctx.bind(lambda port: cls(host, port), ports, cls.error, cls.kind)
+        ctx.entry[entry_key] = src.address
+        return src
+
     def __init__(self, host="127.0.0.1", port=0, netns=None):
         self.host = host
         self.port = port
