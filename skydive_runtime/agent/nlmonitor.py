@@ -15,6 +15,7 @@ import selectors
 import threading
 import time
 
+from ..common.source_thread import SourceThread
 from ..common.timeutil import now_ms
 from . import nl
 
@@ -67,24 +68,22 @@ def metric_json(counters, start, last):
     return m
 
 
-class NetlinkMonitor(threading.Thread):
+class NetlinkMonitor(SourceThread):
     """Owns every netlink socket. `sink(batches)` is called on the loop with a list of
     (ns_key, full, {ifindex: entry or None}) where entry = (metadata, relations, metric_update)."""
 
     EVENT_RCVBUF = 8 << 20   # per event socket; an overflow (ENOBUFS) costs a redump of the namespace
 
     def __init__(self, loop, sink, metrics_interval=30.0, on_ns_error=None):
-        threading.Thread.__init__(self, name="netlink-monitor", daemon=True)
-        self.loop = loop
+        SourceThread.__init__(self, loop, "netlink-monitor")
         self.sink = sink
         self.on_ns_error = on_ns_error
         self.metrics_interval = max(0.5, float(metrics_interval))
         self.sel = selectors.DefaultSelector()
-        self.rpipe, self.wpipe = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.home_fd = None
         self.cmds = []
         self.lock = threading.Lock()
         self.ns = {}
-        self.running = True
         self.pending_out = []
         self.ready = threading.Event()
         self.stats = {"events": 0, "dumps": 0, "resyncs": 0}
@@ -94,10 +93,7 @@ class NetlinkMonitor(threading.Thread):
     def _command(self, *cmd):
         with self.lock:
             self.cmds.append(cmd)
-        try:
-            os.write(self.wpipe, b"x")
-        except OSError:
-            pass
+        self.wake()
 
     def add_namespace(self, key, name, path):
         self._command("add", key, name, path)
@@ -105,14 +101,11 @@ class NetlinkMonitor(threading.Thread):
     def remove_namespace(self, key):
         self._command("del", key)
 
-    def stop(self):
-        self.running = False
-        self._command("stop")
-
     # ---- thread --------------------------------------------------------------------------------
-    def run(self):
-        self.home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        self.sel.register(self.rpipe, selectors.EVENT_READ, None)
+    def session(self):
+        if self.home_fd is None:
+            self.home_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            self.sel.register(self.wake_fd, selectors.EVENT_READ, None)
         next_metrics = time.monotonic() + self.metrics_interval
         self.ready.set()
         while self.running:
@@ -128,11 +121,7 @@ class NetlinkMonitor(threading.Thread):
             for key, _mask in events:
                 try:
                     if key.data is None:
-                        try:
-                            while os.read(self.rpipe, 4096):
-                                pass
-                        except OSError:
-                            pass
+                        self.drain()
                         self._run_commands()
                     else:
                         self._read_events(key.data)
@@ -150,17 +139,19 @@ class NetlinkMonitor(threading.Thread):
                 except Exception:
                     log.exception("netlink: metrics update failed")
             self._flush()
+
+    def finish(self):
         for ns in list(self.ns.values()):
             self._drop(ns)
-        os.close(self.home_fd)
+        if self.home_fd is not None:
+            os.close(self.home_fd)
+            self.home_fd = None
+        self.sel.close()
 
     def _flush(self):
         if self.pending_out:
             out, self.pending_out = self.pending_out, []
-            try:
-                self.loop.call_soon_threadsafe(self.sink, out)
-            except RuntimeError:  # loop closed
-                self.running = False
+            self.post(self.sink, out)
 
     def _run_commands(self):
         with self.lock:
@@ -172,8 +163,6 @@ class NetlinkMonitor(threading.Thread):
                 ns = self.ns.pop(cmd[1], None)
                 if ns is not None:
                     self._drop(ns)
-            elif cmd[0] == "stop":
-                self.running = False
 
     def _drop(self, ns):
         if ns.evt is not None:
@@ -216,7 +205,7 @@ class NetlinkMonitor(threading.Thread):
             log.info("netlink: cannot watch namespace %s: %s", path or "host", exc)
             self._drop(ns)
             if self.on_ns_error is not None:
-                self.loop.call_soon_threadsafe(self.on_ns_error, key, str(exc))
+                self.post(self.on_ns_error, key, str(exc))
             return
         # veths waiting for this namespace to be known
         for other in list(self.ns.values()):
