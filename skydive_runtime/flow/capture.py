@@ -31,6 +31,19 @@ import time
 log = logging.getLogger(__name__)
 
 
+def emit(loop, cb, arg):
+    """cb(arg): on `loop` when there is one (nothing once it is closed), else here."""
+    if cb is None:
+        return
+    if loop is not None:
+        try:
+            loop.call_soon_threadsafe(cb, arg)
+        except RuntimeError:        # loop closed
+            pass
+    else:
+        cb(arg)
+
+
 class CaptureRunner(object):
     def __init__(self, source, table, on_flows=None, on_stats=None, update_ms=1000, stats_ms=1000,
                  poll_ms=100, loop=None, on_error=None, name=None):
@@ -103,15 +116,7 @@ class CaptureRunner(object):
 
     # ---------------------------------------------------------------- thread
     def _emit(self, cb, arg):
-        if cb is None:
-            return
-        if self.loop is not None:
-            try:
-                self.loop.call_soon_threadsafe(cb, arg)
-            except RuntimeError:        # loop closed
-                pass
-        else:
-            cb(arg)
+        emit(self.loop, cb, arg)
 
     def _now_ms(self):
         if self.offline:
@@ -312,15 +317,7 @@ class ProcessCaptureRunner(object):
         return self
 
     def _emit(self, cb, arg):
-        if cb is None:
-            return
-        if self.loop is not None:
-            try:
-                self.loop.call_soon_threadsafe(cb, arg)
-            except RuntimeError:
-                pass
-        else:
-            cb(arg)
+        emit(self.loop, cb, arg)
 
     def _read(self):
         conn = self._conn
