@@ -1144,6 +1144,7 @@ def open_capture(ctx):
         src = EBPFSource(ifname, netns=netns, max_flows=ctx.max_entries, header_size=ctx.header_size)
     except (ValueError, OSError) as exc:
         raise CaptureStartError(400, str(exc)) from None
+
     def shown():        # after the source opened: which attach runs, on the node's Captures entry
         ctx.entry["EBPFAttach"] = src.attach_mode
         if src.attach_fallback:
