@@ -122,10 +122,12 @@ def test_agent_config_change_restarts_only_agents(sim_cluster):
 
 
 def test_analyzer_config_change_restarts_only_analyzer(sim_cluster):
+    """... and the lab services (skydive_etcd_embedded, skydive_clickhouse_deploy) come with it."""
     before = {n: sim_cluster.service_pids(n) for n in sim_cluster.names}
     res = _run_with_host_extra(sim_cluster, {"agent.metadata": {"rack": "r1"},
                                              "analyzer.flow.max_buffer_size": 5000},
-                               {"skydive_fabric": ["TOR1[Name=tor1] -> PORT1[Name=p1]", "PORT1 --> *[Type=host]/lo"]})
+                               {"skydive_fabric": ["TOR1[Name=tor1] -> PORT1[Name=p1]", "PORT1 --> *[Type=host]/lo"],
+                                "skydive_etcd_embedded": True, "skydive_clickhouse_deploy": True})
     assert res.rc == 0, res.tail()
     after = {n: sim_cluster.service_pids(n) for n in sim_cluster.names}
     assert after["controller"]["analyzer"] != before["controller"]["analyzer"], "analyzer not restarted"
@@ -139,6 +141,31 @@ def test_analyzer_config_change_restarts_only_analyzer(sim_cluster):
     assert sim_cluster.gremlin("G.V().Has('Probe','fabric','Name','tor1').Out('Name','p1').Dedup().Count()") == 1
     wait_until(lambda: sim_cluster.gremlin("G.V().Has('Probe','fabric','Name','p1').Out('Name','lo').Count()")
                == len(sim_cluster.names), 30, interval=0.5, message="p1 linked to each host's lo")
+    _check_lab_services(sim_cluster)
+
+
+def _check_lab_services(cluster):
+    """The analyzer runs its embedded etcd member (master of every duty) and keeps its history in
+    the ClickHouse the role runs (queried from the analyzer's node: it admits the analyzers only)."""
+    import subprocess
+    import sys
+    import urllib.parse
+    st = wait_until(lambda: (cluster.status().get("Etcd") or {}).get("Running") and cluster.status(),
+                    timeout=30, interval=0.5, message="the embedded etcd member")
+    analyzer = cluster.analyzers[0]
+    assert set(st["Masters"].values()) == {analyzer}, st["Masters"]
+    with open(os.path.join(cluster.credentials_dir, "clickhouse-password")) as fh:
+        password = fh.read().split()[0]
+    url = "http://%s:8123/?%s" % (cluster.nodes[analyzer]["ip"], urllib.parse.urlencode(
+        {"user": "skydive", "password": password, "query": "SELECT count() FROM skydive.revisions"}))
+    fetch = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+
+    def revisions():
+        out = subprocess.run(["ip", "netns", "exec", cluster.nodes[analyzer]["ns"], sys.executable, "-c", fetch, url],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30, check=False)
+        return int(out.stdout) if out.returncode == 0 else out.stderr[-300:]
+    wait_until(lambda: isinstance(revisions(), int) and revisions() > 0, timeout=30, interval=0.5,
+               message="history in the lab ClickHouse (%s)" % revisions())
 
 
 def test_bad_variable_fails_before_any_change(sim_cluster):
@@ -163,7 +190,7 @@ def test_uninstall_leaves_nothing(sim_cluster):
         root = node["root"]
         for path in ("etc/skydive", "opt/skydive", "var/lib/skydive",
                      "etc/systemd/system/skydive-agent.service",
-                     "etc/systemd/system/skydive-analyzer.service",
+                     "etc/systemd/system/skydive-analyzer.service", "etc/systemd/system/skydive-clickhouse.service",
                      "etc/systemd/system/multi-user.target.wants/skydive-agent.service",
                      "run/skydive-agent.service.status", "run/skydive-analyzer.service.status"):
             assert not os.path.lexists(os.path.join(root, path)), "%s left on %s" % (path, node["name"])

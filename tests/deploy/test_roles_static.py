@@ -189,3 +189,85 @@ def test_cluster_variables_reach_the_analyzer_configuration(tmp_path):
     assert cfg.get_list("analyzers") == ["10.0.0.1:8082", "10.0.0.2:8082"]
     assert cfg.storage_section("analyzer.flow.backend") == cfg.storage_section("analyzer.topology.backend") == (
         "shared", {"driver": "clickhouse", "host": "10.0.0.5:8123", "database": "skydive", "password": "pw"})
+
+
+def _render(tmp_path, templates, variables):
+    """{name: rendered text} of role templates, rendered by ansible-playbook with `variables`."""
+    play = tmp_path / "render.yml"
+    tasks = []
+    for name in templates:
+        path = os.path.join(ROLES, "skydive_common", "templates", name)
+        tasks.append({"ansible.builtin.copy": {"dest": str(tmp_path / name),
+                                               "content": "{{ lookup('ansible.builtin.template', '%s') }}" % path}})
+    play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "connection": "local", "tasks": tasks}]))
+    res = subprocess.run([ANSIBLE_PLAYBOOK, "-i", "localhost,", str(play), "-e", json.dumps(variables)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                         env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert res.returncode == 0, res.stdout[-2000:]
+    return {name: (tmp_path / name).read_text() for name in templates}
+
+
+def test_lab_services_configuration(tmp_path):
+    """skydive_etcd_embedded: every analyzer an embedded member of one etcd cluster;
+    skydive_clickhouse_deploy: the analyzers' storage on the first analyzer's ClickHouse, whose
+    rendered configuration a real clickhouse-server runs and the store logs in to."""
+    import shutil
+    from skydive_runtime.analyzer.etcd_member import EmbeddedEtcd
+    from skydive_runtime.config import Config
+    from skydive_runtime.storage import open_store
+    from tests.fixtures.servers import free_ports
+    port = free_ports(1)[0]
+    variables = {"ansible_python_interpreter": sys.executable, "skydive_auth_type": "noauth", "skydive_host_id": "c2",
+                 "skydive_flow_protocol": "websocket", "skydive_log_level": "INFO", "skydive_tls_server_cert": "",
+                 "skydive_tls_ca_cert": "", "_skydive_is_analyzer": True, "_skydive_is_agent": False,
+                 "_skydive_analyzer_addresses": ["127.0.0.1:8082", "10.0.0.2:8082", "10.0.0.3:8082"],
+                 "_skydive_analyzer_bind_ip": "10.0.0.2", "skydive_analyzer_port": 8082, "skydive_fabric": [],
+                 "skydive_data_dir": str(tmp_path), "skydive_etcd_servers": [], "skydive_clickhouse": {},
+                 "skydive_etcd_embedded": True, "skydive_etcd_port": 12379, "skydive_clickhouse_deploy": True,
+                 "skydive_clickhouse_port": port, "skydive_clickhouse_password": "lab-pw",
+                 "_skydive_etcd_members": {"c1": "127.0.0.1", "c2": "10.0.0.2", "c3": "10.0.0.3"},
+                 "_ch_dir": str(tmp_path / "clickhouse"), "_ch_ip": "127.0.0.1"}
+    out = _render(tmp_path, ["config.yml.j2", "clickhouse-config.xml.j2", "clickhouse-users.xml.j2"], variables)
+    cfg = Config(yaml.safe_load(out["config.yml.j2"]))
+    assert cfg.get_bool("etcd.embedded") and cfg.get_string("etcd.listen") == "10.0.0.2:12379"
+    assert cfg.get_list("etcd.servers") == ["http://127.0.0.1:12379", "http://10.0.0.2:12379", "http://10.0.0.3:12379"]
+    assert cfg.get_map("etcd.peers") == {"c1": "http://127.0.0.1:12380", "c2": "http://10.0.0.2:12380",
+                                         "c3": "http://10.0.0.3:12380"}
+    if shutil.which("etcd"):     # what the analyzer makes of it: the member's command line
+        cmd = EmbeddedEtcd.from_config(cfg).command()
+        assert cmd[cmd.index("--initial-cluster") + 1] == \
+            "c1=http://127.0.0.1:12380,c2=http://10.0.0.2:12380,c3=http://10.0.0.3:12380"
+        assert cmd[cmd.index("--data-dir") + 1] == str(tmp_path / "etcd" / "member-data")
+    name, section = cfg.storage_section("analyzer.flow.backend")
+    assert cfg.storage_section("analyzer.topology.backend") == (name, section)
+    assert section == {"driver": "clickhouse", "host": "127.0.0.1:%d" % port, "database": "skydive",
+                       "username": "skydive", "password": "lab-pw"}
+    binary = shutil.which("clickhouse-server") or "/usr/sbin/clickhouse-server"
+    if not os.path.exists(binary):
+        pytest.skip("clickhouse-server is not installed")
+    ch_dir = tmp_path / "clickhouse"
+    ch_dir.mkdir()
+    for n in ("config", "users"):
+        (ch_dir / (n + ".xml")).write_text(out["clickhouse-%s.xml.j2" % n])
+    with open(ch_dir / "stdout.log", "w") as log:
+        proc = subprocess.Popen([binary, "--config-file=%s/config.xml" % ch_dir], stdout=log, stderr=subprocess.STDOUT,
+                                cwd=str(ch_dir))
+    try:
+        from tests.fixtures.processes import wait_until
+        store = wait_until(lambda: _try_open(open_store, section), timeout=30, message="the lab ClickHouse")
+        store.put_resource("capture", "c1", {"UUID": "c1"})
+        assert store.get_resource("capture", "c1") == {"UUID": "c1"}
+        store.close()
+        with pytest.raises(Exception, match="password|Authentication|Wrong"):
+            open_store(dict(section, password="wrong"), name="shared")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _try_open(open_store, section):
+    from skydive_runtime.storage import StoreError
+    try:
+        return open_store(section, name="shared")
+    except StoreError:
+        return None
