@@ -16,6 +16,7 @@ import { nodeType, radiusFor } from "./style.js";
 
 const ALPHA_MIN = 0.002;
 const MAX_TICKS = 400;                   // per reheat: the simulation always stops
+const LOCAL_TICKS = 250;                 // a node of a local layout moves this many ticks at most
 const VELOCITY_KEEP = 0.6;               // d3's velocityDecay 0.4
 const THETA2 = 0.9 * 0.9;                // Barnes-Hut opening criterion
 const CHARGE = -70;
@@ -230,6 +231,8 @@ export class Layout {
     this._stack = [];
     this.version = 0;            // bumped whenever positions change
     this.decay = 1 - Math.pow(ALPHA_MIN, 1 / 300);
+    this._localOf = null;        // the movable set that _localTicks counts for
+    this._localTicks = new Map();  // movable id -> ticks it has moved
   }
 
   get running() {
@@ -703,9 +706,29 @@ export class Layout {
       this.tick();
       n++;
     } while (this.running && performance.now() - t0 < budgetMs && n < 20);
+    this._expireLocal(n);
     this.version++;
     if (!this.running) for (const p of this.list) p.laid = true;     // a settled position
     return true;
+  }
+
+  // A node of a local layout moves for LOCAL_TICKS ticks at most (what a local layout of its own
+  // takes from alpha 0.3): under a stream of new nodes only the latest ones move, the set stays
+  // small (forces for these only), and once they are all laid the layout stops.
+  _expireLocal(n) {
+    const movable = this.movable;
+    if (!movable || this.dragging) return;
+    if (this._localOf !== movable) { this._localOf = movable; this._localTicks = new Map(); }
+    const counts = this._localTicks;
+    for (const id of movable) {
+      const c = (counts.get(id) || 0) + n;
+      if (c < LOCAL_TICKS) { counts.set(id, c); continue; }
+      movable.delete(id);
+      counts.delete(id);
+      const p = this.points.get(id);
+      if (p) { p.vx = 0; p.vy = 0; p.laid = true; }
+    }
+    if (movable.size === 0) this.alpha = 0;
   }
 
   // A local layout (a few new nodes, the rest still): forces are computed for the movable
