@@ -682,11 +682,16 @@ export class Renderer {
   // ------------------------------------------------------------------ pointer interaction
   _bindEvents() {
     const svg = this.svg;
-    if (window.ResizeObserver) {
+    if (window.ResizeObserver && svg.parentNode) {
+      // The <svg> gets its pane's size in px: sized in %, each layout of the page around it
+      // (a status bar text, a panel) re-lays out every SVG <text> (a viewport change for Chromium)
+      const pane = svg.parentNode;
       new ResizeObserver(() => {
+        const w = pane.clientWidth, h = pane.clientHeight;
+        if (w > 0 && h > 0) { svg.style.width = `${w}px`; svg.style.height = `${h}px`; }
         this._size = null;
         if (!this.userView) this.fit(false);
-      }).observe(svg);
+      }).observe(pane);
     }
     svg.addEventListener("pointerover", (ev) => {
       const t = ev.target;
