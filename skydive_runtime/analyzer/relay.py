@@ -5,7 +5,8 @@ cluster, most of them linked to another analyzer. Each analyzer tells its peers 
 holds (namespace `PeerAgent`, type `Agents`, {"Agents": [host, ...]}, on every new link and
 whenever one of its agents connects or goes), and relays a request for one of them
 (`Request` {"ID", "Agent", "Namespace", "Type", "Obj"}) to that agent's `/ws/agent/topology`
-connection, answering `Reply` {"ID", "Status", "Obj"} or {"ID", "Error"}. `agent(host)` gives
+connection, answering `Reply` {"ID", "Status", "Obj"} or {"ID", "Error"}; only the on-demand
+requests (captures, injections: `Start`, `Stop`) are relayed. `agent(host)` gives
 an object with the agent connection's `request()` for any agent of the cluster.
 """
 
@@ -20,6 +21,7 @@ from ..common.service import spawn
 log = logging.getLogger(__name__)
 
 NAMESPACE = "PeerAgent"
+RELAYED = {"OnDemandCapture": ("Start", "Stop"), "OnDemandPacketInjection": ("Start", "Stop")}   # nothing else
 
 
 class RemoteAgent:
@@ -98,10 +100,10 @@ class AgentRelay:
             agents = obj.get("Agents")
             self.remote[peer] = {a for a in agents if isinstance(a, str)} if isinstance(agents, list) else set()
             self._changed()
-        elif type_ == "Request" and isinstance(obj.get("ID"), str):
+        elif type_ == "Request" and isinstance(obj.get("ID"), str) and isinstance(obj.get("Agent"), str):
             spawn(self._tasks, self._relay(peer, obj))
         elif type_ == "Reply":
-            entry = self._pending.get(obj.get("ID"))
+            entry = self._pending.get(obj["ID"]) if isinstance(obj.get("ID"), str) else None
             if entry is None or entry[0] != peer or entry[1].done():
                 return
             if obj.get("Error"):
@@ -112,7 +114,10 @@ class AgentRelay:
     async def _relay(self, peer, obj):
         reply = {"ID": obj["ID"]}
         conn = self.server.get(graph_ws.AGENT, obj.get("Agent"))
-        if conn is None or not isinstance(obj.get("Namespace"), str) or not isinstance(obj.get("Type"), str):
+        ns = obj.get("Namespace")
+        if obj.get("Type") not in (RELAYED.get(ns, ()) if isinstance(ns, str) else ()):
+            reply["Error"] = "%r/%r is not relayed to agents" % (obj.get("Namespace"), obj.get("Type"))
+        elif conn is None:
             reply["Error"] = "agent %s is not linked to analyzer %s" % (obj.get("Agent"), self.rep.host_id)
         else:
             self.relayed += 1
