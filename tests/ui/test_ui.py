@@ -744,6 +744,46 @@ def test_screenshot(analyzer, page, tmp_path):
         shutil.copy(path, os.environ["SKYDIVE_UI_SCREENSHOT"])
 
 
+def _trace_text_layouts(page, action):
+    """Run action() under a Chromium trace: (SVG <text> layouts, page layouts) meanwhile."""
+    with page._cond:
+        page._events = [e for e in page._events if not e.get("method", "").startswith("Tracing.")]
+    page.call("Tracing.start", categories="devtools.timeline,blink", transferMode="ReportEvents")
+    try:
+        action()
+    finally:
+        page.call("Tracing.end")
+    wait_until(lambda: any(e.get("method") == "Tracing.tracingComplete" for e in list(page._events)),
+               timeout=60, message="the trace")
+    with page._cond:
+        events = [ev for e in page._events if e.get("method") == "Tracing.dataCollected" for ev in e["params"]["value"]]
+    return (sum(1 for e in events if e.get("name") == "SvgTextLayoutAlgorithm::Layout"),
+            sum(1 for e in events if e.get("name") == "LocalFrameView::performLayout"))
+
+
+def test_new_nodes_do_not_relayout_every_label(analyzer, topo, page):
+    """A NodeAdded lays out the new node's <text>, not every label of the page again (the <svg>
+    is sized in px: sized 100%, the status bar's count change made Chromium re-lay out all)."""
+    host = topo["h2"]["host"]
+    page.eval("window.skydive.renderer.userView = true")       # no re-fit: a zoom re-lays out all, rightly
+    page.wait_for("document.body.dataset.layout === 'stable'", timeout=60)
+    texts = page.eval("[...document.querySelectorAll('#graph text')].filter(t => t.getBoundingClientRect().width > 0).length")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+
+    def add():
+        for i, nid in enumerate(ids):
+            post_node(analyzer.url, nid, host["Host"], {"Name": "relayout-%d" % i, "Type": "tuntap"})
+            page.wait_for(q_node(nid) + " !== null && document.body.dataset.layout === 'stable'", timeout=30)
+    try:
+        laid, layouts = _trace_text_layouts(page, add)
+    finally:
+        for nid in ids:
+            requests.delete(analyzer.url + "/api/node/" + nid, timeout=10, headers={"Content-Type": "application/json"})
+        page.eval("window.skydive.renderer.userView = false; window.skydive.renderer.fit(false)")
+    assert texts > 20 and layouts >= 3 and laid >= 3, (texts, laid, layouts)
+    assert laid < texts, (texts, laid, layouts)
+
+
 def publish(base, msgs, host_id):
     """Graph messages through /ws/publisher, in order."""
     async def run():
