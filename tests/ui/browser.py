@@ -125,6 +125,10 @@ class Browser:
         self.session = self.call("Target.attachToTarget", targetId=target_id, flatten=True)["sessionId"]
         self.page("Page.enable")
         self.page("Runtime.enable")
+        # a load or reload must not wait on Chromium's HTTP cache lock (a revalidation in flight
+        # blocks the same URL up to 20 s under load); the UI never relies on the cache (no-cache)
+        self.page("Network.enable")
+        self.page("Network.setCacheDisabled", cacheDisabled=True)
         self.page("Emulation.setDeviceMetricsOverride", width=self.window[0], height=self.window[1],
                   deviceScaleFactor=1, mobile=False)
         return self
@@ -149,7 +153,7 @@ class Browser:
                 with self._cond:
                     if "id" in msg:
                         self._replies[msg["id"]] = msg
-                    else:
+                    elif not msg.get("method", "").startswith("Network."):   # enabled for the cache switch only
                         self._events.append(msg)
                         self._note_event(msg)
                     self._cond.notify_all()

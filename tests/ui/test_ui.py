@@ -77,7 +77,7 @@ def page(analyzer, topo):
         # every node shown at once (hosts-first folding is tested in test_ui_guide.py)
         b.navigate(analyzer.url + "/?expand=all")
         b.wait_for("document.body.dataset.wsState === 'connected' && Number(document.body.dataset.syncs) >= 1",
-                   message="the first SyncReply")
+                   timeout=60, message="the first SyncReply")      # a cold Chromium on loaded cores
         yield b
     finally:
         b.close()
@@ -964,7 +964,7 @@ def test_login_dialog_with_basic_auth(analyzer, page, tmp_path):
         assert r.status_code == 201, r.text
         # the page is public, the API is not: the dialog opens, the websocket cannot connect
         page.navigate(base + "/")
-        page.wait_for("document.getElementById('login-dialog').open", message="the login dialog")
+        page.wait_for("document.getElementById('login-dialog').open", timeout=45, message="the login dialog")
         assert page.eval("document.body.dataset.wsState") != "connected"
         page.eval("document.getElementById('login-user').value = 'admin';"
                   "document.getElementById('login-password').value = 'wrong';"

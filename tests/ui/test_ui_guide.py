@@ -86,10 +86,7 @@ def stack(tmp_path_factory, net):
 def page(stack):
     b = Browser().start()
     try:
-        # a reload must not wait on Chromium's HTTP cache lock (a revalidation in flight blocks the
-        # same URL up to 20 s); the page itself never relies on the cache (no-cache responses)
-        b.page("Network.enable")
-        b.page("Network.setCacheDisabled", cacheDisabled=True)
+        # Browser.start() turns Chromium's HTTP cache off (its lock held a reload up to 20 s)
         b.navigate(stack.url + "/")
         b.wait_for("document.body.dataset.wsState === 'connected' && Number(document.body.dataset.syncs) >= 1",
                    message="the first SyncReply")
