@@ -302,6 +302,7 @@ def test_tripleoclient_renders_our_steps(config_download):
     assert not any("certificate" in t["name"] for t in ctl if "Skydive" in t["name"])
     fw = tr.load_yaml(os.path.join(cd, "Controller", "firewall_rules.yaml"))
     assert fw["150 skydive_analyzer"] == {"dport": [8082]} and fw["151 skydive_agent"] == {"dport": [8081]}
+    assert fw["152 skydive_etcd"] == {"dport": [12379, 12380]}       # SkydiveEtcdEmbedded (default true)
     haproxy = tr.load_yaml(os.path.join(cd, "Controller", "service_config_settings.yaml"))["haproxy"]
     endpoint = haproxy["tripleo::skydive_analyzer::haproxy_endpoints"]["skydive_analyzer"]
     assert endpoint["service_port"] == 8082 and endpoint["internal_ip"] == "%{hiera('skydive_analyzer_vip')}"
@@ -413,8 +414,12 @@ def test_rendered_steps_deploy_three_controllers_and_two_computes(config_downloa
         assert cfg["analyzer"]["listen"] == node["internal_api_ip"] + ":8082"
         assert cfg["agent"]["listen"] == node["ip"] + ":8081"
         assert cfg["analyzers"] == [ip + ":8082" for ip in analyzer_ips]
-        # one cluster: every analyzer replicates the others (all listed); no etcd in this overcloud
-        assert "etcd" not in cfg
+        # one cluster: every analyzer replicates the others (all listed); no etcd service in this
+        # overcloud: the analyzers' embedded etcd members form one etcd cluster on internal_api
+        etcd = cfg["etcd"]
+        assert etcd["embedded"] is True and etcd["listen"] == node["internal_api_ip"] + ":12379", etcd
+        assert etcd["servers"] == ["http://%s:12379" % ip for ip in analyzer_ips]
+        assert etcd["peers"] == {c: "http://%s:12380" % overcloud.nodes[c]["internal_api_ip"] for c in CONTROLLERS}
         assert cfg["auth"]["api"]["type"] == "basic" and cfg["analyzer"]["auth"]["api"]["backend"] == "api"
         url = "http://%s:8082/api/status" % node["internal_api_ip"]
         with pytest.raises(Exception, match="401"):
@@ -426,12 +431,54 @@ def test_rendered_steps_deploy_three_controllers_and_two_computes(config_downloa
         assert sorted(h["Host"] for h in hosts) == agents, hosts
         seen.update(status["Agents"])
     assert sorted(seen) == agents     # each agent linked to one of the analyzers
+    _check_shared_resources(overcloud, auth)
     for cmp in COMPUTES:
         cfg = _config(overcloud, cmp)
         assert "analyzer" not in cfg and "etcd" not in cfg
         assert cfg["agent"]["listen"] == overcloud.nodes[cmp]["ip"] + ":8081"
         assert cfg["analyzers"] == [ip + ":8082" for ip in analyzer_ips]
     _check_neutron_and_ovn(config_download, overcloud, auth)
+
+
+def _check_shared_resources(overcloud, auth):
+    """One etcd cluster of the analyzers' embedded members: an alert created through one
+    controller's analyzer is served by the two others, its deletion through another reaches the
+    first; every analyzer names the same master for each duty, one of the three."""
+    from tests.deploy.simnodes import http_json
+    from tests.fixtures.processes import wait_until
+    api = {c: "http://%s:8082/api" % overcloud.nodes[c]["internal_api_ip"] for c in CONTROLLERS}
+
+    def agreed():
+        st = {c: http_json(api[c] + "/status", auth=auth) for c in CONTROLLERS}
+        duties = st[first].get("Masters") or {}
+        ok = (all((s.get("Etcd") or {}).get("Running") and s.get("Masters") == duties for s in st.values())
+              and {"alerts", "rules", "captures", "injections"} <= set(duties) and set(duties.values()) <= set(CONTROLLERS)
+              # exactly one analyzer runs each of the alert and capture managers
+              and [c for c in CONTROLLERS if st[c]["Alerts"]["IsMaster"]] == [duties["alerts"]]
+              and [c for c in CONTROLLERS if st[c]["Captures"]["IsMaster"]] == [duties["captures"]])
+        return st if ok else None
+    first, *others = CONTROLLERS
+    wait_until(agreed, timeout=30, interval=0.5, message="one master per duty, the same on every analyzer")
+    alert = http_json(api[first] + "/alert", {"Name": "tripleo-shared", "Expression": "G.V().Has('Name', 'nothing-here')"},
+                      auth=auth)
+    try:
+        for c in others:
+            got = wait_until(lambda c=c: http_json(api[c] + "/alert", auth=auth).get(alert["UUID"]), timeout=10, interval=0.2,
+                             message="the alert created on %s served by %s" % (first, c))
+            assert got["Name"] == "tripleo-shared", got
+    finally:
+        _http_delete(api[others[-1]] + "/alert/" + alert["UUID"], auth)
+    wait_until(lambda: alert["UUID"] not in http_json(api[first] + "/alert", auth=auth), timeout=10, interval=0.2,
+               message="the alert deleted on %s gone from %s" % (others[-1], first))
+
+
+def _http_delete(url, auth):
+    import base64
+    import urllib.request
+    req = urllib.request.Request(url, method="DELETE", headers={
+        "Content-Type": "application/json", "Authorization": "Basic " + base64.b64encode(("%s:%s" % auth).encode()).decode()})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=5) as resp:
+        assert resp.status == 200
 
 
 def _check_neutron_and_ovn(config_download, overcloud, auth):
@@ -517,7 +564,8 @@ def _step1_facts(cd, tmp_path, extra):
     out = tmp_path / "facts"
     out.mkdir()
     keep = ["skydive_username", "skydive_password", "skydive_os_auth_url", "skydive_os_service_password",
-            "skydive_os_service_username", "_skydive_tripleo_probes", "skydive_etcd_servers", "skydive_tls_ca_cert", "skydive_tls_server_cert", "_skydive_tripleo_config",
+            "skydive_os_service_username", "_skydive_tripleo_probes", "skydive_etcd_servers", "skydive_etcd_embedded",
+            "skydive_tls_ca_cert", "skydive_tls_server_cert", "_skydive_tripleo_config",
             "skydive_analyzer_listen_ip", "skydive_agent_listen_ip"]
     plays = [{"hosts": "overcloud", "gather_facts": False, "vars": {"step": "1"}, "tasks": [
         {"ansible.builtin.include_tasks": os.path.join(cd, "{{ tripleo_role_name }}", "skydive_steps_step1.yaml")},
@@ -547,6 +595,8 @@ def test_rendered_settings_follow_the_overcloud(config_download, tmp_path):
     cfg = ctl["skydive_tripleo_config"]
     assert ctl["skydive_etcd_servers"] == ["https://172.17.1.%d:2379" % (10 + i) for i in range(3)]
     assert cmp["skydive_etcd_servers"] == []
+    # the overcloud's etcd: no embedded members
+    assert ctl["skydive_etcd_embedded"] is False and cmp["skydive_etcd_embedded"] is False
     assert cfg["analyzer.topology.probes"] == ["ovn"]
     assert cfg["analyzer.topology.ovn.address"] == "ssl:172.17.1.250:6641"
     assert cfg["analyzer.topology.ovn.sb_address"] == "ssl:172.17.1.250:6642"
@@ -561,10 +611,18 @@ def test_rendered_settings_follow_the_overcloud(config_download, tmp_path):
     (tmp_path / "plain").mkdir()
     plain = _step1_facts(config_download["dir"], tmp_path / "plain", {})
     assert plain["c0"]["skydive_etcd_servers"] == [] and plain["c0"]["skydive_tripleo_config"] == {}
+    # no etcd service: the analyzers run embedded etcd members (SkydiveEtcdEmbedded, default true)
+    assert plain["c0"]["skydive_etcd_embedded"] is True and plain["k0"]["skydive_etcd_embedded"] is False
     assert plain["c0"]["skydive_tripleo_probes"] == []
     assert plain["c0"]["skydive_tls_ca_cert"] == ""
     assert plain["c0"]["skydive_username"] == "skydive"
     # keystone: the overcloud's admin for the post-deploy check, Keystone's internal endpoint
     (tmp_path / "keystone").mkdir()
-    ks = _step1_facts(config_download["dir"], tmp_path / "keystone", {"_skydive_auth": "keystone"})["c0"]
+    # (and SkydiveEtcdEmbedded false: no embedded members)
+    ks = _step1_facts(config_download["dir"], tmp_path / "keystone", {"_skydive_auth": "keystone", "_skydive_etcd_embedded": False})["c0"]
+    assert ks["skydive_etcd_embedded"] is False
     assert ks["skydive_username"] == "admin" and ks["skydive_password"] == config_download["passwords"]["AdminPassword"]
+    # TLS everywhere without an etcd service: the embedded members speak plain HTTP, so none run
+    (tmp_path / "tls").mkdir()
+    tls = _step1_facts(config_download["dir"], tmp_path / "tls", {"_skydive_tls": True})["c0"]
+    assert tls["skydive_etcd_embedded"] is False and tls["skydive_etcd_servers"] == []
