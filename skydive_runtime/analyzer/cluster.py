@@ -14,7 +14,7 @@ import asyncio
 import logging
 
 from ..config import ConfigError
-from ..storage.etcd import EtcdClient, EtcdResources, wait_ready
+from ..storage.etcd import EtcdClient, EtcdResources, tls_context, wait_ready
 from ..storage.base import StoreError
 from .election import DUTIES, Elections
 from .etcd_member import EmbeddedEtcd
@@ -36,8 +36,17 @@ def etcd_resources(config):
         timeout = config.get_float("etcd.client_timeout", 5.0)
         if timeout <= 0:
             raise ConfigError("etcd.client_timeout: must be > 0")
+        tls = None
+        tls_keys = {k: config.get_string("etcd.tls." + k) or None for k in ("ca_file", "cert_file", "key_file")}
+        if any(tls_keys.values()):
+            if not all(str(s).startswith("https://") for s in servers):
+                raise ConfigError("etcd.tls: set, but etcd.servers are not https:// URLs (%s)" % ", ".join(map(str, servers)))
+            try:
+                tls = tls_context(**tls_keys)
+            except StoreError as exc:
+                raise ConfigError(str(exc)) from None
         try:
-            client = EtcdClient([str(s) for s in servers], timeout=timeout)
+            client = EtcdClient([str(s) for s in servers], timeout=timeout, tls=tls)
             wait_ready(client, timeout=max(timeout * 3, 15.0))
         except StoreError as exc:
             raise ConfigError("etcd.servers: %s" % exc) from None

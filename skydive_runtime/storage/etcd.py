@@ -1,6 +1,7 @@
 """A small etcd v3 client over the JSON gateway (HTTP), and the API resources kept in etcd.
 
     client = EtcdClient(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])
+    client = EtcdClient(["https://10.0.0.1:2379"], tls=tls_context(ca_file, cert_file, key_file))
     client.put("/skydive/x", "v", lease=client.grant(5))
     client.range_prefix("/skydive/")          # [(key, value, mod_revision, lease)]
     client.watch_prefix("/skydive/", callback, stop_event)   # callback(type, key, value) from a thread
@@ -15,6 +16,7 @@ import http.client
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -46,7 +48,7 @@ def prefix_end(prefix):
 
 
 def parse_servers(servers, key="etcd.servers"):
-    """["http://host:port", "host:port", ...] -> [(host, port)]."""
+    """["http://host:port", "https://host:port", "host:port", ...] -> [(scheme, host, port)]."""
     if isinstance(servers, str):
         servers = [s for s in servers.replace(",", " ").split() if s]
     if not isinstance(servers, (list, tuple)) or not servers:
@@ -54,21 +56,42 @@ def parse_servers(servers, key="etcd.servers"):
     out = []
     for s in servers:
         if not isinstance(s, str):
-            raise StoreError("%s: expected http://host:port, got %r" % (key, s))
+            raise StoreError("%s: expected http://host:port or https://host:port, got %r" % (key, s))
         url = urllib.parse.urlsplit(s if "://" in s else "http://" + s)
-        if url.scheme != "http" or not url.hostname:
-            raise StoreError("%s: expected http://host:port (https is not supported), got %r" % (key, s))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise StoreError("%s: expected http://host:port or https://host:port, got %r" % (key, s))
         try:
             port = url.port or 2379
         except ValueError:
             raise StoreError("%s: bad port in %r" % (key, s)) from None
-        out.append((url.hostname, port))
+        out.append((url.scheme, url.hostname, port))
+    if len({scheme for scheme, _h, _p in out}) > 1:
+        raise StoreError("%s: mixes http:// and https:// members (%s)" % (key, ", ".join(servers)))
     return out
 
 
+def tls_context(ca_file=None, cert_file=None, key_file=None, key="etcd.tls"):
+    """The client TLS context for https:// members: the CA that signed them (the system's when
+    unset) and this client's certificate for members that ask for one (client-cert-auth)."""
+    if bool(cert_file) != bool(key_file):
+        raise StoreError("%s: cert_file and key_file go together" % key)
+    try:
+        ctx = ssl.create_default_context(cafile=ca_file or None)
+        if cert_file:
+            ctx.load_cert_chain(cert_file, key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise StoreError("%s: %s" % (key, exc)) from None
+    return ctx
+
+
 class EtcdClient:
-    def __init__(self, servers, timeout=5.0):
-        self.servers = parse_servers(servers)
+    def __init__(self, servers, timeout=5.0, tls=None):
+        members = parse_servers(servers)
+        self.https = members[0][0] == "https"
+        if self.https and tls is None:
+            tls = tls_context()
+        self.tls = tls if self.https else None
+        self.servers = [(h, p) for _s, h, p in members]
         self.timeout = timeout
         self._preferred = 0
         self._local = threading.local()
@@ -80,9 +103,13 @@ class EtcdClient:
             conns = self._local.conns = {}
         conn = conns.get(i)
         if conn is None:
-            host, port = self.servers[i]
-            conn = conns[i] = http.client.HTTPConnection(host, port, timeout=self.timeout)
+            conn = conns[i] = self._connect(*self.servers[i])
         return conn
+
+    def _connect(self, host, port):
+        if self.https:
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.tls)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
     def _drop(self, i):
         conn = getattr(self._local, "conns", {}).pop(i, None)
@@ -180,7 +207,7 @@ class EtcdClient:
             req = {"key": _b64(prefix), "range_end": prefix_end(prefix)}
             if revision:
                 req["start_revision"] = str(revision)
-            conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
+            conn = self._connect(host, port)
             self._watches.add(conn)
             try:
                 conn.request("POST", "/v3/watch", body=json.dumps({"create_request": req}),

@@ -601,7 +601,10 @@ def test_rendered_settings_follow_the_overcloud(config_download, tmp_path):
     assert cfg["analyzer.topology.ovn.address"] == "ssl:172.17.1.250:6641"
     assert cfg["analyzer.topology.ovn.sb_address"] == "ssl:172.17.1.250:6642"
     assert cfg["analyzer.topology.ovn.cacert"] == "/etc/ipa/ca.crt"
-    assert not any(k.startswith("analyzer.") for k in cmp["skydive_tripleo_config"])
+    # the overcloud's etcd under TLS everywhere: the analyzer's certificate as etcd client
+    assert (cfg["etcd.tls.ca_file"], cfg["etcd.tls.cert_file"], cfg["etcd.tls.key_file"]) == \
+        ("/etc/ipa/ca.crt", "/etc/pki/tls/certs/skydive-analyzer.crt", "/etc/pki/tls/private/skydive-analyzer.key")
+    assert not any(k.startswith(("analyzer.", "etcd.")) for k in cmp["skydive_tripleo_config"])
     # Neutron deployed: every agent's neutron probe, as the neutron user, Keystone's internal endpoint
     assert cmp["skydive_tripleo_probes"] == ctl["skydive_tripleo_probes"] == ["neutron"]
     assert cmp["skydive_os_service_username"] == "neutron"
