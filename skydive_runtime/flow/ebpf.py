@@ -55,7 +55,6 @@ once per sync when that counter moves).
 """
 
 import ctypes
-import ctypes.util
 import errno as _errno
 import logging
 import os
@@ -66,6 +65,7 @@ import time
 from . import bpfasm as A
 from . import decode as _dec
 from . import tcx as _tcx
+from .bpfsys import SYS_bpf, bpf as _bpf, libc as _libc
 from .afpacket import AFPacketSource, CaptureError, DEFAULT_HEADER_SIZE, validate_header_size
 from .capabilities import CaptureStartError, Opened
 from .netns import in_netns
@@ -76,7 +76,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["EBPFSource", "EBPFFlowTable", "EBPFError", "build_program", "load_program"]
 
-SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 BPF_MAP_CREATE, BPF_MAP_LOOKUP_ELEM, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM = 0, 1, 2, 3
 BPF_MAP_GET_NEXT_KEY, BPF_PROG_LOAD = 4, 5
 BPF_MAP_LOOKUP_BATCH = 24
@@ -97,22 +96,9 @@ KEY4_SIZE = 28
 VALUE_SIZE = 40
 DEFAULT_MAX_FLOWS = 500000
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
 
 class EBPFError(CaptureError):
     pass
-
-
-def _bpf(cmd, attr):
-    """bpf(cmd, attr, sizeof attr) -> return value; raises OSError(errno)."""
-    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
-    r = _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
-    if r < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return r, buf
 
 
 def map_create(map_type, key_size, value_size, max_entries, flags=0, name=b""):

@@ -16,13 +16,12 @@ record: u32 length (bit 31 busy, bit 30 discarded), u32 page offset, the data, 8
 """
 
 import ctypes
-import ctypes.util
 import mmap
 import os
 import select
 import struct
 
-SYS_bpf = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
+from .bpfsys import bpf as _bpf
 BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_LINK_CREATE = 15, 16, 28
 TCX_INGRESS, TCX_EGRESS = 46, 47            # enum bpf_attach_type BPF_TCX_INGRESS/EGRESS
 BPF_F_BEFORE = 1 << 3                       # with no relative program: the head of the chain
@@ -31,18 +30,6 @@ TCX_NEXT = -1                               # the program's verdict: the next pr
 _RB_BUSY, _RB_DISCARD = 1 << 31, 1 << 30
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
-
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def _bpf(cmd, attr):
-    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
-    r = _libc.syscall(ctypes.c_long(SYS_bpf), ctypes.c_int(cmd), buf, ctypes.c_uint(len(attr)))
-    if r < 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return r, buf
 
 
 def attach(prog_fd, ifindex, attach_type):
