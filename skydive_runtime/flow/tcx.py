@@ -17,11 +17,11 @@ record: u32 length (bit 31 busy, bit 30 discarded), u32 page offset, the data, 8
 
 import ctypes
 import mmap
-import os
 import select
 import struct
 
 from .bpfsys import bpf as _bpf
+
 BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_QUERY, BPF_LINK_CREATE = 15, 16, 28
 TCX_INGRESS, TCX_EGRESS = 46, 47            # enum bpf_attach_type BPF_TCX_INGRESS/EGRESS
 BPF_F_BEFORE = 1 << 3                       # with no relative program: the head of the chain
